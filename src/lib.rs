@@ -1,0 +1,7 @@
+//! shibafu: a container lab appliance, from an OCI runtime up to a small PaaS.
+//! The module map and its rules live in DESIGN.md ("The house").
+
+pub mod cli;
+pub mod explain;
+pub mod runtime;
+pub mod safepath;

@@ -1,0 +1,15 @@
+//! The shibafu binary (also installed as `container-tool`): parse, dispatch, exit.
+
+use clap::Parser;
+
+fn main() {
+    let cli = shibafu::cli::Cli::parse();
+    let code = match shibafu::cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("shibafu: {err:#}");
+            shibafu::cli::exit_code(&err)
+        }
+    };
+    std::process::exit(code);
+}

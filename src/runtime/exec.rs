@@ -1,0 +1,119 @@
+//! `exec`: a new process inside a running container, joining every namespace and the cgroup
+//! of its init.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sched::{setns, CloneFlags};
+use oci_spec::runtime::Process;
+
+use super::container::Runtime;
+use super::error::{Result, RuntimeError};
+use super::state::{Record, Status};
+use super::sync::{self, Msg};
+use super::{foreground, namespaces, process, tty};
+
+/// How to exec.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// Return right after the process started.
+    pub detach: bool,
+    /// Where to write the new process's PID.
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty master to.
+    pub console_socket: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// The container's own process settings, for building an exec process from.
+    pub fn process_template(&self, id: &str) -> Result<Process> {
+        let record = Record::load(&self.root, id)?;
+        Ok(record.config.process().clone().unwrap_or_default())
+    }
+
+    /// Runs `process` in container `id`. Returns its exit code, or 0 once started with `detach`.
+    pub fn exec(&self, id: &str, process: &Process, opts: &ExecOptions) -> Result<i32> {
+        let record = Record::load(&self.root, id)?;
+        let status = record.status(&self.root);
+        if status != Status::Running && status != Status::Created {
+            return Err(RuntimeError::WrongState { id: id.into(), status: status.to_string(), what: "cannot exec in a container that is not running".into() });
+        }
+        let terminal = process.terminal() == Some(true);
+        if terminal && opts.detach && opts.console_socket.is_none() {
+            return Err(RuntimeError::Init("a detached terminal needs --console-socket".into()));
+        }
+        let joins = namespaces::open_joins(&namespaces::of_process(record.pid))?;
+        let (console_child, console_us) = match (&opts.console_socket, terminal) {
+            (_, false) => (None, None),
+            (Some(path), true) => {
+                let s = UnixStream::connect(path).map_err(RuntimeError::io(format!("connect {}", path.display())))?;
+                (Some(s), None)
+            }
+            (None, true) => {
+                let (a, b) = UnixStream::pair().map_err(RuntimeError::io("console socketpair"))?;
+                (Some(a), Some(b))
+            }
+        };
+        let signals = if opts.detach { None } else { Some(foreground::block_signals()?) };
+        if let Some(pidns) = namespaces::of_process(record.pid).into_iter().find(|(f, _)| *f == CloneFlags::CLONE_NEWPID) {
+            let file = std::fs::File::open(&pidns.1).map_err(RuntimeError::io("open pid namespace"))?;
+            setns(file, CloneFlags::CLONE_NEWPID).map_err(RuntimeError::sys("join pid namespace"))?;
+        }
+        let (parent, child) = sync::pair()?;
+        // SAFETY: single-threaded; the child execs or exits.
+        let pid = match unsafe { process::clone_process(CloneFlags::empty())? } {
+            None => {
+                drop(parent);
+                let err = match child_steps(&record, &joins, process, console_child.as_ref()) {
+                    Ok(program) => process::exec(&program),
+                    Err(e) => e,
+                };
+                let _ = child.send(&Msg::Error(err.to_string()));
+                // SAFETY: leaving a cloned child.
+                unsafe { libc::_exit(if err.exit_code() == 125 { 1 } else { err.exit_code() }) }
+            }
+            Some(pid) => pid,
+        };
+        drop(child);
+        drop(console_child);
+        // The sync socket closes on exec: no message means the program is running.
+        if let Some(Msg::Error(e)) = parent.recv()? {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            foreground::restore(signals);
+            return Err(classify(e));
+        }
+        let console = match console_us {
+            Some(sock) => Some(tty::recv_fd(sock.as_fd())?),
+            None => None,
+        };
+        if let Some(path) = &opts.pid_file {
+            std::fs::write(path, pid.to_string()).map_err(RuntimeError::io(format!("write {}", path.display())))?;
+        }
+        let Some(signals) = signals else { return Ok(0) };
+        let code = foreground::wait(pid, console.map(Into::into), &signals);
+        foreground::restore(Some(signals));
+        Ok(code)
+    }
+}
+
+fn classify(text: String) -> RuntimeError {
+    RuntimeError::Init(text)
+}
+
+fn child_steps(record: &Record, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>) -> Result<process::Program> {
+    if let Some(cg) = &record.cgroup {
+        std::fs::write(cg.join("cgroup.procs"), "0").map_err(RuntimeError::io("join the container's cgroup"))?;
+    }
+    namespaces::enter(joins, CloneFlags::all() - CloneFlags::CLONE_NEWNS - CloneFlags::CLONE_NEWPID)?;
+    namespaces::enter(joins, CloneFlags::CLONE_NEWNS)?;
+    match console {
+        Some(sock) => tty::setup(sock.as_fd(), process.console_size().map(|b| (b.height(), b.width())))?,
+        None => {
+            let _ = nix::unistd::setsid();
+        }
+    }
+    process::apply_identity(process)?;
+    process::enter_cwd(process)?;
+    process::find_program(process)
+}

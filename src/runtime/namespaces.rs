@@ -1,0 +1,147 @@
+//! Namespaces: which to create with clone(2), which to join with setns(2).
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use nix::sched::{setns, CloneFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{Result, RuntimeError};
+use crate::explain;
+
+/// What the spec asks of namespaces.
+#[derive(Debug)]
+pub struct NamespacePlan {
+    /// Namespaces created by clone(2) (cgroup is left out: it is unshared after the cgroup join).
+    pub clone_flags: CloneFlags,
+    /// Whether to unshare a cgroup namespace once the process sits in its cgroup.
+    pub new_cgroup: bool,
+    /// Existing namespaces to join, by path.
+    pub joins: Vec<(CloneFlags, PathBuf)>,
+}
+
+/// Reads the spec's namespaces. User and time namespaces are refused: this runtime does not
+/// map ids or clocks.
+pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
+    let mut plan = NamespacePlan { clone_flags: CloneFlags::empty(), new_cgroup: false, joins: Vec::new() };
+    let list = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    for ns in list {
+        let flag = match ns.typ() {
+            LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            other => {
+                return Err(RuntimeError::Init(format!(
+                    "{other:?} namespaces are not supported by shibafu's runtime (use --runtime crun)"
+                )))
+            }
+        };
+        match ns.path() {
+            Some(path) => plan.joins.push((flag, path.clone())),
+            None if flag == CloneFlags::CLONE_NEWCGROUP => plan.new_cgroup = true,
+            None => plan.clone_flags |= flag,
+        }
+    }
+    if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+        return Err(RuntimeError::Init("the spec has no mount namespace; shibafu needs one to pivot_root".into()));
+    }
+    Ok(plan)
+}
+
+/// The `unshare` command that matches a set of clone flags, for the explain trail.
+pub fn describe(flags: CloneFlags) -> String {
+    let mut words = vec!["unshare"];
+    for (flag, word) in [
+        (CloneFlags::CLONE_NEWPID, "--pid"),
+        (CloneFlags::CLONE_NEWNET, "--net"),
+        (CloneFlags::CLONE_NEWIPC, "--ipc"),
+        (CloneFlags::CLONE_NEWUTS, "--uts"),
+        (CloneFlags::CLONE_NEWNS, "--mount"),
+        (CloneFlags::CLONE_NEWCGROUP, "--cgroup"),
+    ] {
+        if flags.contains(flag) {
+            words.push(word);
+        }
+    }
+    words.push("--fork");
+    words.join(" ")
+}
+
+/// An opened namespace file, ready to join.
+pub struct Join {
+    flag: CloneFlags,
+    file: File,
+    path: PathBuf,
+}
+
+/// Opens the namespace files to join (in the caller's view of the filesystem).
+pub fn open_joins(joins: &[(CloneFlags, PathBuf)]) -> Result<Vec<Join>> {
+    joins
+        .iter()
+        .map(|(flag, path)| {
+            let file = File::open(path).map_err(RuntimeError::io(format!("open namespace {}", path.display())))?;
+            Ok(Join { flag: *flag, file, path: path.clone() })
+        })
+        .collect()
+}
+
+/// Joins the namespaces of one kind set (all of `joins` whose flag is in `which`).
+pub fn enter(joins: &[Join], which: CloneFlags) -> Result<()> {
+    for j in joins.iter().filter(|j| which.contains(j.flag)) {
+        explain::step(|| format!("nsenter --{}={}", nsenter_word(j.flag), j.path.display()));
+        setns(&j.file, j.flag).map_err(RuntimeError::sys(format!("join namespace {}", j.path.display())))?;
+    }
+    Ok(())
+}
+
+fn nsenter_word(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWNS => "mount",
+        _ => "cgroup",
+    }
+}
+
+/// The namespace kinds a process can be joined into, with their /proc names, in join order
+/// (mount last: later paths resolve in the container).
+pub const JOINABLE: [(CloneFlags, &str); 6] = [
+    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+    (CloneFlags::CLONE_NEWIPC, "ipc"),
+    (CloneFlags::CLONE_NEWUTS, "uts"),
+    (CloneFlags::CLONE_NEWNET, "net"),
+    (CloneFlags::CLONE_NEWPID, "pid"),
+    (CloneFlags::CLONE_NEWNS, "mnt"),
+];
+
+/// The namespaces of `pid` that differ from ours: what `exec` must join.
+pub fn of_process(pid: i32) -> Vec<(CloneFlags, PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    JOINABLE
+        .iter()
+        .filter_map(|(flag, name)| {
+            let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+            let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).ok()?.ino();
+            let inode = std::fs::metadata(&theirs).ok()?.ino();
+            (inode != ours).then_some((*flag, theirs))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_default_spec_creates_five_namespaces() {
+        let plan = plan(&super::super::spec::default_spec()).unwrap();
+        assert_eq!(describe(plan.clone_flags), "unshare --pid --net --ipc --uts --mount --fork");
+        assert!(!plan.new_cgroup);
+        assert!(plan.joins.is_empty());
+    }
+}

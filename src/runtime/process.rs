@@ -1,0 +1,158 @@
+//! The last steps of every container process, init or exec'd: limits, identity, capabilities,
+//! finding the program in the container's PATH, and execve. Also the raw clone(2).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use super::capabilities::CapabilityPlan;
+use super::error::{Result, RuntimeError};
+use super::{rlimits, user};
+use crate::explain;
+
+/// The default PATH when the process environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A program ready for execve.
+pub struct Program {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    display: String,
+}
+
+/// clone(2) without a new stack, like fork, but creating namespaces. Returns the child's PID
+/// in the parent and `None` in the child.
+///
+/// # Safety
+/// The caller must be single-threaded; the child must only exec or _exit.
+pub unsafe fn clone_process(flags: CloneFlags) -> Result<Option<Pid>> {
+    explain::step(|| super::namespaces::describe(flags));
+    let raw = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    let ret = libc::syscall(libc::SYS_clone, raw, 0usize, 0usize, 0usize, 0usize);
+    match ret {
+        -1 => Err(RuntimeError::sys("clone")(nix::errno::Errno::last())),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Applies rlimits, the user, capabilities and no_new_privs of `process` to ourselves.
+pub fn apply_identity(process: &Process) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
+        explain::step(|| format!("echo {adj} > /proc/self/oom_score_adj"));
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(RuntimeError::io("set oom_score_adj"))?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    let caps = process.capabilities().as_ref().map(CapabilityPlan::from_spec).transpose()?;
+    if let Some(caps) = &caps {
+        caps.drop_bounding()?;
+    }
+    user::switch(process.user())?;
+    if let Some(caps) = &caps {
+        caps.apply()?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        user::no_new_privileges()?;
+    }
+    Ok(())
+}
+
+/// Changes to the process's working directory.
+pub fn enter_cwd(process: &Process) -> Result<()> {
+    nix::unistd::chdir(process.cwd()).map_err(RuntimeError::sys(format!("chdir {}", process.cwd().display())))
+}
+
+/// Finds `args[0]` in the container (through the process's PATH) and builds argv and envp.
+pub fn find_program(process: &Process) -> Result<Program> {
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let name = args.first().ok_or_else(|| RuntimeError::Init("process.args is empty".into()))?;
+    let path_var = env.iter().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = lookup(name, path_var)?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| RuntimeError::Init(format!("{s:?} holds a NUL byte")));
+    Ok(Program {
+        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| RuntimeError::NotFoundInPath(name.clone()))?,
+        argv: args.iter().map(|a| cstr(a)).collect::<Result<_>>()?,
+        envp: env.iter().map(|e| cstr(e)).collect::<Result<_>>()?,
+        display: args.join(" "),
+    })
+}
+
+fn lookup(name: &str, path_var: &str) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        path_var.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).collect()
+    };
+    let mut denied = false;
+    for c in candidates {
+        match std::fs::metadata(&c) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(c),
+            Ok(_) => denied = true,
+            Err(_) => {}
+        }
+    }
+    if denied { Err(RuntimeError::CannotExecute(name.into())) } else { Err(RuntimeError::NotFoundInPath(name.into())) }
+}
+
+/// Resets signal handling to what a fresh process expects and executes the program. Only
+/// returns by exiting: 127 when the program vanished, 126 when it cannot run.
+pub fn exec(program: &Program) -> ! {
+    explain::step(|| format!("exec {}", program.display));
+    reset_signals();
+    let err = nix::unistd::execve(&program.path, &program.argv, &program.envp).unwrap_err();
+    let code = if err == nix::errno::Errno::ENOENT { 127 } else { 126 };
+    eprintln!("shibafu: exec {}: {err}", program.display);
+    // SAFETY: _exit is always safe; no destructors must run in a cloned child.
+    unsafe { libc::_exit(code) }
+}
+
+/// Unblocks every signal and restores default dispositions (Rust ignores SIGPIPE, and an
+/// ignored signal would stay ignored across exec).
+pub fn reset_signals() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: restoring SIG_DFL installs no handler code.
+            unsafe {
+                let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+            }
+        }
+    }
+}
+
+/// Sets the host name (and domain name) of a new UTS namespace.
+pub fn set_hostname(hostname: Option<&str>, domainname: Option<&str>) -> Result<()> {
+    if let Some(h) = hostname {
+        explain::step(|| format!("hostname {h}"));
+        nix::unistd::sethostname(h).map_err(RuntimeError::sys(format!("sethostname {h}")))?;
+    }
+    if let Some(d) = domainname {
+        explain::step(|| format!("domainname {d}"));
+        // SAFETY: the pointer and length describe a live byte slice.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(RuntimeError::Init(format!("setdomainname {d}: {}", std::io::Error::last_os_error())));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the spec's sysctls under /proc/sys.
+pub fn apply_sysctls(sysctls: &std::collections::HashMap<String, String>) -> Result<()> {
+    let mut keys: Vec<_> = sysctls.keys().collect();
+    keys.sort();
+    for key in keys {
+        let value = &sysctls[key];
+        explain::step(|| format!("sysctl -w {key}={value}"));
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(RuntimeError::io(format!("sysctl {key}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Path resolution confined to a root directory: symlinks met on the way resolve inside the
+//! root (openat2 with RESOLVE_IN_ROOT), so neither a container's mounts nor an unpacked layer
+//! can ever write outside their tree.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{mkdirat, Mode};
+
+fn how(flags: OFlag, mode: Mode) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .mode(mode)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `path` inside the tree at `root`, as if `root` were `/`.
+pub fn open<Fd: AsFd>(root: Fd, path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
+    let rel = relative(path);
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
+    openat2(root, rel, how(flags, mode))
+}
+
+/// Opens the directory `path` inside `root`, creating every missing component (mode 0755).
+/// Returns an O_PATH descriptor, suitable as a mount target through `/proc/self/fd/N`.
+pub fn mkdir_all<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
+    let root = root.as_fd();
+    let mut dir = open(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
+    let mut so_far = PathBuf::from("/");
+    for part in relative(path).components() {
+        so_far.push(part);
+        match mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // Re-resolve from the root so a symlink component stays confined.
+        dir = open(root, &so_far, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
+    }
+    Ok(dir)
+}
+
+/// Opens the file `path` inside `root`, creating it (and its parents) when missing.
+pub fn touch<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
+    let root = root.as_fd();
+    if let Some(parent) = path.parent() {
+        mkdir_all(root, parent)?;
+    }
+    let flags = OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOCTTY;
+    let fd = open(root, path, flags, Mode::from_bits_truncate(0o644))?;
+    Ok(fd)
+}
+
+/// The magic path that names an open descriptor, for mount(2) and friends.
+pub fn proc_fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// `path` with its root and `.` components dropped; `..` is kept for openat2 to confine.
+pub fn relative(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir | Component::Prefix(_)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        symlink(&outside, root.join("escape")).unwrap();
+        symlink("../../..", root.join("up")).unwrap();
+        let rootfd = nix::fcntl::open(&root, OFlag::O_PATH, Mode::empty()).unwrap();
+        mkdir_all(&rootfd, Path::new("/escape/made")).unwrap();
+        mkdir_all(&rootfd, Path::new("up/x")).unwrap();
+        assert!(!outside.join("made").exists());
+        assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir());
+        assert!(root.join("x").is_dir());
+    }
+
+    #[test]
+    fn relative_drops_the_root() {
+        assert_eq!(relative(Path::new("/dev/./pts")), PathBuf::from("dev/pts"));
+    }
+}
