@@ -5,3 +5,5 @@ pub mod cli;
 pub mod explain;
 pub mod runtime;
 pub mod safepath;
+pub mod state;
+pub mod storage;

@@ -113,7 +113,7 @@ impl Cgroup {
                             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
                         }
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 Err(e) => return Err(RuntimeError::io(format!("remove cgroup {}", self.path.display()))(e)),
             }

@@ -1,0 +1,182 @@
+//! Typed queries on containers.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{now, Db, Result, StateError};
+
+/// A container as the engine records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerRow {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image reference it was made from.
+    pub image: String,
+    /// The command, as run.
+    pub command: Vec<String>,
+    /// Layer diff IDs under its writable layer, bottom first.
+    pub layers: Vec<String>,
+    /// `shibafu` or the path of an external OCI runtime.
+    pub runtime: String,
+    /// When it was created.
+    pub created_at: String,
+    /// `created`, `running` or `exited`.
+    pub state: String,
+    /// The process that waits for the container (the attached CLI or the monitor).
+    pub monitor_pid: Option<i32>,
+    /// Start time of that process, to tell a reused PID apart.
+    pub monitor_start: Option<u64>,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+    /// When it exited.
+    pub finished_at: Option<String>,
+}
+
+const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at FROM containers";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
+    let command: String = r.get(3)?;
+    let layers: String = r.get(4)?;
+    Ok(ContainerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        command: serde_json::from_str(&command).unwrap_or_default(),
+        layers: serde_json::from_str(&layers).unwrap_or_default(),
+        runtime: r.get(5)?,
+        created_at: r.get(6)?,
+        state: r.get(7)?,
+        monitor_pid: r.get(8)?,
+        monitor_start: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        exit_code: r.get(10)?,
+        finished_at: r.get(11)?,
+    })
+}
+
+impl Db {
+    /// Records a new container in state `created`; a taken name is refused.
+    pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
+        let result = self.conn.execute(
+            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created')",
+            params![
+                c.id,
+                c.name,
+                c.image,
+                serde_json::to_string(&c.command).expect("strings serialize"),
+                serde_json::to_string(&c.layers).expect("strings serialize"),
+                c.runtime,
+                c.created_at
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let holder = self.container_by_name(&c.name)?.map(|h| h.id[..12].to_string()).unwrap_or_default();
+                Err(StateError::NameInUse(c.name.clone(), holder))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks a container running, waited for by `monitor_pid`.
+    pub fn set_running(&self, id: &str, monitor_pid: i32, monitor_start: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET state = 'running', monitor_pid = ?2, monitor_start = ?3, exit_code = NULL, finished_at = NULL WHERE id = ?1",
+            params![id, monitor_pid, monitor_start as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records a container's exit.
+    pub fn set_exited(&self, id: &str, exit_code: i32) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET state = 'exited', exit_code = ?2, finished_at = ?3, monitor_pid = NULL, monitor_start = NULL WHERE id = ?1",
+            params![id, exit_code, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a container.
+    pub fn delete_container(&self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// A container by exact name.
+    pub fn container_by_name(&self, name: &str) -> Result<Option<ContainerRow>> {
+        Ok(self.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [name], row).optional()?)
+    }
+
+    /// Containers whose ID starts with `prefix`.
+    pub fn containers_by_id(&self, prefix: &str) -> Result<Vec<ContainerRow>> {
+        let mut stmt = self.conn.prepare(&format!("{SELECT} WHERE id LIKE ?1"))?;
+        let rows = stmt.query_map([format!("{prefix}%")], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every container, oldest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRow>> {
+        let mut stmt = self.conn.prepare(&format!("{SELECT} ORDER BY created_at, rowid"))?;
+        let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Whether any container uses a layer.
+    pub fn layer_in_use(&self, diff_id: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM containers WHERE EXISTS (SELECT 1 FROM json_each(containers.layers) WHERE value = ?1)",
+            [diff_id],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, name: &str) -> ContainerRow {
+        ContainerRow {
+            id: id.repeat(64 / id.len()),
+            name: name.into(),
+            image: "busybox:latest".into(),
+            command: vec!["sleep".into(), "100".into()],
+            layers: vec!["sha256:l1".into()],
+            runtime: "shibafu".into(),
+            created_at: now(),
+            state: "created".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_taken_name_is_refused_with_its_holder() {
+        let db = Db::in_memory().unwrap();
+        db.insert_container(&container("a", "web")).unwrap();
+        let err = db.insert_container(&container("b", "web")).unwrap_err();
+        assert!(err.to_string().contains("\"web\" is already in use by container aaaaaaaaaaaa"), "{err}");
+        assert_eq!(db.containers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lifecycle_updates_are_recorded() {
+        let db = Db::in_memory().unwrap();
+        let c = container("c", "job");
+        db.insert_container(&c).unwrap();
+        db.set_running(&c.id, 42, 7).unwrap();
+        let r = db.container_by_name("job").unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.monitor_pid, r.monitor_start), ("running", Some(42), Some(7)));
+        db.set_exited(&c.id, 137).unwrap();
+        let r = db.containers_by_id("ccc").unwrap().remove(0);
+        assert_eq!((r.state.as_str(), r.exit_code, r.monitor_pid), ("exited", Some(137), None));
+        assert!(db.layer_in_use("sha256:l1").unwrap());
+        assert!(!db.layer_in_use("sha256:l2").unwrap());
+        db.delete_container(&c.id).unwrap();
+        assert!(db.containers().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,53 @@
+//! Storage (phase 3): the sha256 blob store, safe layer unpacking, overlay mounts.
+
+pub mod blobs;
+pub mod overlay;
+pub mod unpack;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A tar entry would land outside its tree, or is otherwise unsafe.
+    #[error("unsafe tar entry {entry:?}: {reason}")]
+    UnsafeEntry { entry: String, reason: String },
+    /// The archive is unreadable: corrupt, truncated, or not a tar at all.
+    #[error("unreadable archive {what}: {reason}")]
+    BadArchive { what: String, reason: String },
+    /// Content did not match its digest.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    /// An I/O operation failed.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+        let what = what.into();
+        move |source| StorageError::Io { what, source }
+    }
+
+    /// Wraps an errno with what was being done.
+    pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> StorageError {
+        let what = what.into();
+        move |source| StorageError::Sys { what, source }
+    }
+}
+
+/// Result of storage operations.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// The hex part of a `sha256:<hex>` digest.
+pub fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
