@@ -2,7 +2,9 @@
 //! The module map and its rules live in DESIGN.md ("The house").
 
 pub mod cli;
+pub mod engine;
 pub mod explain;
+pub mod image;
 pub mod runtime;
 pub mod safepath;
 pub mod state;

@@ -24,19 +24,39 @@ pub fn open<Fd: AsFd>(root: Fd, path: &Path, flags: OFlag, mode: Mode) -> nix::R
 }
 
 /// Opens the directory `path` inside `root`, creating every missing component (mode 0755).
+/// A symlink on the way, even a dangling one, is followed inside the root.
 /// Returns an O_PATH descriptor, suitable as a mount target through `/proc/self/fd/N`.
 pub fn mkdir_all<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
-    let root = root.as_fd();
+    mkdir_all_depth(root.as_fd(), path, 0)
+}
+
+fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> nix::Result<OwnedFd> {
+    if depth > 40 {
+        return Err(Errno::ELOOP);
+    }
     let mut dir = open(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
     let mut so_far = PathBuf::from("/");
-    for part in relative(path).components() {
-        so_far.push(part);
+    let parts: Vec<_> = relative(path).components().map(|c| c.as_os_str().to_owned()).collect();
+    for (i, part) in parts.iter().enumerate() {
         match mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e),
         }
+        let next = so_far.join(part);
         // Re-resolve from the root so a symlink component stays confined.
-        dir = open(root, &so_far, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
+        match open(root, &next, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()) {
+            Ok(fd) => dir = fd,
+            Err(Errno::ENOENT) => {
+                // A dangling symlink: create what it points to, inside the root.
+                let target = nix::fcntl::readlinkat(&dir, part.as_os_str())?;
+                let base = if Path::new(&target).is_absolute() { PathBuf::from("/") } else { so_far.clone() };
+                let mut redirected = base.join(target);
+                redirected.extend(&parts[i + 1..]);
+                return mkdir_all_depth(root, &redirected, depth + 1);
+            }
+            Err(e) => return Err(e),
+        }
+        so_far = next;
     }
     Ok(dir)
 }

@@ -1,5 +1,7 @@
 //! The command line: clap definitions, one file per command group, turned into calls.
 
+pub mod container;
+pub mod image;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -24,6 +26,62 @@ pub struct Cli {
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a command in a new container from an image.
+    Run(container::RunArgs),
+    /// List containers.
+    #[command(alias = "ps")]
+    List(container::ListArgs),
+    /// Run a command in a running container.
+    Exec(container::ExecArgs),
+    /// Stop containers (SIGTERM, then SIGKILL after the timeout).
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill running containers first.
+        #[arg(short, long)]
+        force: bool,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print what a detached container wrote.
+    Logs {
+        /// Keep printing until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+        /// Container name or ID.
+        container: String,
+    },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// List images.
+    Images,
+    /// Write an image's flattened root filesystem as a tar to stdout.
+    Export {
+        /// Image.
+        image: String,
+    },
+    /// Write an OCI bundle (DIR/rootfs + DIR/config.json) that runc runs unchanged.
+    Bundle {
+        /// Give the process a terminal (for an interactive shell).
+        #[arg(short, long)]
+        tty: bool,
+        /// Image.
+        image: String,
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Command (default: the image's).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// The OCI runtime, with runc's command line.
     Runtime(runtime::RuntimeArgs),
 }
@@ -31,7 +89,18 @@ pub enum Command {
 /// Runs the parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     crate::explain::enable(cli.explain);
+    let root = cli.root.as_path();
     match cli.command {
+        Command::Run(a) => container::run(root, a),
+        Command::List(a) => container::list(root, a),
+        Command::Exec(a) => container::exec(root, a),
+        Command::Stop { time, containers } => container::stop(root, &containers, time),
+        Command::Rm { force, containers } => container::rm(root, &containers, force),
+        Command::Logs { follow, container } => container::logs(root, &container, follow),
+        Command::Image(cmd) => image::image(root, cmd),
+        Command::Images => image::images(root),
+        Command::Export { image } => image::export_image(root, &image),
+        Command::Bundle { tty, image, dir, command } => image::bundle(root, &image, &dir, &command, tty),
         Command::Runtime(args) => runtime::run(args),
     }
 }
@@ -40,6 +109,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::engine::EngineError>() {
             return e.exit_code();
         }
     }

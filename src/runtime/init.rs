@@ -40,6 +40,7 @@ pub fn run(ctx: InitContext, sync: Sync) -> ! {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set_up(&ctx, &sync)));
     let err = match result {
         Ok(Ok(program)) => process::exec(&program),
+        Ok(Err(RuntimeError::Init(text))) => text,
         Ok(Err(e)) => e.to_string(),
         Err(_) => "init panicked".to_string(),
     };

@@ -1,0 +1,178 @@
+//! Container commands: run, list (ps), exec, stop, rm, logs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::engine::list::ContainerSummary;
+use crate::engine::run::{RunOptions, RunOutcome};
+use crate::engine::spec::Limits;
+use crate::engine::Engine;
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run in the background; print the ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Environment, KEY=VALUE (repeatable).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// OCI runtime: shibafu (built in), runc, crun, or a path.
+    #[arg(long, default_value = "shibafu")]
+    pub runtime: String,
+    /// Memory limit (bytes, or with k/m/g).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit, in CPUs (0.5 = half of one).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes the container may have.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Image.
+    pub image: String,
+    /// Command and arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `list` / `ps`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Show every container, not only running ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Only IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Environment, KEY=VALUE.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Accepted for Docker compatibility: stdin is always attached.
+    #[arg(short, long, hide = true)]
+    pub interactive: bool,
+    /// Accepted for Docker compatibility: a terminal is used when stdin is one.
+    #[arg(short, long, hide = true)]
+    pub tty: bool,
+    /// Container name or ID.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Runs `run`.
+pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
+    let opts = RunOptions {
+        image: a.image,
+        command: a.command,
+        name: a.name,
+        detach: a.detach,
+        env: a.env,
+        remove: a.rm,
+        runtime: a.runtime,
+        limits,
+    };
+    match engine.run(&opts)? {
+        RunOutcome::Exited(code) => Ok(code),
+        RunOutcome::Started(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+    }
+}
+
+/// Runs `list`.
+pub fn list(root: &Path, a: ListArgs) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    let rows = engine.list(a.all)?;
+    if a.quiet {
+        rows.iter().for_each(|c| println!("{}", &c.id[..12]));
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
+        "table" => print_table(&rows),
+        other => bail!("unknown format {other:?}: use table or json"),
+    }
+    Ok(0)
+}
+
+fn print_table(rows: &[ContainerSummary]) {
+    println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS");
+    for c in rows {
+        let mut command = c.command.join(" ");
+        if command.len() > 22 {
+            command.truncate(21);
+            command.push('…');
+        }
+        println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", &c.id[..12], c.name, c.image, format!("\"{command}\""), c.status);
+    }
+}
+
+/// Runs `exec`.
+pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
+    Ok(Engine::open(root)?.exec(&a.container, &a.command, &a.env)?)
+}
+
+/// Runs `stop`.
+pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    for n in names {
+        engine.stop(n, Duration::from_secs(timeout))?;
+        println!("{n}");
+    }
+    Ok(0)
+}
+
+/// Runs `rm`.
+pub fn rm(root: &Path, names: &[String], force: bool) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    for n in names {
+        engine.rm(n, force)?;
+        println!("{n}");
+    }
+    Ok(0)
+}
+
+/// Runs `logs`.
+pub fn logs(root: &Path, name: &str, follow: bool) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    engine.logs(name, follow, &mut std::io::stdout(), &mut std::io::stderr())?;
+    Ok(0)
+}
+
+/// `512m`, `1g`, `65536` -> bytes.
+pub fn parse_size(text: &str) -> Result<i64> {
+    let lower = text.trim().to_lowercase();
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('b') => (&lower[..lower.len() - 1], 1),
+        _ => (lower.as_str(), 1),
+    };
+    match num.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => bail!("invalid size {text:?}: use a positive number with an optional k, m or g"),
+    }
+}

@@ -1,0 +1,118 @@
+//! Image commands: image import, images, export, bundle.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use crate::engine::spec::{container_spec, Limits, SpecInput};
+use crate::engine::Engine;
+use crate::image::{export, reference};
+
+/// `image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Store a rootfs tarball (plain or gzip) as a one-layer image.
+    Import {
+        /// The tarball.
+        tarball: PathBuf,
+        /// NAME[:TAG].
+        reference: String,
+    },
+    /// List images.
+    #[command(alias = "ls")]
+    List,
+}
+
+/// Runs `image ...`.
+pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
+    match cmd {
+        ImageCommand::Import { tarball, reference: text } => {
+            let r = reference::parse(&text).map_err(anyhow::Error::msg)?;
+            let engine = Engine::open(root)?;
+            let row = engine.images().import_rootfs(&tarball, &r)?;
+            println!("{}", row.config_digest);
+            Ok(0)
+        }
+        ImageCommand::List => images(root),
+    }
+}
+
+/// Runs `images`.
+pub fn images(root: &Path) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    println!("{:<40}  {:<12}  {:<12}  {:<22}  {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    for i in engine.db.images()? {
+        let id = &crate::storage::hex(&i.config_digest)[..12];
+        println!("{:<40}  {:<12}  {:<12}  {:<22}  {:>10}", i.name, i.tag, id, format!("{} ago", crate::engine::list::ago(&i.created_at)), human_size(i.size));
+    }
+    Ok(0)
+}
+
+fn human_size(bytes: i64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 { format!("{:.1}GB", b / 1e9) } else if b >= 1e6 { format!("{:.1}MB", b / 1e6) } else { format!("{:.1}kB", b / 1e3) }
+}
+
+/// Runs `export IMAGE`: the flattened rootfs as a tar on stdout.
+pub fn export_image(root: &Path, image: &str) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    let store = engine.images();
+    let row = store.resolve(image)?;
+    let layers = store.layer_dirs(&row)?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("refusing to write a tar to a terminal: redirect it (shibafu export {image} | tar -C DIR -xf -)");
+    }
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+    let written = export::write_rootfs(&layers, &engine.root.join("tmp/export-mnt"), &mut out).map_err(anyhow::Error::from).and_then(|_| Ok(out.flush()?));
+    match written {
+        // The reader went away (`| head`): not our failure.
+        Err(e) if format!("{e:#}").contains("Broken pipe") => Ok(141),
+        Err(e) => Err(e),
+        Ok(()) => Ok(0),
+    }
+}
+
+/// Runs `bundle IMAGE DIR`: DIR/rootfs and DIR/config.json, ready for `runc run`.
+pub fn bundle(root: &Path, image: &str, dir: &Path, command: &[String], terminal: bool) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    let store = engine.images();
+    let row = store.resolve(image)?;
+    let config = store.config(&row)?;
+    let layers = store.layer_dirs(&row)?;
+    let rootfs = dir.join("rootfs");
+    if rootfs.exists() || dir.join("config.json").exists() {
+        bail!("{} already holds a bundle; choose an empty directory", dir.display());
+    }
+    std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
+    let result = (|| -> Result<()> {
+        let tar_path = dir.join(".rootfs.tar");
+        export::write_rootfs(&layers, &engine.root.join("tmp/export-mnt"), std::fs::File::create(&tar_path)?)?;
+        crate::storage::unpack::unpack_into(std::fs::File::open(&tar_path)?, &rootfs)?;
+        std::fs::remove_file(&tar_path)?;
+        let hostname = row.name.rsplit('/').next().unwrap_or("shibafu").to_string();
+        let spec = container_spec(&SpecInput {
+            image: &config,
+            command,
+            env: &[],
+            rootfs: PathBuf::from("rootfs"),
+            rootfs_on_disk: &rootfs,
+            hostname,
+            terminal,
+            limits: &Limits::default(),
+            cgroup: None,
+            nofile: crate::engine::spec::default_nofile(),
+        })?;
+        crate::runtime::spec::save(&spec, dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&rootfs);
+        let _ = std::fs::remove_file(dir.join(".rootfs.tar"));
+    }
+    result?;
+    println!("{}", dir.display());
+    Ok(0)
+}

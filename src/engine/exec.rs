@@ -1,0 +1,23 @@
+//! `exec`: a command in a running container, joining every namespace of its init.
+
+use std::io::IsTerminal;
+
+use super::oci::OciRuntime;
+use super::{Engine, EngineError, Result};
+
+impl Engine {
+    /// Runs `command` in the container; returns its exit code.
+    pub fn exec(&self, name: &str, command: &[String], env: &[String]) -> Result<i32> {
+        let c = self.find(name)?;
+        if !self.is_running(&c) {
+            return Err(EngineError::NotRunning(c.name));
+        }
+        if command.is_empty() {
+            return Err(EngineError::Invalid("exec needs a command".into()));
+        }
+        let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
+        let stdin = std::io::stdin();
+        let tty = stdin.is_terminal() && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp());
+        oci.exec(&c.id, command, env, tty)
+    }
+}

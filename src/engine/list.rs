@@ -1,0 +1,71 @@
+//! `list` / `ps`: containers with their live status.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::{Engine, Result};
+
+/// One line of `list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerSummary {
+    /// Full ID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Command.
+    pub command: Vec<String>,
+    /// Creation time.
+    pub created: String,
+    /// `running`, `exited` or `created`.
+    pub state: String,
+    /// Docker-style status text.
+    pub status: String,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+}
+
+impl Engine {
+    /// Containers (only running ones unless `all`), oldest first.
+    pub fn list(&self, all: bool) -> Result<Vec<ContainerSummary>> {
+        let mut out = Vec::new();
+        for c in self.db.containers()? {
+            let running = self.is_running(&c);
+            let (state, status) = match c.state.as_str() {
+                "running" if running => ("running", format!("Up {}", ago(&c.created_at))),
+                "running" => ("exited", "Exited (unknown): its monitor is gone".to_string()),
+                "exited" => ("exited", format!("Exited ({}) {} ago", c.exit_code.unwrap_or(-1), ago(c.finished_at.as_deref().unwrap_or(&c.created_at)))),
+                _ => ("created", "Created".to_string()),
+            };
+            if !all && state != "running" {
+                continue;
+            }
+            out.push(ContainerSummary {
+                id: c.id,
+                name: c.name,
+                image: c.image,
+                command: c.command,
+                created: c.created_at,
+                state: state.into(),
+                status,
+                exit_code: c.exit_code,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// "3 seconds", "5 minutes", ... since an RFC 3339 time.
+pub fn ago(time: &str) -> String {
+    let Ok(then) = humantime::parse_rfc3339_weak(time) else { return "a while".into() };
+    let secs = SystemTime::now().duration_since(then).unwrap_or(Duration::ZERO).as_secs();
+    let (n, unit) = match secs {
+        0..60 => (secs, "second"),
+        60..3600 => (secs / 60, "minute"),
+        3600..86400 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}

@@ -1,0 +1,137 @@
+//! The integrated runtime (phase 7, started in phase 1): run, list, exec, stop, rm, logs. It
+//! ties images, storage, the state database and an OCI runtime together; every step that
+//! changes the disk or the kernel has an undo that runs when a later step fails.
+
+pub mod exec;
+pub mod list;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod oci;
+pub mod run;
+pub mod spec;
+pub mod stop;
+
+use std::path::{Path, PathBuf};
+
+use crate::image::ImageStore;
+use crate::state::containers::ContainerRow;
+use crate::state::Db;
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No container by that name or ID.
+    #[error("no such container: {0} (see `shibafu list -a`)")]
+    NoSuchContainer(String),
+    /// An ID prefix fits several containers.
+    #[error("container ID {0:?} is ambiguous; give more digits or the name")]
+    Ambiguous(String),
+    /// The operation needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The operation needs a stopped container.
+    #[error("container {0} is running: stop it first, or use rm -f")]
+    StillRunning(String),
+    /// Bad user input.
+    #[error("{0}")]
+    Invalid(String),
+    /// From the runtime.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// From the image store.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// From storage.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// From the state database.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// Other I/O.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl EngineError {
+    /// Wraps an I/O error.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let what = what.into();
+        move |source| EngineError::Io { what, source }
+    }
+
+    /// Docker's exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Runtime(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+/// Result of engine operations.
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// One data root, opened.
+pub struct Engine {
+    /// The data root (`/var/lib/shibafu`).
+    pub root: PathBuf,
+    /// Runtime state of running containers (`/run/shibafu`).
+    pub run_dir: PathBuf,
+    /// The state database.
+    pub db: Db,
+}
+
+/// The default data root.
+pub const DEFAULT_ROOT: &str = "/var/lib/shibafu";
+
+impl Engine {
+    /// Opens `root`, creating its layout. Runtime state goes to /run/shibafu for the default
+    /// root and to `<root>/run` for any other (or to `SHIBAFU_RUN`).
+    pub fn open(root: &Path) -> Result<Engine> {
+        for dir in ["", "containers", "layers", "blobs/sha256", "tmp"] {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
+        }
+        let run_dir = match std::env::var_os("SHIBAFU_RUN") {
+            Some(dir) => PathBuf::from(dir),
+            None if root == Path::new(DEFAULT_ROOT) => PathBuf::from("/run/shibafu"),
+            None => root.join("run"),
+        };
+        std::fs::create_dir_all(&run_dir).map_err(EngineError::io(format!("create {}", run_dir.display())))?;
+        let db = Db::open(root)?;
+        Ok(Engine { root: root.to_path_buf(), run_dir, db })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> ImageStore<'_> {
+        ImageStore::new(&self.root, &self.db)
+    }
+
+    /// A container's directory (bundle, upper, work, rootfs, log).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Finds a container by name, or by a unique prefix of its ID.
+    pub fn find(&self, name_or_id: &str) -> Result<ContainerRow> {
+        if let Some(c) = self.db.container_by_name(name_or_id)? {
+            return Ok(c);
+        }
+        if !name_or_id.is_empty() && name_or_id.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = self.db.containers_by_id(name_or_id)?;
+            match found.len() {
+                1 => return Ok(found.remove(0)),
+                0 => {}
+                _ => return Err(EngineError::Ambiguous(name_or_id.into())),
+            }
+        }
+        Err(EngineError::NoSuchContainer(name_or_id.into()))
+    }
+
+    /// Whether the process that waits for the container is still there.
+    pub fn is_running(&self, c: &ContainerRow) -> bool {
+        c.state == "running"
+            && matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
+    }
+}

@@ -1,0 +1,177 @@
+//! The OCI runtime a container runs under: our own (in-process), or an external runc-compatible
+//! binary (`--runtime runc|crun|PATH`) driven through its command line.
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+
+use super::{EngineError, Result};
+use crate::runtime::exec::ExecOptions;
+use crate::runtime::{CreateOptions, Runtime};
+
+/// Which runtime.
+pub enum OciRuntime {
+    /// shibafu's own runtime.
+    Builtin(Runtime),
+    /// An external binary with runc's command line, and its state root.
+    External { path: PathBuf, root: PathBuf },
+}
+
+/// The name stored for our own runtime.
+pub const BUILTIN: &str = "shibafu";
+
+impl OciRuntime {
+    /// `shibafu`, `runc`, `crun`, or a path to a runc-compatible binary.
+    pub fn choose(name: &str, run_dir: &Path) -> Result<OciRuntime> {
+        if name == BUILTIN || name.is_empty() {
+            return Ok(OciRuntime::Builtin(Runtime::new(run_dir.join("runtime"))));
+        }
+        let path = if name.contains('/') { PathBuf::from(name) } else { find_in_path(name).ok_or_else(|| EngineError::Invalid(format!("OCI runtime {name:?} is not installed (apt-get install {name})")))? };
+        if !path.is_file() {
+            return Err(EngineError::Invalid(format!("OCI runtime {} does not exist", path.display())));
+        }
+        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(OciRuntime::External { root: run_dir.join(base), path })
+    }
+
+    /// The name to record (and to `choose` again later).
+    pub fn name(&self) -> String {
+        match self {
+            OciRuntime::Builtin(_) => BUILTIN.into(),
+            OciRuntime::External { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Runs the container in the foreground with our stdio; returns its exit code.
+    pub fn run_attached(&self, id: &str, bundle: &Path) -> Result<i32> {
+        match self {
+            OciRuntime::Builtin(rt) => Ok(rt.run(id, bundle, CreateOptions::default(), false)?),
+            OciRuntime::External { .. } => {
+                let status = self.command(&["run", "--bundle", &bundle.display().to_string(), id]).status().map_err(EngineError::io("run the OCI runtime"))?;
+                Ok(status.code().unwrap_or(125))
+            }
+        }
+    }
+
+    /// Creates the container with the given stdio and returns its init PID (the caller must be
+    /// its parent or subreaper to wait for it).
+    pub fn create(&self, id: &str, bundle: &Path, stdio: [RawFd; 3]) -> Result<i32> {
+        match self {
+            OciRuntime::Builtin(rt) => {
+                let created = rt.create(id, bundle, &CreateOptions { stdio: Some(stdio), ..Default::default() })?;
+                Ok(created.pid.as_raw())
+            }
+            OciRuntime::External { .. } => {
+                let pid_file = bundle.join("init.pid");
+                let mut cmd = self.command(&["create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
+                // SAFETY: the descriptors are open for the duration of the call.
+                unsafe {
+                    cmd.stdin(Stdio::from_raw_fd_dup(stdio[0])?).stdout(Stdio::from_raw_fd_dup(stdio[1])?).stderr(Stdio::from_raw_fd_dup(stdio[2])?);
+                }
+                let out = cmd.output().map_err(EngineError::io("run the OCI runtime"))?;
+                if !out.status.success() {
+                    return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), String::from_utf8_lossy(&out.stderr).trim())));
+                }
+                let text = std::fs::read_to_string(&pid_file).map_err(EngineError::io("read the init's pid file"))?;
+                text.trim().parse().map_err(|_| EngineError::Invalid(format!("bad pid file {}", pid_file.display())))
+            }
+        }
+    }
+
+    /// Starts a created container.
+    pub fn start(&self, id: &str) -> Result<()> {
+        match self {
+            OciRuntime::Builtin(rt) => Ok(rt.start(id)?),
+            OciRuntime::External { .. } => self.checked(&["start", id]),
+        }
+    }
+
+    /// Signals the container's init.
+    pub fn kill(&self, id: &str, signal: Signal) -> Result<()> {
+        match self {
+            OciRuntime::Builtin(rt) => Ok(rt.kill(id, signal, false)?),
+            OciRuntime::External { .. } => self.checked(&["kill", id, signal.as_str()]),
+        }
+    }
+
+    /// Removes the runtime's record of the container, killing it if needed; a container the
+    /// runtime no longer knows is fine.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        match self {
+            OciRuntime::Builtin(rt) => match rt.delete(id, true) {
+                Ok(()) | Err(crate::runtime::RuntimeError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            OciRuntime::External { .. } => {
+                let _ = self.command(&["delete", "--force", id]).stderr(Stdio::null()).status();
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a command in the running container; returns its exit code.
+    pub fn exec(&self, id: &str, args: &[String], env: &[String], tty: bool) -> Result<i32> {
+        match self {
+            OciRuntime::Builtin(rt) => {
+                let mut p = rt.process_template(id)?;
+                p.set_args(Some(args.to_vec()));
+                p.set_terminal(Some(tty));
+                let mut all = p.env().clone().unwrap_or_default();
+                all.extend(env.iter().cloned());
+                p.set_env(Some(all));
+                Ok(rt.exec(id, &p, &ExecOptions::default())?)
+            }
+            OciRuntime::External { .. } => {
+                let mut words = vec!["exec".to_string()];
+                if tty {
+                    words.push("--tty".into());
+                }
+                for e in env {
+                    words.push("--env".into());
+                    words.push(e.clone());
+                }
+                words.push(id.into());
+                words.extend(args.iter().cloned());
+                let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+                let status = self.command(&refs).status().map_err(EngineError::io("run the OCI runtime"))?;
+                Ok(status.code().unwrap_or(125))
+            }
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let OciRuntime::External { path, root } = self else { unreachable!("only external runtimes run commands") };
+        let mut cmd = Command::new(path);
+        cmd.arg("--root").arg(root).args(args);
+        crate::explain::step(|| format!("{} --root {} {}", path.display(), root.display(), args.join(" ")));
+        cmd
+    }
+
+    fn checked(&self, args: &[&str]) -> Result<()> {
+        let out = self.command(args).output().map_err(EngineError::io("run the OCI runtime"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(format!("{} {} failed: {}", self.name(), args[0], String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+}
+
+trait FromRawFdDup {
+    /// A `Stdio` holding a duplicate of `fd`.
+    unsafe fn from_raw_fd_dup(fd: RawFd) -> Result<Stdio>;
+}
+
+impl FromRawFdDup for Stdio {
+    unsafe fn from_raw_fd_dup(fd: RawFd) -> Result<Stdio> {
+        let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
+        let owned = borrowed.try_clone_to_owned().map_err(EngineError::io("dup a descriptor"))?;
+        Ok(Stdio::from(owned))
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}

@@ -1,0 +1,156 @@
+//! `run`: image -> overlay rootfs -> config.json -> OCI runtime, attached or detached. A failed
+//! run undoes every step it took: no mount, directory, process or row is left behind.
+
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use super::oci::OciRuntime;
+use super::spec::{container_spec, Limits, SpecInput};
+use super::{monitor, names, Engine, EngineError, Result};
+use crate::state::containers::ContainerRow;
+use crate::storage::overlay::{self, OverlayDirs};
+
+/// What `run` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Image reference.
+    pub image: String,
+    /// Command (empty: the image's).
+    pub command: Vec<String>,
+    /// Container name (default: derived from image and ID).
+    pub name: Option<String>,
+    /// Run in the background with a monitor and a log.
+    pub detach: bool,
+    /// KEY=VALUE.
+    pub env: Vec<String>,
+    /// Remove the container once it exits.
+    pub remove: bool,
+    /// `shibafu`, `runc`, `crun` or a path.
+    pub runtime: String,
+    /// cgroup limits.
+    pub limits: Limits,
+}
+
+/// What a detached run reports.
+pub enum RunOutcome {
+    /// Attached: the container's exit code.
+    Exited(i32),
+    /// Detached: the new container's ID.
+    Started(String),
+}
+
+impl Engine {
+    /// Runs a container.
+    pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
+        let images = self.images();
+        let image = images.resolve(&opts.image)?;
+        let config = images.config(&image)?;
+        let lowers = images.layer_dirs(&image)?;
+        let id = names::new_id();
+        let name = opts.name.clone().unwrap_or_else(|| names::default_name(&opts.image, &id));
+        names::check_name(&name).map_err(EngineError::Invalid)?;
+        let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
+        let terminal = !opts.detach && stdin_is_our_terminal();
+        let dir = self.container_dir(&id);
+        let row = ContainerRow {
+            id: id.clone(),
+            name,
+            image: format!("{}:{}", image.name, image.tag),
+            command: Vec::new(),
+            layers: image.layers.clone(),
+            runtime: oci.name(),
+            created_at: crate::state::now(),
+            state: "created".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+        };
+        self.db.insert_container(&row)?;
+        let mut undo = Undo { engine: self, id: id.clone(), oci: Some(&oci), armed: true };
+        let dirs = OverlayDirs::in_dir(&dir);
+        overlay::mount_overlay(&lowers, &dirs)?;
+        let spec = container_spec(&SpecInput {
+            image: &config,
+            command: &opts.command,
+            env: &opts.env,
+            rootfs: dirs.merged.clone(),
+            rootfs_on_disk: &dirs.merged,
+            hostname: id[..12].to_string(),
+            terminal,
+            limits: &opts.limits,
+            cgroup: Some(PathBuf::from("shibafu").join(&id)),
+            nofile: super::spec::default_nofile(),
+        })?;
+        let command = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        self.db.conn.execute("UPDATE containers SET command = ?2 WHERE id = ?1", rusqlite::params![id, serde_json::to_string(&command).expect("strings serialize")]).map_err(crate::state::StateError::from)?;
+        crate::runtime::spec::save(&spec, &dir)?;
+        if opts.detach {
+            monitor::start(self, &id, &oci, opts.remove)?;
+            undo.armed = false;
+            return Ok(RunOutcome::Started(id));
+        }
+        let me = std::process::id() as i32;
+        let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
+        self.db.set_running(&id, me, start)?;
+        let code = oci.run_attached(&id, &dir)?;
+        undo.armed = false;
+        self.finish(&id, code, opts.remove)?;
+        Ok(RunOutcome::Exited(code))
+    }
+
+    /// After a container exited: record the code, drop the runtime state and the mount (the
+    /// upper dir stays for `logs`, `commit`, `rm`); with `remove`, delete everything.
+    pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
+        self.db.set_exited(id, code)?;
+        if remove {
+            return self.remove_container(id, None);
+        }
+        overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
+        Ok(())
+    }
+
+    /// Deletes a container's runtime state, mount, directory and row.
+    pub fn remove_container(&self, id: &str, oci: Option<&OciRuntime>) -> Result<()> {
+        if let Some(oci) = oci {
+            oci.delete(id)?;
+        }
+        let dir = self.container_dir(id);
+        overlay::unmount(&OverlayDirs::in_dir(&dir).merged)?;
+        if dir.exists() {
+            crate::explain::step(|| format!("rm -r {}", dir.display()));
+            std::fs::remove_dir_all(&dir).map_err(EngineError::io(format!("remove {}", dir.display())))?;
+        }
+        self.db.delete_container(id)?;
+        Ok(())
+    }
+}
+
+/// A terminal only when stdin is one and we are in its foreground (a `run ... &` in a shell
+/// must not take over the terminal).
+fn stdin_is_our_terminal() -> bool {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return false;
+    }
+    nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp()) && stdin.as_raw_fd() == 0
+}
+
+/// Undoes a half-made run.
+struct Undo<'a> {
+    engine: &'a Engine,
+    id: String,
+    oci: Option<&'a OciRuntime>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.engine.remove_container(&self.id, self.oci) {
+                eprintln!("shibafu: cleaning up after the failed run: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The runtime spec (config.json) of a container made from an image, as Docker would set it up.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
+};
+
+use super::{EngineError, Result};
+use crate::image::ImageConfig;
+use crate::runtime::spec::default_spec;
+
+/// Docker's default capabilities, less CAP_MKNOD: without a device cgroup (not enforced by this
+/// runtime) a container could otherwise make and open the host's disks.
+pub const DEFAULT_CAPS: [Capability; 13] = [
+    Capability::AuditWrite,
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::NetBindService,
+    Capability::NetRaw,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysChroot,
+];
+
+/// cgroup limits asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// memory.max in bytes.
+    pub memory: Option<i64>,
+    /// CPUs (1.5 = one and a half).
+    pub cpus: Option<f64>,
+    /// pids.max.
+    pub pids: Option<i64>,
+}
+
+/// What makes a container's spec.
+pub struct SpecInput<'a> {
+    /// The image's settings.
+    pub image: &'a ImageConfig,
+    /// The command given to `run` (empty: the image's).
+    pub command: &'a [String],
+    /// `-e KEY=VALUE` from the command line.
+    pub env: &'a [String],
+    /// The rootfs, as config.json should name it.
+    pub rootfs: PathBuf,
+    /// The rootfs on disk, to look user names up in.
+    pub rootfs_on_disk: &'a Path,
+    /// Host name.
+    pub hostname: String,
+    /// Give the process a terminal.
+    pub terminal: bool,
+    /// cgroup limits.
+    pub limits: &'a Limits,
+    /// cgroup path, relative to /sys/fs/cgroup.
+    pub cgroup: Option<PathBuf>,
+    /// RLIMIT_NOFILE (soft = hard).
+    pub nofile: u64,
+}
+
+/// The open-files limit containers get: Docker's 1048576, or our own hard limit when that is
+/// lower (raising it needs CAP_SYS_RESOURCE).
+pub fn default_nofile() -> u64 {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, h)| h).unwrap_or(1024);
+    hard.min(1_048_576)
+}
+
+/// Builds the spec.
+pub fn container_spec(input: &SpecInput) -> Result<Spec> {
+    let mut spec = default_spec();
+    let mut process = spec.process().clone().expect("the default spec has a process");
+    let args: Vec<String> = input.image.entrypoint.iter().chain(if input.command.is_empty() { &input.image.cmd } else { input.command }).cloned().collect();
+    if args.is_empty() {
+        return Err(EngineError::Invalid("no command given, and the image has none".into()));
+    }
+    process.set_args(Some(args));
+    process.set_env(Some(merge_env(&input.image.env, input.env, input.terminal, &input.hostname)?));
+    process.set_terminal(Some(input.terminal));
+    process.set_cwd(PathBuf::from(if input.image.working_dir.is_empty() { "/" } else { &input.image.working_dir }));
+    let (uid, gid) = resolve_user(&input.image.user, input.rootfs_on_disk)?;
+    process.set_user(UserBuilder::default().uid(uid).gid(gid).build().expect("user builds"));
+    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.into_iter().collect();
+    process.set_capabilities(Some(
+        LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).build().expect("caps build"),
+    ));
+    process.set_rlimits(Some(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(input.nofile).soft(input.nofile).build().expect("rlimit builds")]));
+    process.set_no_new_privileges(Some(false));
+    spec.set_process(Some(process));
+    let mut root = spec.root().clone().expect("the default spec has a root");
+    root.set_path(input.rootfs.clone());
+    root.set_readonly(Some(false));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(input.hostname.clone()));
+    let mut linux = spec.linux().clone().expect("the default spec has linux");
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build().expect("namespace builds"));
+    linux.set_namespaces(Some(namespaces));
+    linux.set_resources(resources(input.limits));
+    linux.set_cgroups_path(input.cgroup.clone());
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+fn resources(limits: &Limits) -> Option<oci_spec::runtime::LinuxResources> {
+    if limits.memory.is_none() && limits.cpus.is_none() && limits.pids.is_none() {
+        return None;
+    }
+    let mut r = LinuxResourcesBuilder::default();
+    if let Some(m) = limits.memory {
+        r = r.memory(LinuxMemoryBuilder::default().limit(m).build().expect("memory builds"));
+    }
+    if let Some(c) = limits.cpus {
+        r = r.cpu(LinuxCpuBuilder::default().quota((c * 100_000.0) as i64).period(100_000u64).build().expect("cpu builds"));
+    }
+    if let Some(p) = limits.pids {
+        r = r.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids builds"));
+    }
+    Some(r.build().expect("resources build"))
+}
+
+/// The image's environment, then ours (a later KEY replaces an earlier one), PATH guaranteed.
+fn merge_env(image: &[String], extra: &[String], terminal: bool, hostname: &str) -> Result<Vec<String>> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: String| {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    set(format!("PATH={}", crate::runtime::process::DEFAULT_PATH));
+    set(format!("HOSTNAME={hostname}"));
+    if terminal {
+        set("TERM=xterm".into());
+    }
+    for kv in image {
+        set(kv.clone());
+    }
+    for kv in extra {
+        match kv.split_once('=') {
+            Some((k, _)) if !k.is_empty() => set(kv.clone()),
+            _ => match std::env::var(kv) {
+                // Docker's `-e KEY`: pass our own value through.
+                Ok(v) if !kv.is_empty() => set(format!("{kv}={v}")),
+                _ => return Err(EngineError::Invalid(format!("invalid environment variable {kv:?}: use KEY=VALUE"))),
+            },
+        }
+    }
+    Ok(env)
+}
+
+/// `uid[:gid]`, or a name looked up in the image's /etc/passwd.
+fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((user, None));
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry.as_ref().and_then(|f| f[2].parse().ok()).ok_or_else(|| EngineError::Invalid(format!("user {u:?} is not in the image's /etc/passwd")))?,
+    };
+    let gid = match g {
+        Some(g) => g.parse().map_err(|_| EngineError::Invalid(format!("group {g:?} must be numeric")))?,
+        None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(image: &'a ImageConfig, command: &'a [String], env: &'a [String], limits: &'a Limits) -> SpecInput<'a> {
+        SpecInput {
+            image,
+            command,
+            env,
+            rootfs: PathBuf::from("/var/lib/shibafu/containers/abc/rootfs"),
+            rootfs_on_disk: Path::new("/nonexistent"),
+            hostname: "abc123".into(),
+            terminal: false,
+            limits,
+            cgroup: Some(PathBuf::from("shibafu/abc")),
+            nofile: 1_048_576,
+        }
+    }
+
+    #[test]
+    fn container_spec_snapshot() {
+        let image = ImageConfig { env: vec!["PATH=/bin".into(), "A=1".into()], cmd: vec!["/bin/sh".into()], ..Default::default() };
+        let command = vec!["sleep".to_string(), "100".to_string()];
+        let env = vec!["A=2".to_string(), "B=3".to_string()];
+        let limits = Limits { memory: Some(64 << 20), cpus: Some(0.5), pids: Some(100) };
+        let spec = container_spec(&input(&image, &command, &env, &limits)).unwrap();
+        insta::assert_snapshot!(crate::runtime::spec::to_json(&spec));
+    }
+
+    #[test]
+    fn the_image_command_is_the_default_and_none_at_all_is_an_error() {
+        let image = ImageConfig { entrypoint: vec!["/entry".into()], cmd: vec!["x".into()], ..Default::default() };
+        let spec = container_spec(&input(&image, &[], &[], &Limits::default())).unwrap();
+        assert_eq!(spec.process().as_ref().unwrap().args().clone().unwrap(), vec!["/entry", "x"]);
+        let empty = ImageConfig::default();
+        assert!(container_spec(&input(&empty, &[], &[], &Limits::default())).is_err());
+    }
+
+    #[test]
+    fn bad_env_is_refused() {
+        let image = ImageConfig { cmd: vec!["sh".into()], ..Default::default() };
+        let env = vec!["=x".to_string()];
+        assert!(container_spec(&input(&image, &[], &env, &Limits::default())).is_err());
+    }
+}

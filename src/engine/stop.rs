@@ -1,0 +1,61 @@
+//! `stop` and `rm`.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::oci::OciRuntime;
+use super::{Engine, EngineError, Result};
+use crate::state::containers::ContainerRow;
+
+impl Engine {
+    /// Sends SIGTERM, waits up to `timeout`, then SIGKILL; returns once the exit is recorded.
+    pub fn stop(&self, name: &str, timeout: Duration) -> Result<()> {
+        let c = self.find(name)?;
+        if !self.is_running(&c) {
+            return Ok(());
+        }
+        let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
+        let _ = oci.kill(&c.id, Signal::SIGTERM);
+        if self.wait_exit(&c, timeout) {
+            return Ok(());
+        }
+        let _ = oci.kill(&c.id, Signal::SIGKILL);
+        if self.wait_exit(&c, Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(format!("container {} did not exit after SIGKILL", c.name)))
+        }
+    }
+
+    /// Removes a container; a running one only with `force` (it is killed first).
+    pub fn rm(&self, name: &str, force: bool) -> Result<()> {
+        let c = self.find(name)?;
+        if self.is_running(&c) {
+            if !force {
+                return Err(EngineError::StillRunning(c.name));
+            }
+            self.stop(&c.id, Duration::ZERO)?;
+        }
+        let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
+        self.remove_container(&c.id, Some(&oci))
+    }
+
+    /// Waits for the container's monitor to finish; true when it did in time.
+    fn wait_exit(&self, c: &ContainerRow, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = match self.db.containers_by_id(&c.id) {
+                Ok(rows) => rows.first().is_none_or(|r| !self.is_running(r)),
+                Err(_) => false,
+            };
+            if done {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

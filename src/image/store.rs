@@ -1,0 +1,177 @@
+//! The local image store: OCI manifests and configs as blobs, tags in the state database,
+//! layers unpacked once under `layers/<diff_id hex>`.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use serde_json::json;
+
+use super::{ImageError, Reference, Result};
+use crate::state::images::{ImageRow, LayerRow};
+use crate::state::{now, Db};
+use crate::storage::blobs::BlobStore;
+use crate::storage::{hex, unpack};
+
+/// Media types we write.
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image config.
+pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Uncompressed layer.
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// gzip layer.
+pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// What a container takes from its image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// Environment, KEY=VALUE.
+    pub env: Vec<String>,
+    /// Entrypoint.
+    pub entrypoint: Vec<String>,
+    /// Default command.
+    pub cmd: Vec<String>,
+    /// Working directory ("" for /).
+    pub working_dir: String,
+    /// User ("" for root).
+    pub user: String,
+}
+
+/// The image store of one data root.
+pub struct ImageStore<'a> {
+    root: PathBuf,
+    blobs: BlobStore,
+    db: &'a Db,
+}
+
+impl<'a> ImageStore<'a> {
+    /// The store of `root`, recording into `db`.
+    pub fn new(root: &Path, db: &'a Db) -> ImageStore<'a> {
+        ImageStore { root: root.to_path_buf(), blobs: BlobStore::new(root), db }
+    }
+
+    /// Where layers are unpacked.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// The directory of one unpacked layer.
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.layers_dir().join(hex(diff_id))
+    }
+
+    /// Stores a rootfs tarball (plain or gzip) as a one-layer image named `reference`.
+    pub fn import_rootfs(&self, tarball: &Path, reference: &Reference) -> Result<ImageRow> {
+        let unreadable = |e: std::io::Error| ImageError::Unreadable { path: tarball.display().to_string(), reason: e.to_string() };
+        let file = std::fs::File::open(tarball).map_err(unreadable)?;
+        // Unpack first: a bad archive is refused before anything is stored.
+        let unpacked = unpack::unpack_layer(file, &self.layers_dir())?;
+        let mut file = std::fs::File::open(tarball).map_err(unreadable)?;
+        let (blob_digest, size) = self.blobs.put(&mut file, None)?;
+        let mut magic = [0u8; 2];
+        let media_type = match std::io::Read::read_exact(&mut self.blobs.open(&blob_digest)?, &mut magic) {
+            Ok(()) if magic == [0x1f, 0x8b] => LAYER_GZIP,
+            _ => LAYER_TAR,
+        };
+        let layer = LayerRow { diff_id: unpacked.diff_id.clone(), blob_digest, media_type: media_type.into(), size: size as i64 };
+        let source = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.store_image(reference, &[layer], &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() }, &format!("shibafu image import {source}"))
+    }
+
+    /// Writes config and manifest for `layers` (bottom first) and tags them `reference`.
+    pub fn store_image(&self, reference: &Reference, layers: &[LayerRow], config: &ImageConfig, created_by: &str) -> Result<ImageRow> {
+        let created = now();
+        let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
+        let mut cfg = json!({ "Env": env });
+        if !config.cmd.is_empty() {
+            cfg["Cmd"] = json!(config.cmd);
+        }
+        if !config.entrypoint.is_empty() {
+            cfg["Entrypoint"] = json!(config.entrypoint);
+        }
+        if !config.working_dir.is_empty() {
+            cfg["WorkingDir"] = json!(config.working_dir);
+        }
+        if !config.user.is_empty() {
+            cfg["User"] = json!(config.user);
+        }
+        let config_json = json!({
+            "created": created,
+            "architecture": "amd64",
+            "os": "linux",
+            "config": cfg,
+            "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>() },
+            "history": [{ "created": created, "created_by": created_by }],
+        });
+        let config_bytes = serde_json::to_vec(&config_json).expect("JSON serializes");
+        let (config_digest, config_size) = self.blobs.put_bytes(&config_bytes)?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": { "mediaType": CONFIG_TYPE, "digest": config_digest, "size": config_size },
+            "layers": layers.iter().map(|l| json!({ "mediaType": l.media_type, "digest": l.blob_digest, "size": l.size })).collect::<Vec<_>>(),
+        });
+        let (manifest_digest, _) = self.blobs.put_bytes(&serde_json::to_vec(&manifest).expect("JSON serializes"))?;
+        let row = ImageRow {
+            name: reference.name.clone(),
+            tag: reference.tag.clone(),
+            manifest_digest,
+            config_digest,
+            layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+            size: layers.iter().map(|l| l.size).sum(),
+            created_at: created,
+        };
+        let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
+        for l in layers {
+            self.db.add_layer(l)?;
+        }
+        self.db.put_image(&row)?;
+        tx.commit().map_err(crate::state::StateError::from)?;
+        Ok(row)
+    }
+
+    /// Finds an image by `name[:tag]` or by (a prefix of) its ID.
+    pub fn resolve(&self, text: &str) -> Result<ImageRow> {
+        if let Ok(r) = super::reference::parse(text) {
+            if let Some(row) = self.db.image(&r.name, &r.tag)? {
+                return Ok(row);
+            }
+        }
+        let id = text.trim_start_matches("sha256:");
+        if id.len() >= 4 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = self.db.images_by_id(id)?;
+            found.dedup_by(|a, b| a.config_digest == b.config_digest);
+            match found.len() {
+                1 => return Ok(found.remove(0)),
+                0 => {}
+                _ => return Err(ImageError::Ambiguous(text.into())),
+            }
+        }
+        Err(ImageError::Unknown(text.into()))
+    }
+
+    /// The run-time settings from an image's config.
+    pub fn config(&self, image: &ImageRow) -> Result<ImageConfig> {
+        let bytes = self.blobs.read(&image.config_digest)?;
+        let parsed: ImageConfiguration = serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt(image.config_digest.clone(), e.to_string()))?;
+        let c = parsed.config().clone().unwrap_or_default();
+        Ok(ImageConfig {
+            env: c.env().clone().unwrap_or_default(),
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().unwrap_or_default(),
+            user: c.user().clone().unwrap_or_default(),
+        })
+    }
+
+    /// The unpacked directories of an image's layers, bottom first.
+    pub fn layer_dirs(&self, image: &ImageRow) -> Result<Vec<PathBuf>> {
+        image
+            .layers
+            .iter()
+            .map(|d| {
+                let dir = self.layer_dir(d);
+                if dir.is_dir() { Ok(dir) } else { Err(ImageError::Corrupt(image.name.clone(), format!("layer {d} is missing from {}", dir.display()))) }
+            })
+            .collect()
+    }
+}
