@@ -84,6 +84,18 @@ pub enum Command {
     },
     /// The OCI runtime, with runc's command line.
     Runtime(runtime::RuntimeArgs),
+    /// The monitor of a detached container (started by `run -d`, not by hand).
+    #[command(hide = true)]
+    Monitor {
+        /// The runtime the container runs under.
+        #[arg(long)]
+        runtime: String,
+        /// Remove the container when it exits.
+        #[arg(long)]
+        rm: bool,
+        /// Container ID.
+        id: String,
+    },
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -102,6 +114,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Export { image } => image::export_image(root, &image),
         Command::Bundle { tty, image, dir, command } => image::bundle(root, &image, &dir, &command, tty),
         Command::Runtime(args) => runtime::run(args),
+        Command::Monitor { runtime, rm, id } => Ok(crate::engine::monitor::serve(root, &id, &runtime, rm)),
     }
 }
 

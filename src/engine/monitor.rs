@@ -4,41 +4,72 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Stdio;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, setsid, ForkResult, Pid};
+use nix::unistd::{setsid, Pid};
 
 use super::oci::OciRuntime;
 use super::{Engine, EngineError, Result};
 use crate::runtime::foreground::exit_code;
 
-/// Starts the monitor and waits until it reports the container started (or failed).
+/// Starts the monitor and waits until it reports the container started (or failed). The
+/// monitor is this binary re-executed (`shibafu monitor`), not a fork: SQLite connections
+/// must not cross a fork, and a fresh process holds none.
 pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool) -> Result<()> {
+    use std::os::unix::process::CommandExt;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
-    // SAFETY: the CLI is single-threaded; the child never returns into our callers.
-    match unsafe { fork() }.map_err(|e| EngineError::io("fork the monitor")(e.into()))? {
-        ForkResult::Child => {
-            drop(ready_r);
-            let code = match monitor(engine, id, oci, remove, ready_w) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            };
-            // SAFETY: leaving the forked monitor without running the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut File::from(ready_r), &mut text);
-            if text == "ok" {
-                return Ok(());
+    let exe = std::env::current_exe().map_err(EngineError::io("find our own binary"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root").arg(&engine.root).args(["monitor", "--runtime", &oci.name()]);
+    if remove {
+        cmd.arg("--rm");
+    }
+    cmd.arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let ready_fd = ready_w.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(ready_fd, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            let _ = waitpid(child, None);
-            let reason = if text.is_empty() { "the monitor exited".to_string() } else { text };
-            Err(EngineError::Runtime(crate::runtime::RuntimeError::Init(reason)))
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(EngineError::io("start the monitor"))?;
+    drop(ready_w);
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut File::from(ready_r), &mut text);
+    if text == "ok" {
+        return Ok(());
+    }
+    let _ = child.wait();
+    let reason = if text.is_empty() { "the monitor exited".to_string() } else { text };
+    Err(EngineError::Runtime(crate::runtime::RuntimeError::Init(reason)))
+}
+
+/// The descriptor on which the monitor reports "ok" or the error text.
+pub const READY_FD: RawFd = 3;
+
+/// The monitor process itself (`shibafu monitor ID`): runs the container and records its exit.
+pub fn serve(root: &Path, id: &str, runtime: &str, remove: bool) -> i32 {
+    // SAFETY: fd 3 was set up by `start`; we own it from here on.
+    let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
+    // The container must not inherit it, or `run -d` would wait for the container's exit.
+    let _ = nix::fcntl::fcntl(&ready, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let run = Engine::open(root).and_then(|engine| {
+        let oci = OciRuntime::choose(runtime, &engine.run_dir)?;
+        monitor(&engine, id, &oci, remove, ready)
+    });
+    match run {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shibafu monitor: {e}");
+            1
         }
     }
 }
@@ -46,13 +77,15 @@ pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool) -> Resul
 fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: OwnedFd) -> Result<()> {
     let _ = setsid();
     let devnull = File::options().read(true).write(true).open("/dev/null").map_err(EngineError::io("open /dev/null"))?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto our own stdio.
-        unsafe { libc::dup2(devnull.as_raw_fd(), fd) };
+    let own_log = File::options().create(true).append(true).open(engine.container_dir(id).join("monitor.log")).map_err(EngineError::io("open monitor.log"))?;
+    // SAFETY: dup2 onto our own stdio; the monitor's own messages go to monitor.log.
+    unsafe {
+        libc::dup2(devnull.as_raw_fd(), 0);
+        libc::dup2(own_log.as_raw_fd(), 1);
+        libc::dup2(own_log.as_raw_fd(), 2);
     }
     // SAFETY: prctl with integer arguments; an external runtime's init is reparented to us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let db = crate::state::Db::open(&engine.root)?;
     let dir = engine.container_dir(id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
@@ -72,14 +105,13 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: Own
     };
     let me = std::process::id() as i32;
     let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
-    db.set_running(id, me, start)?;
+    engine.db.set_running(id, me, start)?;
     let _ = nix::unistd::write(&ready, b"ok");
     drop(ready);
     let log = File::options().create(true).append(true).open(dir.join("log.jsonl")).map_err(EngineError::io("open log.jsonl"))?;
     copy_to_log(out_r, err_r, log);
     let code = wait_for(Pid::from_raw(pid));
     let _ = oci.delete(id);
-    let engine = Engine { root: engine.root.clone(), run_dir: engine.run_dir.clone(), db };
     engine.finish(id, code, remove)
 }
 
