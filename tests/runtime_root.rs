@@ -224,7 +224,30 @@ PY
 }
 
 #[test]
+fn the_container_has_its_own_network_with_lo_up() {
+    let out = Lab::new().ok("ip link add hostveth0 type veth peer name hostveth1 && shibafu run busybox ip -o link");
+    assert!(!out.contains("hostveth"), "{out}");
+    let lo = out.lines().find(|l| l.contains(": lo:")).unwrap_or_else(|| panic!("no lo: {out}"));
+    assert!(lo.contains("UP"), "{out}");
+    assert_eq!(out.lines().count(), 1, "only lo: {out}");
+}
+
+#[test]
 fn export_gives_the_images_rootfs() {
     let out = Lab::new().ok("shibafu export busybox | tar -t | grep -E '^(bin/busybox|etc/passwd)$'");
     assert_eq!(out, "bin/busybox\netc/passwd\n");
+}
+
+#[test]
+fn a_gzip_rootfs_imports_and_explain_tells_the_steps() {
+    let out = Lab::new().ok(
+        "gzip -c $BUSYBOX_TAR > $LAB/bb.tar.gz
+         shibafu image import $LAB/bb.tar.gz bbgz:1 >/dev/null
+         shibafu images | grep -c 'bbgz'
+         shibafu --explain run --rm bbgz:1 true 2>&1 | grep -E '^\\+ (unshare|mount -t overlay|cd .* pivot_root|exec true)' | cut -d' ' -f2-3",
+    );
+    assert!(out.starts_with("1\n"), "{out}");
+    for step in ["mount -t", "unshare --pid", "cd ", "exec true"] {
+        assert!(out.contains(step), "{step} missing: {out}");
+    }
 }

@@ -96,6 +96,7 @@ impl Runtime {
             fifo: fifo.clone(),
             joins,
             new_cgroup_ns: plan.new_cgroup,
+            new_net_ns: plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
             console: console_for_child,
             stdio: opts.stdio,
         };

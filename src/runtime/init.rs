@@ -29,6 +29,8 @@ pub struct InitContext {
     pub joins: Vec<Join>,
     /// Whether to unshare a cgroup namespace after the parent placed us in our cgroup.
     pub new_cgroup_ns: bool,
+    /// Whether the clone made a new network namespace (whose `lo` starts down).
+    pub new_net_ns: bool,
     /// Where to send the pty master, when the process wants a terminal.
     pub console: Option<OwnedFd>,
     /// Descriptors to use as stdin, stdout, stderr instead of the inherited ones.
@@ -66,6 +68,9 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if ctx.new_cgroup_ns {
         explain::step(|| "unshare --cgroup".into());
         unshare(CloneFlags::CLONE_NEWCGROUP).map_err(RuntimeError::sys("unshare cgroup namespace"))?;
+    }
+    if ctx.new_net_ns {
+        super::loopback::up()?;
     }
     let spec = &ctx.spec;
     process::set_hostname(spec.hostname().as_deref(), spec.domainname().as_deref())?;

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod foreground;
 pub mod hooks;
 pub mod init;
+pub mod loopback;
 pub mod mount_options;
 pub mod namespaces;
 pub mod process;

@@ -49,7 +49,7 @@ impl Lab {
     pub fn sh(&self, script: &str) -> Ran {
         let bin = Path::new(env!("CARGO_BIN_EXE_shibafu"));
         let prelude = format!(
-            "set -eu\nexport LAB={lab}\nexport SHIBAFU_ROOT={lab}/root\nexport PATH={bindir}:$PATH\nip link set lo up\nshibafu image import {tar} busybox >/dev/null\n",
+            "set -eu\nexport LAB={lab}\nexport BUSYBOX_TAR={tar}\nexport SHIBAFU_ROOT={lab}/root\nexport PATH={bindir}:$PATH\nip link set lo up\nshibafu image import {tar} busybox >/dev/null\n",
             lab = self.dir.path().display(),
             bindir = bin.parent().unwrap().display(),
             tar = busybox_tar().display(),
