@@ -228,6 +228,10 @@ impl Runtime {
         }
         if let Some(path) = &record.cgroup {
             Cgroup { path: path.clone() }.remove()?;
+            // Our default parent goes when its last container does: leave the host as found.
+            if path.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "shibafu") {
+                let _ = std::fs::remove_dir(path.parent().expect("checked above"));
+            }
         }
         if let Some(list) = record.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
             let state = record.oci_state(Status::Stopped).to_json();
