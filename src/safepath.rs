@@ -27,7 +27,11 @@ pub fn open<Fd: AsFd>(root: Fd, path: &Path, flags: OFlag, mode: Mode) -> nix::R
 /// A symlink on the way, even a dangling one, is followed inside the root.
 /// Returns an O_PATH descriptor, suitable as a mount target through `/proc/self/fd/N`.
 pub fn mkdir_all<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
-    mkdir_all_depth(root.as_fd(), path, 0)
+    let root = root.as_fd();
+    match open(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()) {
+        Err(Errno::ENOENT) => mkdir_all_depth(root, path, 0),
+        found => found,
+    }
 }
 
 fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> nix::Result<OwnedFd> {

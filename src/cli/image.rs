@@ -3,12 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use crate::engine::spec::{container_spec, Limits, SpecInput};
 use crate::engine::Engine;
-use crate::image::{export, reference};
+use crate::image::reference;
 
 /// `image ...`.
 #[derive(Debug, Subcommand)]
@@ -57,62 +56,18 @@ fn human_size(bytes: i64) -> String {
 
 /// Runs `export IMAGE`: the flattened rootfs as a tar on stdout.
 pub fn export_image(root: &Path, image: &str) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let store = engine.images();
-    let row = store.resolve(image)?;
-    let layers = store.layer_dirs(&row)?;
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         bail!("refusing to write a tar to a terminal: redirect it (shibafu export {image} | tar -C DIR -xf -)");
     }
-    let stdout = std::io::stdout().lock();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
-    let written = export::write_rootfs(&layers, &engine.root.join("tmp/export-mnt"), &mut out).map_err(anyhow::Error::from).and_then(|_| Ok(out.flush()?));
-    match written {
-        // The reader went away (`| head`): not our failure.
-        Err(e) if format!("{e:#}").contains("Broken pipe") => Ok(141),
-        Err(e) => Err(e),
-        Ok(()) => Ok(0),
-    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    Engine::open(root)?.export(image, &mut out)?;
+    out.flush()?;
+    Ok(0)
 }
 
 /// Runs `bundle IMAGE DIR`: DIR/rootfs and DIR/config.json, ready for `runc run`.
 pub fn bundle(root: &Path, image: &str, dir: &Path, command: &[String], terminal: bool) -> Result<i32> {
-    let engine = Engine::open(root)?;
-    let store = engine.images();
-    let row = store.resolve(image)?;
-    let config = store.config(&row)?;
-    let layers = store.layer_dirs(&row)?;
-    let rootfs = dir.join("rootfs");
-    if rootfs.exists() || dir.join("config.json").exists() {
-        bail!("{} already holds a bundle; choose an empty directory", dir.display());
-    }
-    std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
-    let result = (|| -> Result<()> {
-        let tar_path = dir.join(".rootfs.tar");
-        export::write_rootfs(&layers, &engine.root.join("tmp/export-mnt"), std::fs::File::create(&tar_path)?)?;
-        crate::storage::unpack::unpack_into(std::fs::File::open(&tar_path)?, &rootfs)?;
-        std::fs::remove_file(&tar_path)?;
-        let hostname = row.name.rsplit('/').next().unwrap_or("shibafu").to_string();
-        let spec = container_spec(&SpecInput {
-            image: &config,
-            command,
-            env: &[],
-            rootfs: PathBuf::from("rootfs"),
-            rootfs_on_disk: &rootfs,
-            hostname,
-            terminal,
-            limits: &Limits::default(),
-            cgroup: None,
-            nofile: crate::engine::spec::default_nofile(),
-        })?;
-        crate::runtime::spec::save(&spec, dir)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&rootfs);
-        let _ = std::fs::remove_file(dir.join(".rootfs.tar"));
-    }
-    result?;
+    Engine::open(root)?.bundle(image, dir, command, terminal)?;
     println!("{}", dir.display());
     Ok(0)
 }

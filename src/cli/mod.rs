@@ -118,6 +118,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Whether the failure is only that our reader went away (`shibafu export IMG | head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 /// Docker's exit codes for our own failures: 127 not found, 126 cannot execute, else 125.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {

@@ -1,7 +1,5 @@
 //! `exec`: a command in a running container, joining every namespace of its init.
 
-use std::io::IsTerminal;
-
 use super::oci::OciRuntime;
 use super::{Engine, EngineError, Result};
 
@@ -16,8 +14,6 @@ impl Engine {
             return Err(EngineError::Invalid("exec needs a command".into()));
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
-        let stdin = std::io::stdin();
-        let tty = stdin.is_terminal() && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp());
-        oci.exec(&c.id, command, env, tty)
+        oci.exec(&c.id, command, env, super::stdin_is_our_terminal())
     }
 }

@@ -11,61 +11,40 @@ impl Engine {
     pub fn logs(&self, name: &str, follow: bool, out: &mut impl Write, err: &mut impl Write) -> Result<()> {
         let c = self.find(name)?;
         let path = log_path(&self.container_dir(&c.id));
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(_) if !follow => return Ok(()),
-            Err(_) => {
-                // A container that has not written yet: wait for the file or the exit.
-                loop {
-                    if let Ok(f) = std::fs::File::open(&path) {
-                        break f;
-                    }
-                    if !self.still_running(&c.id) {
-                        return Ok(());
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+        // A container that has not written yet has no log: wait for it, or for the exit.
+        let file = loop {
+            match std::fs::File::open(&path) {
+                Ok(f) => break f,
+                Err(_) if !follow || !self.is_running_now(&c.id) => return Ok(()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         };
         let mut reader = BufReader::new(file);
-        let mut line = String::new();
+        // A line the monitor has only half written stays here until its newline arrives.
+        let mut pending = String::new();
         loop {
-            line.clear();
-            let n = reader.read_line(&mut line).map_err(EngineError::io("read log"))?;
-            if n > 0 && line.ends_with('\n') {
-                print_entry(&line, out, err)?;
+            let n = reader.read_line(&mut pending).map_err(EngineError::io("read log"))?;
+            if pending.ends_with('\n') {
+                print_entry(&pending, out, err)?;
+                pending.clear();
                 continue;
             }
-            if !follow {
-                return Ok(());
+            if n > 0 {
+                continue;
             }
-            let running = self.still_running(&c.id);
-            if !running {
-                // One last read: the monitor may have flushed between our read and its exit.
+            // At the end of the file. Check the state first, then read once more: the monitor
+            // may have written its last lines just before it exited.
+            if !follow || !self.is_running_now(&c.id) {
                 let mut rest = String::new();
                 std::io::Read::read_to_string(&mut reader, &mut rest).map_err(EngineError::io("read log"))?;
-                for l in format!("{line}{rest}").lines() {
-                    print_entry(l, out, err)?;
+                pending.push_str(&rest);
+                for line in pending.lines() {
+                    print_entry(line, out, err)?;
                 }
                 return Ok(());
-            }
-            // Keep a partial line for the next round.
-            if n > 0 {
-                let mut more = String::new();
-                std::thread::sleep(Duration::from_millis(50));
-                reader.read_line(&mut more).map_err(EngineError::io("read log"))?;
-                line.push_str(&more);
-                if line.ends_with('\n') {
-                    print_entry(&line, out, err)?;
-                }
-                continue;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn still_running(&self, id: &str) -> bool {
-        self.db.containers_by_id(id).ok().and_then(|mut v| v.pop()).is_some_and(|c| self.is_running(&c))
     }
 }
 

@@ -3,6 +3,7 @@
 //! changes the disk or the kernel has an undo that runs when a later step fails.
 
 pub mod exec;
+pub mod export;
 pub mod list;
 pub mod logs;
 pub mod monitor;
@@ -134,4 +135,24 @@ impl Engine {
         c.state == "running"
             && matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
     }
+
+    /// `is_running` for the container's current row (false once it is gone).
+    pub fn is_running_now(&self, id: &str) -> bool {
+        self.db.containers_by_id(id).ok().and_then(|mut rows| rows.pop()).is_some_and(|c| self.is_running(&c))
+    }
+
+    /// Records the container as running, waited for by this process.
+    pub fn set_waited_by_us(&self, id: &str) -> Result<()> {
+        let me = std::process::id() as i32;
+        let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
+        Ok(self.db.set_running(id, me, start)?)
+    }
+}
+
+/// A terminal only when stdin is one and we are in its foreground (a `run ... &` in a shell
+/// must not take over the terminal).
+pub fn stdin_is_our_terminal() -> bool {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    stdin.is_terminal() && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }

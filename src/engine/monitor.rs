@@ -1,6 +1,6 @@
-//! The monitor of a detached container (our conmon): a forked process that owns the
+//! The monitor of a detached container (our conmon): a process of its own that owns the
 //! container's stdout and stderr, writes them to `log.jsonl`, waits for the container, and
-//! records its exit status.
+//! records its exit status. Its own messages go to `monitor.log` beside the log.
 
 use std::fs::File;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::waitpid;
-use nix::unistd::{setsid, Pid};
+use nix::unistd::Pid;
 
 use super::oci::OciRuntime;
 use super::{Engine, EngineError, Result};
@@ -28,7 +28,9 @@ pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool) -> Resul
     if remove {
         cmd.arg("--rm");
     }
-    cmd.arg(id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let own_log = File::options().create(true).append(true).open(engine.container_dir(id).join("monitor.log")).map_err(EngineError::io("open monitor.log"))?;
+    let own_log_too = own_log.try_clone().map_err(EngineError::io("open monitor.log"))?;
+    cmd.arg(id).stdin(Stdio::null()).stdout(own_log).stderr(own_log_too);
     let ready_fd = ready_w.as_raw_fd();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -75,37 +77,27 @@ pub fn serve(root: &Path, id: &str, runtime: &str, remove: bool) -> i32 {
 }
 
 fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: OwnedFd) -> Result<()> {
-    let _ = setsid();
-    let devnull = File::options().read(true).write(true).open("/dev/null").map_err(EngineError::io("open /dev/null"))?;
-    let own_log = File::options().create(true).append(true).open(engine.container_dir(id).join("monitor.log")).map_err(EngineError::io("open monitor.log"))?;
-    // SAFETY: dup2 onto our own stdio; the monitor's own messages go to monitor.log.
-    unsafe {
-        libc::dup2(devnull.as_raw_fd(), 0);
-        libc::dup2(own_log.as_raw_fd(), 1);
-        libc::dup2(own_log.as_raw_fd(), 2);
-    }
     // SAFETY: prctl with integer arguments; an external runtime's init is reparented to us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let dir = engine.container_dir(id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
-    let created = oci.create(id, &dir, [devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]).and_then(|pid| oci.start(id).map(|_| pid));
+    // Our stdin is /dev/null (see `start`): the container's is too.
+    let created = oci.create(id, &dir, [0, out_w.as_raw_fd(), err_w.as_raw_fd()]).and_then(|pid| oci.start(id).map(|_| pid));
     drop(out_w);
     drop(err_w);
     let pid = match created {
         Ok(pid) => pid,
         Err(e) => {
             let text = match &e {
-                EngineError::Runtime(crate::runtime::RuntimeError::Init(t)) => t.clone(),
+                EngineError::Runtime(r) => r.message(),
                 other => other.to_string(),
             };
             let _ = nix::unistd::write(&ready, text.as_bytes());
             return Err(e);
         }
     };
-    let me = std::process::id() as i32;
-    let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
-    engine.db.set_running(id, me, start)?;
+    engine.set_waited_by_us(id)?;
     let _ = nix::unistd::write(&ready, b"ok");
     drop(ready);
     let log = File::options().create(true).append(true).open(dir.join("log.jsonl")).map_err(EngineError::io("open log.jsonl"))?;

@@ -66,10 +66,7 @@ impl OciRuntime {
             OciRuntime::External { .. } => {
                 let pid_file = bundle.join("init.pid");
                 let mut cmd = self.command(&["create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
-                // SAFETY: the descriptors are open for the duration of the call.
-                unsafe {
-                    cmd.stdin(Stdio::from_raw_fd_dup(stdio[0])?).stdout(Stdio::from_raw_fd_dup(stdio[1])?).stderr(Stdio::from_raw_fd_dup(stdio[2])?);
-                }
+                cmd.stdin(dup_stdio(stdio[0])?).stdout(dup_stdio(stdio[1])?).stderr(dup_stdio(stdio[2])?);
                 let out = cmd.output().map_err(EngineError::io("run the OCI runtime"))?;
                 if !out.status.success() {
                     return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), String::from_utf8_lossy(&out.stderr).trim())));
@@ -159,17 +156,12 @@ impl OciRuntime {
     }
 }
 
-trait FromRawFdDup {
-    /// A `Stdio` holding a duplicate of `fd`.
-    unsafe fn from_raw_fd_dup(fd: RawFd) -> Result<Stdio>;
-}
-
-impl FromRawFdDup for Stdio {
-    unsafe fn from_raw_fd_dup(fd: RawFd) -> Result<Stdio> {
-        let borrowed = std::os::fd::BorrowedFd::borrow_raw(fd);
-        let owned = borrowed.try_clone_to_owned().map_err(EngineError::io("dup a descriptor"))?;
-        Ok(Stdio::from(owned))
-    }
+/// A `Stdio` holding a duplicate of `fd`, which the caller keeps open during the call.
+fn dup_stdio(fd: RawFd) -> Result<Stdio> {
+    // SAFETY: the caller's descriptor is open for the duration of the call; we only dup it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed.try_clone_to_owned().map_err(EngineError::io("dup a descriptor"))?;
+    Ok(Stdio::from(owned))
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {

@@ -1,8 +1,6 @@
 //! `run`: image -> overlay rootfs -> config.json -> OCI runtime, attached or detached. A failed
 //! run undoes every step it took: no mount, directory, process or row is left behind.
 
-use std::io::IsTerminal;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use super::oci::OciRuntime;
@@ -51,13 +49,14 @@ impl Engine {
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&opts.image, &id));
         names::check_name(&name).map_err(EngineError::Invalid)?;
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
-        let terminal = !opts.detach && stdin_is_our_terminal();
+        let terminal = !opts.detach && super::stdin_is_our_terminal();
+        let command = super::spec::command_line(&config, &opts.command)?;
         let dir = self.container_dir(&id);
         let row = ContainerRow {
             id: id.clone(),
             name,
             image: format!("{}:{}", image.name, image.tag),
-            command: Vec::new(),
+            command,
             layers: image.layers.clone(),
             runtime: oci.name(),
             created_at: crate::state::now(),
@@ -80,20 +79,16 @@ impl Engine {
             hostname: id[..12].to_string(),
             terminal,
             limits: &opts.limits,
-            cgroup: Some(PathBuf::from("shibafu").join(&id)),
+            cgroup: Some(PathBuf::from(crate::runtime::cgroups::DEFAULT_PARENT).join(&id)),
             nofile: super::spec::default_nofile(),
         })?;
-        let command = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
-        self.db.conn.execute("UPDATE containers SET command = ?2 WHERE id = ?1", rusqlite::params![id, serde_json::to_string(&command).expect("strings serialize")]).map_err(crate::state::StateError::from)?;
         crate::runtime::spec::save(&spec, &dir)?;
         if opts.detach {
             monitor::start(self, &id, &oci, opts.remove)?;
             undo.armed = false;
             return Ok(RunOutcome::Started(id));
         }
-        let me = std::process::id() as i32;
-        let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
-        self.db.set_running(&id, me, start)?;
+        self.set_waited_by_us(&id)?;
         let code = oci.run_attached(&id, &dir)?;
         undo.armed = false;
         self.finish(&id, code, opts.remove)?;
@@ -125,16 +120,6 @@ impl Engine {
         self.db.delete_container(id)?;
         Ok(())
     }
-}
-
-/// A terminal only when stdin is one and we are in its foreground (a `run ... &` in a shell
-/// must not take over the terminal).
-fn stdin_is_our_terminal() -> bool {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return false;
-    }
-    nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp()) && stdin.as_raw_fd() == 0
 }
 
 /// Undoes a half-made run.

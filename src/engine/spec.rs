@@ -71,15 +71,20 @@ pub fn default_nofile() -> u64 {
     hard.min(1_048_576)
 }
 
+/// The process's arguments: the image's entrypoint, then the given command or else the image's.
+pub fn command_line(image: &ImageConfig, command: &[String]) -> Result<Vec<String>> {
+    let args: Vec<String> = image.entrypoint.iter().chain(if command.is_empty() { &image.cmd } else { command }).cloned().collect();
+    if args.is_empty() {
+        return Err(EngineError::Invalid("no command given, and the image has none".into()));
+    }
+    Ok(args)
+}
+
 /// Builds the spec.
 pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     let mut spec = default_spec();
     let mut process = spec.process().clone().expect("the default spec has a process");
-    let args: Vec<String> = input.image.entrypoint.iter().chain(if input.command.is_empty() { &input.image.cmd } else { input.command }).cloned().collect();
-    if args.is_empty() {
-        return Err(EngineError::Invalid("no command given, and the image has none".into()));
-    }
-    process.set_args(Some(args));
+    process.set_args(Some(command_line(input.image, input.command)?));
     process.set_env(Some(merge_env(&input.image.env, input.env, input.terminal, &input.hostname)?));
     process.set_terminal(Some(input.terminal));
     process.set_cwd(PathBuf::from(if input.image.working_dir.is_empty() { "/" } else { &input.image.working_dir }));

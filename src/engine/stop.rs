@@ -45,11 +45,7 @@ impl Engine {
     fn wait_exit(&self, c: &ContainerRow, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let done = match self.db.containers_by_id(&c.id) {
-                Ok(rows) => rows.first().is_none_or(|r| !self.is_running(r)),
-                Err(_) => false,
-            };
-            if done {
+            if !self.is_running_now(&c.id) {
                 return true;
             }
             if Instant::now() >= deadline {

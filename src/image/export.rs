@@ -26,7 +26,7 @@ pub fn write_rootfs(layers: &[PathBuf], scratch: &Path, out: impl Write) -> Resu
 }
 
 fn io(e: std::io::Error) -> ImageError {
-    ImageError::Unreadable { path: "rootfs".into(), reason: e.to_string() }
+    ImageError::Write(e)
 }
 
 fn merged_view(layers: &[PathBuf], target: &Path) -> Result<PathBuf> {

@@ -23,6 +23,9 @@ pub enum ImageError {
     /// A file could not be read.
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: String, reason: String },
+    /// Writing an image out failed.
+    #[error("write the image's root filesystem: {0}")]
+    Write(#[source] std::io::Error),
     /// Stored metadata is inconsistent.
     #[error("corrupt image {0}: {1}")]
     Corrupt(String, String),

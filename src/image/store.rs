@@ -21,6 +21,20 @@ pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// gzip layer.
 pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// A reader that copies what it reads into a writer.
+struct Tee<R, W> {
+    from: R,
+    to: W,
+}
+
+impl<R: std::io::Read, W: std::io::Write> std::io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// What a container takes from its image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageConfig {
@@ -63,15 +77,12 @@ impl<'a> ImageStore<'a> {
     pub fn import_rootfs(&self, tarball: &Path, reference: &Reference) -> Result<ImageRow> {
         let unreadable = |e: std::io::Error| ImageError::Unreadable { path: tarball.display().to_string(), reason: e.to_string() };
         let file = std::fs::File::open(tarball).map_err(unreadable)?;
-        // Unpack first: a bad archive is refused before anything is stored.
-        let unpacked = unpack::unpack_layer(file, &self.layers_dir())?;
-        let mut file = std::fs::File::open(tarball).map_err(unreadable)?;
-        let (blob_digest, size) = self.blobs.put(&mut file, None)?;
-        let mut magic = [0u8; 2];
-        let media_type = match std::io::Read::read_exact(&mut self.blobs.open(&blob_digest)?, &mut magic) {
-            Ok(()) if magic == [0x1f, 0x8b] => LAYER_GZIP,
-            _ => LAYER_TAR,
-        };
+        // One read: the archive is unpacked and stored as a blob at once; the blob is kept
+        // only once the whole archive unpacked, so a bad one stores nothing.
+        let mut blob = self.blobs.writer()?;
+        let unpacked = unpack::unpack_layer(Tee { from: file, to: &mut blob }, &self.layers_dir())?;
+        let (blob_digest, size) = blob.commit(None)?;
+        let media_type = if unpacked.gzip { LAYER_GZIP } else { LAYER_TAR };
         let layer = LayerRow { diff_id: unpacked.diff_id.clone(), blob_digest, media_type: media_type.into(), size: size as i64 };
         let source = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.store_image(reference, &[layer], &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() }, &format!("shibafu image import {source}"))

@@ -12,6 +12,9 @@ use crate::explain;
 /// Where the unified hierarchy is mounted.
 pub const MOUNT: &str = "/sys/fs/cgroup";
 
+/// The directory that holds our containers' cgroups by default (`shibafu/<id>`).
+pub const DEFAULT_PARENT: &str = "shibafu";
+
 /// Whether /sys/fs/cgroup is a cgroup v2 hierarchy.
 pub fn v2_available() -> bool {
     nix::sys::statfs::statfs(MOUNT).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -100,12 +103,16 @@ impl Cgroup {
             .collect()
     }
 
-    /// Removes the directory, waiting briefly for exiting processes to leave it.
+    /// Removes the directory, waiting briefly for exiting processes to leave it; our default
+    /// parent goes with its last container, so the host is left as it was found.
     pub fn remove(&self) -> Result<()> {
         explain::step(|| format!("rmdir {}", self.path.display()));
         for _ in 0..200 {
             match std::fs::remove_dir(&self.path) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.remove_empty_default_parent();
+                    return Ok(());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     if self.write("cgroup.kill", "1").is_err() {
@@ -119,6 +126,13 @@ impl Cgroup {
             }
         }
         Err(RuntimeError::Init(format!("cgroup {} stayed busy", self.path.display())))
+    }
+
+    fn remove_empty_default_parent(&self) {
+        if let Some(parent) = self.path.parent().filter(|p| p.file_name().is_some_and(|n| n == DEFAULT_PARENT)) {
+            // Fails, as it should, while other containers still live there.
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 
     fn write(&self, file: &str, value: &str) -> Result<()> {

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use nix::sched::{setns, CloneFlags};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -84,10 +84,8 @@ impl Runtime {
 
         let (console_for_child, console_for_us) = console_ends(terminal, opts)?;
         let joins = namespaces::open_joins(&plan.joins)?;
-        if let Some((_, path)) = plan.joins.iter().find(|(f, _)| *f == CloneFlags::CLONE_NEWPID) {
-            let file = std::fs::File::open(path).map_err(RuntimeError::io(format!("open {}", path.display())))?;
-            setns(file, CloneFlags::CLONE_NEWPID).map_err(RuntimeError::sys("join pid namespace"))?;
-        }
+        // PID namespaces apply to children: join before the clone, the rest in the child.
+        namespaces::enter(&joins, CloneFlags::CLONE_NEWPID)?;
         let (parent, child) = sync::pair()?;
         let ctx = InitContext {
             spec: spec.clone(),
@@ -228,10 +226,6 @@ impl Runtime {
         }
         if let Some(path) = &record.cgroup {
             Cgroup { path: path.clone() }.remove()?;
-            // Our default parent goes when its last container does: leave the host as found.
-            if path.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "shibafu") {
-                let _ = std::fs::remove_dir(path.parent().expect("checked above"));
-            }
         }
         if let Some(list) = record.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
             let state = record.oci_state(Status::Stopped).to_json();
@@ -269,13 +263,13 @@ impl Runtime {
     }
 }
 
-/// The cgroup path: the spec's `cgroupsPath`, or `shibafu/<id>`.
+/// The cgroup path: the spec's `cgroupsPath`, or `shibafu/<id>` (cgroups::DEFAULT_PARENT).
 fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str) -> PathBuf {
     spec.linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone())
         .map(|p| PathBuf::from(p.display().to_string().replace(':', "/")))
-        .unwrap_or_else(|| PathBuf::from("shibafu").join(id))
+        .unwrap_or_else(|| PathBuf::from(super::cgroups::DEFAULT_PARENT).join(id))
 }
 
 /// The two ends for the terminal: what the child sends on, and what we receive from.

@@ -56,6 +56,14 @@ impl RuntimeError {
         move |source| RuntimeError::Io { what, source }
     }
 
+    /// The message to pass on to whoever wraps it in `Init` again (without a second prefix).
+    pub fn message(&self) -> String {
+        match self {
+            RuntimeError::Init(text) => text.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The exit code Docker would use for this failure: 127 not found, 126 cannot execute, else 125.
     pub fn exit_code(&self) -> i32 {
         match self {

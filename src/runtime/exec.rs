@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::sched::{setns, CloneFlags};
+use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
 use super::container::Runtime;
@@ -44,6 +44,7 @@ impl Runtime {
             return Err(RuntimeError::Init("a detached terminal needs --console-socket".into()));
         }
         let joins = namespaces::open_joins(&namespaces::of_process(record.pid))?;
+        // PID namespaces apply to children: join before the clone, the rest in the child.
         let (console_child, console_us) = match (&opts.console_socket, terminal) {
             (_, false) => (None, None),
             (Some(path), true) => {
@@ -56,10 +57,7 @@ impl Runtime {
             }
         };
         let signals = if opts.detach { None } else { Some(foreground::block_signals()?) };
-        if let Some(pidns) = namespaces::of_process(record.pid).into_iter().find(|(f, _)| *f == CloneFlags::CLONE_NEWPID) {
-            let file = std::fs::File::open(&pidns.1).map_err(RuntimeError::io("open pid namespace"))?;
-            setns(file, CloneFlags::CLONE_NEWPID).map_err(RuntimeError::sys("join pid namespace"))?;
-        }
+        namespaces::enter(&joins, CloneFlags::CLONE_NEWPID)?;
         let (parent, child) = sync::pair()?;
         // SAFETY: single-threaded; the child execs or exits.
         let pid = match unsafe { process::clone_process(CloneFlags::empty())? } {
@@ -69,7 +67,7 @@ impl Runtime {
                     Ok(program) => process::exec(&program),
                     Err(e) => e,
                 };
-                let _ = child.send(&Msg::Error(err.to_string()));
+                let _ = child.send(&Msg::Error(err.message()));
                 // SAFETY: leaving a cloned child.
                 unsafe { libc::_exit(if err.exit_code() == 125 { 1 } else { err.exit_code() }) }
             }
@@ -81,7 +79,7 @@ impl Runtime {
         if let Some(Msg::Error(e)) = parent.recv()? {
             let _ = nix::sys::wait::waitpid(pid, None);
             foreground::restore(signals);
-            return Err(classify(e));
+            return Err(RuntimeError::Init(e));
         }
         let console = match console_us {
             Some(sock) => Some(tty::recv_fd(sock.as_fd())?),
@@ -91,14 +89,10 @@ impl Runtime {
             std::fs::write(path, pid.to_string()).map_err(RuntimeError::io(format!("write {}", path.display())))?;
         }
         let Some(signals) = signals else { return Ok(0) };
-        let code = foreground::wait(pid, console.map(Into::into), &signals);
+        let code = foreground::wait(pid, console, &signals);
         foreground::restore(Some(signals));
         Ok(code)
     }
-}
-
-fn classify(text: String) -> RuntimeError {
-    RuntimeError::Init(text)
 }
 
 fn child_steps(record: &Record, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>) -> Result<process::Program> {

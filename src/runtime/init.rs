@@ -42,8 +42,7 @@ pub fn run(ctx: InitContext, sync: Sync) -> ! {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set_up(&ctx, &sync)));
     let err = match result {
         Ok(Ok(program)) => process::exec(&program),
-        Ok(Err(RuntimeError::Init(text))) => text,
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => e.message(),
         Err(_) => "init panicked".to_string(),
     };
     if sync.send(&Msg::Error(err.clone())).is_err() {

@@ -6,9 +6,6 @@ use oci_spec::runtime::Spec;
 
 use super::error::{Result, RuntimeError};
 
-/// The spec version we write.
-pub const OCI_VERSION: &str = "1.0.2";
-
 /// The same default `runc spec` writes: `sh` on a terminal, a read-only rootfs, the minimal
 /// capability set, and pid/network/ipc/uts/mount namespaces.
 const DEFAULT_SPEC: &str = r#"{

@@ -1,7 +1,6 @@
 //! The content-addressable blob store: `blobs/sha256/<hex>`, written to a temp name, hashed
 //! while streaming, and renamed into place only once the digest is known (and verified).
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,36 +33,18 @@ impl BlobStore {
     /// Streams `reader` into the store; returns (digest, size). With `expected`, a mismatch
     /// stores nothing.
     pub fn put(&self, reader: &mut dyn Read, expected: Option<&str>) -> Result<(String, u64)> {
+        let mut writer = self.writer()?;
+        std::io::copy(reader, &mut writer).map_err(StorageError::io("store blob"))?;
+        writer.commit(expected)
+    }
+
+    /// A writer that becomes a blob on `commit`; dropped uncommitted, it leaves nothing.
+    pub fn writer(&self) -> Result<BlobWriter> {
         let tmp_dir = self.root.join("tmp");
         std::fs::create_dir_all(&tmp_dir).map_err(StorageError::io(format!("create {}", tmp_dir.display())))?;
         std::fs::create_dir_all(self.root.join("sha256")).map_err(StorageError::io("create blobs/sha256"))?;
         let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(StorageError::io("create temp blob"))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).map_err(StorageError::io("read blob"))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(StorageError::io("write blob"))?;
-            size += n as u64;
-        }
-        out.flush().map_err(StorageError::io("write blob"))?;
-        drop(out);
-        let digest = format!("sha256:{:x}", hasher.finalize());
-        if let Some(want) = expected {
-            if want != digest {
-                return Err(StorageError::DigestMismatch { expected: want.into(), actual: digest });
-            }
-        }
-        let path = self.path(&digest);
-        if !path.exists() {
-            tmp.persist(&path).map_err(|e| StorageError::io(format!("store {}", path.display()))(e.error))?;
-        }
-        Ok((digest, size))
+        Ok(BlobWriter { out: std::io::BufWriter::with_capacity(1 << 20, tmp), hasher: Sha256::new(), size: 0, store: self.clone() })
     }
 
     /// Stores bytes; returns (digest, size).
@@ -71,15 +52,49 @@ impl BlobStore {
         self.put(&mut &bytes[..], None)
     }
 
-    /// Opens a blob for reading.
-    pub fn open(&self, digest: &str) -> Result<File> {
-        let path = self.path(digest);
-        File::open(&path).map_err(StorageError::io(format!("open blob {digest}")))
-    }
-
     /// Reads a whole (small) blob.
     pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
         std::fs::read(self.path(digest)).map_err(StorageError::io(format!("read blob {digest}")))
+    }
+}
+
+/// A blob being written: hashed as it streams into a temp file.
+pub struct BlobWriter {
+    out: std::io::BufWriter<tempfile::NamedTempFile>,
+    hasher: Sha256,
+    size: u64,
+    store: BlobStore,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Renames the blob into place under its digest; with `expected`, a mismatch stores
+    /// nothing. Returns (digest, size).
+    pub fn commit(self, expected: Option<&str>) -> Result<(String, u64)> {
+        let digest = format!("sha256:{:x}", self.hasher.finalize());
+        if let Some(want) = expected {
+            if want != digest {
+                return Err(StorageError::DigestMismatch { expected: want.into(), actual: digest });
+            }
+        }
+        let tmp = self.out.into_inner().map_err(|e| StorageError::io("write blob")(e.into_error()))?;
+        let path = self.store.path(&digest);
+        if !path.exists() {
+            tmp.persist(&path).map_err(|e| StorageError::io(format!("store {}", path.display()))(e.error))?;
+        }
+        Ok((digest, self.size))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -28,6 +28,8 @@ pub struct Unpacked {
     pub diff_id: String,
     /// Bytes of the uncompressed tar.
     pub size: u64,
+    /// Whether the archive was gzip-compressed.
+    pub gzip: bool,
 }
 
 /// Unpacks a layer (plain or gzip tar) into `layers/<diff_id hex>`, once: when the directory
@@ -75,7 +77,7 @@ pub fn unpack_into(reader: impl Read, dest: &Path) -> Result<Unpacked> {
     for (path, mtime) in dirs.iter().rev() {
         set_times(root.as_fd(), path, *mtime, false)?;
     }
-    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count })
+    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count, gzip })
 }
 
 fn bad(e: std::io::Error) -> StorageError {
@@ -232,15 +234,11 @@ fn remove(parent: BorrowedFd, name: &OsStr) -> Result<()> {
     match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EISDIR) | Err(Errno::EPERM) if is_dir(parent, name) => {
-            let path = fd_path(parent).join(name);
+            let path = safepath::proc_fd_path(&parent).join(name);
             std::fs::remove_dir_all(&path).map_err(StorageError::io(format!("replace {}", path.display())))
         }
         Err(e) => Err(StorageError::sys(format!("replace {}", name.to_string_lossy()))(e)),
     }
-}
-
-fn fd_path(fd: BorrowedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 fn own_and_mode(parent: BorrowedFd, name: &OsStr, path: &Path, uid: u64, gid: u64, mode: Option<u32>) -> Result<()> {
@@ -275,7 +273,7 @@ fn apply_xattrs<R: Read>(parent: BorrowedFd, name: &OsStr, entry: &mut tar::Entr
 }
 
 fn set_xattr(parent: BorrowedFd, name: &Path, key: &str, value: &[u8]) -> Result<()> {
-    let path = std::ffi::CString::new(fd_path(parent).join(name).as_os_str().as_bytes()).expect("paths hold no NUL");
+    let path = std::ffi::CString::new(safepath::proc_fd_path(&parent).join(name).as_os_str().as_bytes()).expect("paths hold no NUL");
     let ckey = std::ffi::CString::new(key).map_err(|_| StorageError::BadArchive { what: "xattr".into(), reason: "NUL in name".into() })?;
     // SAFETY: valid C strings and a live byte slice.
     let rc = unsafe { libc::lsetxattr(path.as_ptr(), ckey.as_ptr(), value.as_ptr().cast(), value.len(), 0) };

@@ -59,12 +59,11 @@ impl Lab {
             .arg(format!("{prelude}{script}"))
             .output()
             .expect("run unshare");
-        let ran = Ran {
+        Ran {
             out: String::from_utf8_lossy(&out.stdout).into_owned(),
             err: String::from_utf8_lossy(&out.stderr).into_owned(),
             code: out.status.code().unwrap_or(-1),
-        };
-        ran
+        }
     }
 
     /// Like `sh`, but fails the test unless the script exits 0.
