@@ -170,7 +170,7 @@ pub fn run(args: RuntimeArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        RuntimeCommand::Run { create, detach } => Ok(rt.run(&create.id, &create.bundle, create_options(&create), detach)?),
+        RuntimeCommand::Run { create, detach } => Ok(rt.run(&create.id, &create.bundle, create_options(&create), detach, || {})?),
         RuntimeCommand::Spec { bundle, .. } => {
             let path = bundle.join("config.json");
             if path.exists() {

@@ -44,12 +44,16 @@ impl OciRuntime {
         }
     }
 
-    /// Runs the container in the foreground with our stdio; returns its exit code.
-    pub fn run_attached(&self, id: &str, bundle: &Path) -> Result<i32> {
+    /// Runs the container in the foreground with our stdio; returns its exit code. `started`
+    /// runs once the container runs (for an external runtime: once it was launched, as its
+    /// `run` does not say more).
+    pub fn run_attached(&self, id: &str, bundle: &Path, started: impl FnOnce()) -> Result<i32> {
         match self {
-            OciRuntime::Builtin(rt) => Ok(rt.run(id, bundle, CreateOptions::default(), false)?),
+            OciRuntime::Builtin(rt) => Ok(rt.run(id, bundle, CreateOptions::default(), false, started)?),
             OciRuntime::External { .. } => {
-                let status = self.command(&["run", "--bundle", &bundle.display().to_string(), id]).status().map_err(EngineError::io("run the OCI runtime"))?;
+                let mut child = self.command(&["run", "--bundle", &bundle.display().to_string(), id]).spawn().map_err(EngineError::io("run the OCI runtime"))?;
+                started();
+                let status = child.wait().map_err(EngineError::io("wait for the OCI runtime"))?;
                 Ok(status.code().unwrap_or(125))
             }
         }

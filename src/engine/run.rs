@@ -88,9 +88,11 @@ impl Engine {
             undo.armed = false;
             return Ok(RunOutcome::Started(id));
         }
-        self.set_waited_by_us(&id)?;
-        let code = oci.run_attached(&id, &dir)?;
+        // Marked running only once it runs, so `exec` never meets a container still being made.
+        let mut marked = Ok(());
+        let code = oci.run_attached(&id, &dir, || marked = self.set_waited_by_us(&id))?;
         undo.armed = false;
+        marked?;
         self.finish(&id, code, opts.remove)?;
         Ok(RunOutcome::Exited(code))
     }

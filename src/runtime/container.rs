@@ -239,8 +239,9 @@ impl Runtime {
     }
 
     /// create + start + wait + delete, with signals forwarded and, for a terminal, our stdio
-    /// joined to the container's pty. With `detach`, returns after start. Returns the exit code.
-    pub fn run(&self, id: &str, bundle: &Path, opts: CreateOptions, detach: bool) -> Result<i32> {
+    /// joined to the container's pty. `started` runs once the user's process runs. With
+    /// `detach`, returns after start. Returns the exit code.
+    pub fn run(&self, id: &str, bundle: &Path, opts: CreateOptions, detach: bool, started: impl FnOnce()) -> Result<i32> {
         let signals = if detach { None } else { Some(foreground::block_signals()?) };
         let opts = CreateOptions { keep_console: !detach && opts.console_socket.is_none(), ..opts };
         let created = match self.create(id, bundle, &opts) {
@@ -255,6 +256,7 @@ impl Runtime {
             foreground::restore(signals);
             return Err(e);
         }
+        started();
         let Some(signals) = signals else { return Ok(0) };
         let code = foreground::wait(created.pid, created.console, &signals);
         foreground::restore(Some(signals));
