@@ -12,12 +12,14 @@ use crate::image::reference;
 /// `image ...`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Store a rootfs tarball (plain or gzip) as a one-layer image.
+    /// Import an OCI image layout (directory or tar) or a rootfs tarball (plain or gzip, as a
+    /// one-layer image).
     Import {
-        /// The tarball.
-        tarball: PathBuf,
-        /// NAME[:TAG].
-        reference: String,
+        /// The layout directory, layout tar or rootfs tarball.
+        source: PathBuf,
+        /// NAME[:TAG]; for a layout, which manifest (by its ref.name tag) and its name here.
+        /// Needed for a rootfs tarball.
+        reference: Option<String>,
     },
     /// List images.
     #[command(alias = "ls")]
@@ -27,11 +29,19 @@ pub enum ImageCommand {
 /// Runs `image ...`.
 pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
     match cmd {
-        ImageCommand::Import { tarball, reference: text } => {
-            let r = reference::parse(&text).map_err(anyhow::Error::msg)?;
+        ImageCommand::Import { source, reference: text } => {
+            let r = text.map(|t| reference::parse(&t).map_err(anyhow::Error::msg)).transpose()?;
             let engine = Engine::open(root)?;
-            let row = engine.images().import_rootfs(&tarball, &r)?;
-            println!("{}", row.config_digest);
+            let store = engine.images();
+            let rows = if crate::image::layout::is_layout(&source) {
+                store.import_layout(&source, r.as_ref())?
+            } else {
+                let Some(r) = r else { bail!("{} is a rootfs tarball: give the image a name (shibafu image import {} NAME[:TAG])", source.display(), source.display()) };
+                vec![store.import_rootfs(&source, &r)?]
+            };
+            for row in rows {
+                println!("{}:{} {}", row.name, row.tag, row.config_digest);
+            }
             Ok(0)
         }
         ImageCommand::List => images(root),

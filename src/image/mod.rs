@@ -2,6 +2,7 @@
 //! `name:tag`; import of rootfs tarballs and export of flattened rootfs.
 
 pub mod export;
+pub mod layout;
 pub mod reference;
 pub mod store;
 

@@ -22,9 +22,9 @@ pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// A reader that copies what it reads into a writer.
-struct Tee<R, W> {
-    from: R,
-    to: W,
+pub(super) struct Tee<R, W> {
+    pub(super) from: R,
+    pub(super) to: W,
 }
 
 impl<R: std::io::Read, W: std::io::Write> std::io::Read for Tee<R, W> {
@@ -54,13 +54,18 @@ pub struct ImageConfig {
 pub struct ImageStore<'a> {
     root: PathBuf,
     blobs: BlobStore,
-    db: &'a Db,
+    pub(super) db: &'a Db,
 }
 
 impl<'a> ImageStore<'a> {
     /// The store of `root`, recording into `db`.
     pub fn new(root: &Path, db: &'a Db) -> ImageStore<'a> {
         ImageStore { root: root.to_path_buf(), blobs: BlobStore::new(root), db }
+    }
+
+    /// The blob store under this data root.
+    pub fn blob_store(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// Where layers are unpacked.
@@ -131,13 +136,19 @@ impl<'a> ImageStore<'a> {
             size: layers.iter().map(|l| l.size).sum(),
             created_at: created,
         };
+        self.record(&row, layers)?;
+        Ok(row)
+    }
+
+    /// Records an image and its layers (whose blobs are stored) in one transaction.
+    pub(super) fn record(&self, row: &ImageRow, layers: &[LayerRow]) -> Result<()> {
         let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
         for l in layers {
             self.db.add_layer(l)?;
         }
-        self.db.put_image(&row)?;
+        self.db.put_image(row)?;
         tx.commit().map_err(crate::state::StateError::from)?;
-        Ok(row)
+        Ok(())
     }
 
     /// Finds an image by `name[:tag]` or by (a prefix of) its ID.
