@@ -1,0 +1,135 @@
+//! Tier 3 of shibafu's tests: boot the appliance (throwaway, `./run-vm --no-build`) and drive
+//! its serial console with rexpect, as a person at the lab would. Each scenario gets a fresh VM.
+//! A failing step panics with the whole console transcript; a scenario that hangs runs into its
+//! own time limit and fails the same way, and QEMU is killed when the `Vm` is dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rexpect::process::{Signal, WaitStatus};
+use rexpect::reader::Options;
+use rexpect::session::{spawn_with_options, PtySession};
+
+/// The end of the prompt the tests set (`<STATUS>VM# `), a marker no program prints. The
+/// command that sets it spells it in two pieces, so its echo does not match.
+const PROMPT_END: &str = ">VM# ";
+
+/// Whether the appliance is built (scripts/build-vm); the tests need it.
+pub fn appliance() -> Option<PathBuf> {
+    let vm = repo().join("build/vm");
+    vm.join("root.img").is_file().then_some(vm)
+}
+
+/// The repository's top folder.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("vmtests sits in the repo").to_path_buf()
+}
+
+/// A booted appliance with root's shell on its serial console.
+pub struct Vm {
+    session: PtySession,
+    scenario: String,
+    /// Everything the console printed (carriage returns dropped).
+    transcript: String,
+    /// What was printed since the last match.
+    pending: String,
+    /// When the whole scenario's time is up.
+    deadline: Instant,
+}
+
+impl Vm {
+    /// Boots a throwaway VM for `scenario`, waits for root's prompt and sets up a shell the
+    /// test can read: no echo, a prompt that carries the exit status. The whole scenario must
+    /// end within `limit`.
+    pub fn boot(scenario: &str, limit: Duration) -> Vm {
+        let mut cmd = Command::new(repo().join("run-vm"));
+        cmd.arg("--no-build").current_dir(repo());
+        let options = Options::new().timeout_ms(Some(limit.as_millis() as u64)).strip_ansi_escape_codes(true);
+        let session = spawn_with_options(cmd, options).unwrap_or_else(|e| panic!("{scenario}: cannot start ./run-vm: {e}"));
+        let deadline = Instant::now() + limit;
+        let mut vm = Vm { session, scenario: scenario.into(), transcript: String::new(), pending: String::new(), deadline };
+        vm.wait_for("[shibafu-lab ~]# ", Duration::from_secs(180));
+        vm.send("bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo cols 250; export PS1='<$?>V''M# '");
+        vm.wait_for(PROMPT_END, Duration::from_secs(30));
+        vm
+    }
+
+    /// Runs a shell command, asserts it succeeded, returns its output.
+    pub fn sh(&mut self, command: &str) -> String {
+        let (status, out) = self.sh_status(command);
+        if status != 0 {
+            self.fail(&format!("`{command}` exited with {status}:\n{out}"));
+        }
+        out
+    }
+
+    /// Runs a shell command; returns its exit status and output.
+    pub fn sh_status(&mut self, command: &str) -> (i32, String) {
+        self.send(command);
+        self.wait_prompt(&format!("`{command}`"))
+    }
+
+    /// Waits for the VM shell's prompt (after `what`); returns the exit status it shows and
+    /// the output before it.
+    pub fn wait_prompt(&mut self, what: &str) -> (i32, String) {
+        let out = self.wait_for(PROMPT_END, Duration::from_secs(120));
+        let Some(open) = out.rfind('<') else { self.fail(&format!("no exit status before the prompt after {what}")) };
+        let status = out[open + 1..].parse().unwrap_or_else(|_| self.fail(&format!("unreadable exit status {:?}", &out[open..])));
+        (status, out[..open].to_string())
+    }
+
+    /// Sends one line to the console.
+    pub fn send(&mut self, line: &str) {
+        if let Err(e) = self.session.send_line(line) {
+            self.fail(&format!("cannot write to the console: {e}"));
+        }
+    }
+
+    /// Waits until the console prints `needle`; returns what came before it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Some(c) = self.session.try_read() {
+                if c != '\r' {
+                    self.pending.push(c);
+                    self.transcript.push(c);
+                }
+            }
+            if let Some(at) = self.pending.find(needle) {
+                let before = self.pending[..at].to_string();
+                self.pending.drain(..at + needle.len());
+                return before;
+            }
+            if Instant::now() > self.deadline {
+                self.fail(&format!("the scenario's time ran out waiting for {needle:?}"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out after {} s waiting for {needle:?}", timeout.as_secs()));
+            }
+            if self.session.process().status().is_some_and(|s| !matches!(s, WaitStatus::StillAlive)) {
+                self.fail(&format!("QEMU exited while waiting for {needle:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails the scenario with the whole console transcript.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!("VM scenario {:?} failed: {why}\n----- console transcript -----\n{}\n----- end of transcript -----", self.scenario, self.transcript)
+    }
+
+    /// Asserts `cond`, failing with the transcript.
+    pub fn check(&self, cond: bool, what: &str) {
+        if !cond {
+            self.fail(what);
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // Throwaway: nothing to save, so QEMU is simply stopped.
+        let _ = self.session.process_mut().kill(Signal::SIGKILL);
+    }
+}
