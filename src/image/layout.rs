@@ -116,8 +116,15 @@ impl ImageStore<'_> {
             return Err(layout.corrupt(format!("the manifest has {} layers but the config {} diff_ids", manifest.layers.len(), config.rootfs.diff_ids.len())));
         }
         let mut layers = Vec::new();
+        let mut made = Made::default();
         for (d, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            layers.push(self.import_layer(layout, d, diff_id)?);
+            match self.import_layer(layout, d, diff_id, &mut made) {
+                Ok(layer) => layers.push(layer),
+                Err(e) => {
+                    made.undo();
+                    return Err(e);
+                }
+            }
         }
         let (config_digest, _) = self.blob_store().put_bytes(&config_bytes)?;
         let (manifest_digest, _) = self.blob_store().put_bytes(&manifest_bytes)?;
@@ -135,7 +142,7 @@ impl ImageStore<'_> {
     }
 
     /// Copies one layer blob into the store (verified) and unpacks it unless it already is.
-    fn import_layer(&self, layout: &Layout, d: &Descriptor, diff_id: &str) -> Result<LayerRow> {
+    fn import_layer(&self, layout: &Layout, d: &Descriptor, diff_id: &str, made: &mut Made) -> Result<LayerRow> {
         if !LAYER_TYPES.contains(&d.media_type.as_str()) {
             return Err(layout.corrupt(format!("layer {} has media type {:?}; shibafu takes tar and tar+gzip layers", d.digest, d.media_type)));
         }
@@ -145,19 +152,40 @@ impl ImageStore<'_> {
         if known {
             if !self.blob_store().exists(&d.digest) {
                 self.blob_store().put(&mut file.take(d.size + 1), Some(&d.digest))?;
+                made.paths.push(self.blob_store().path(&d.digest));
             }
             return Ok(row(d.size));
         }
+        let blob_was_there = self.blob_store().exists(&d.digest);
         let mut blob = self.blob_store().writer()?;
-        let unpacked = unpack::unpack_layer(Tee { from: file.take(d.size + 1), to: &mut blob }, &self.layers_dir())?;
+        let unpacked = unpack::unpack_layer(Tee { from: file.take(d.size + 1), to: &mut blob }, &self.layers_dir())
+            .map_err(|e| layout.corrupt(format!("layer {}: {e}", d.digest)))?;
+        made.paths.push(self.layer_dir(&unpacked.diff_id));
         if unpacked.diff_id != diff_id {
             return Err(layout.corrupt(format!("layer {} unpacks to {} but the config says {diff_id}", d.digest, unpacked.diff_id)));
         }
         let (_, size) = blob.commit(Some(&d.digest))?;
+        if !blob_was_there {
+            made.paths.push(self.blob_store().path(&d.digest));
+        }
         if size != d.size {
             return Err(layout.corrupt(format!("layer {} is {size} bytes, the manifest says {}", d.digest, d.size)));
         }
         Ok(row(size))
+    }
+}
+
+/// What an import made on disk before it was recorded, removed again when a later layer fails.
+#[derive(Default)]
+struct Made {
+    paths: Vec<PathBuf>,
+}
+
+impl Made {
+    fn undo(&self) {
+        for p in &self.paths {
+            let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+        }
     }
 }
 
@@ -169,7 +197,10 @@ fn pick(manifests: &[Descriptor], reference: Option<&Reference>, default_name: &
         let found = manifests.iter().find(|d| ref_name(d).is_some_and(|n| n == r.tag || n == full));
         return match (found, manifests) {
             (Some(d), _) | (None, [d]) => Ok(vec![(r.clone(), d.clone())]),
-            _ => Err(ImageError::Unknown(format!("{full} (the layout has {} manifests, none named {:?})", manifests.len(), r.tag))),
+            _ => {
+                let names: Vec<String> = manifests.iter().filter_map(ref_name).collect();
+                Err(ImageError::BadReference(format!("the layout has no manifest named {:?} (its names: {})", r.tag, names.join(", "))))
+            }
         };
     }
     let named: Vec<_> = manifests

@@ -1,0 +1,77 @@
+//! Root tests of OCI image layout import: layouts written by umoci (a real client), as a
+//! directory and as a tar, with several layers and an OCI whiteout; corrupt layouts are refused
+//! and store nothing.
+
+mod common;
+
+use common::Lab;
+
+/// Builds $LAB/oci with umoci: `base` = the busybox rootfs, `two` = base plus a layer that
+/// adds /etc/second and deletes /etc/motd (a whiteout).
+const UMOCI_LAYOUT: &str = "
+    umoci init --layout $LAB/oci
+    umoci new --image $LAB/oci:base
+    umoci unpack --image $LAB/oci:base $LAB/bundle >/dev/null
+    tar -C $LAB/bundle/rootfs -xf $BUSYBOX_TAR
+    umoci repack --image $LAB/oci:base $LAB/bundle
+    rm -rf $LAB/bundle
+    umoci unpack --image $LAB/oci:base $LAB/bundle >/dev/null
+    echo second-layer > $LAB/bundle/rootfs/etc/second
+    rm $LAB/bundle/rootfs/etc/motd
+    umoci repack --image $LAB/oci:two $LAB/bundle
+    rm -rf $LAB/bundle
+    test $(jq '.layers | length' $LAB/oci/blobs/sha256/$(jq -r '.manifests[1].digest[7:]' $LAB/oci/index.json)) = 2
+";
+
+#[test]
+fn a_layout_written_by_umoci_imports_with_its_layers() {
+    let out = Lab::new().ok(&format!(
+        "{UMOCI_LAYOUT}
+         shibafu image import $LAB/oci umo:two
+         shibafu run --rm umo:two sh -c 'cat /etc/second; test -e /etc/motd && echo motd-visible || echo motd-gone'
+         (cd $LAB/oci && tar -cf $LAB/oci.tar .)
+         shibafu image import $LAB/oci.tar
+         shibafu images | awk '{{print $1\":\"$2}}' | sort | tr '\\n' ' '
+         echo
+         ls $SHIBAFU_ROOT/layers | grep -vc '^\\.' "
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("umo:two sha256:"), "{out}");
+    assert_eq!(lines[1..3], ["second-layer", "motd-gone"], "{out}");
+    // Without a name, each manifest is named after the tar and its ref.name.
+    assert!(out.contains("oci:base sha256:") && out.contains("oci:two sha256:"), "{out}");
+    assert!(out.contains("oci:base oci:two") && out.contains("umo:two"), "{out}");
+    // busybox (imported by the harness), umoci's busybox layer and its second layer: each once.
+    assert_eq!(lines.last().unwrap().trim(), "3", "{out}");
+}
+
+#[test]
+fn a_corrupt_layout_is_refused_and_stores_nothing() {
+    let r = Lab::new().sh(&format!(
+        "{UMOCI_LAYOUT}
+         set +e
+         snapshot() {{ echo $(ls $SHIBAFU_ROOT/layers | wc -l) $(ls $SHIBAFU_ROOT/blobs/sha256 | wc -l) $(shibafu images | wc -l); }}
+         before=$(snapshot)
+         cp -a $LAB/oci $LAB/flipped
+         layer=$(ls -S $LAB/flipped/blobs/sha256 | head -1)
+         printf 'x' | dd of=$LAB/flipped/blobs/sha256/$layer bs=1 seek=100 conv=notrunc 2>/dev/null
+         shibafu image import $LAB/flipped x:two; echo code=$?
+         # The second layer broken: the first, already unpacked, must go again.
+         cp -a $LAB/oci $LAB/second
+         m=$(jq -r '.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"] == \"two\") | .digest[7:]' $LAB/second/index.json)
+         top=$(jq -r '.layers[1].digest[7:]' $LAB/second/blobs/sha256/$m)
+         printf 'x' | dd of=$LAB/second/blobs/sha256/$top bs=1 seek=20 conv=notrunc 2>/dev/null
+         shibafu image import $LAB/second x:two; echo code=$?
+         cp -a $LAB/oci $LAB/wrongver && echo '{{\"imageLayoutVersion\":\"9\"}}' > $LAB/wrongver/oci-layout
+         shibafu image import $LAB/wrongver x:1; echo code=$?
+         shibafu image import $LAB/oci x:nosuchtag; echo code=$?
+         after=$(snapshot)
+         [ \"$before\" = \"$after\" ] && echo unchanged"
+    ));
+    let codes: Vec<&str> = r.out.lines().filter(|l| l.starts_with("code=")).collect();
+    assert_eq!(codes, ["code=125"; 4], "{}\n{}", r.out, r.err);
+    assert!(r.out.contains("unchanged"), "{}\n{}", r.out, r.err);
+    for msg in ["layer sha256:", "imageLayoutVersion", "no manifest named \"nosuchtag\" (its names: base, two)"] {
+        assert!(r.err.contains(msg), "{msg} missing from:\n{}", r.err);
+    }
+}
