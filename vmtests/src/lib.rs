@@ -45,14 +45,19 @@ impl Vm {
     pub fn boot(scenario: &str, limit: Duration) -> Vm {
         let mut cmd = Command::new(repo().join("run-vm"));
         cmd.arg("--no-build").current_dir(repo());
-        let options = Options::new().timeout_ms(Some(limit.as_millis() as u64)).strip_ansi_escape_codes(true);
-        let session = spawn_with_options(cmd, options).unwrap_or_else(|e| panic!("{scenario}: cannot start ./run-vm: {e}"));
-        let deadline = Instant::now() + limit;
-        let mut vm = Vm { session, scenario: scenario.into(), transcript: String::new(), pending: String::new(), deadline };
+        let mut vm = Vm::attach(cmd, scenario, limit);
         vm.wait_for("[shibafu-lab ~]# ", Duration::from_secs(180));
         vm.send("bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo cols 250; export PS1='<$?>V''M# '");
         vm.wait_for(PROMPT_END, Duration::from_secs(30));
         vm
+    }
+
+    /// Starts `cmd` on a pseudo-terminal as the console of `scenario`, which must end within
+    /// `limit`.
+    pub fn attach(cmd: Command, scenario: &str, limit: Duration) -> Vm {
+        let options = Options::new().timeout_ms(Some(limit.as_millis() as u64)).strip_ansi_escape_codes(true);
+        let session = spawn_with_options(cmd, options).unwrap_or_else(|e| panic!("{scenario}: cannot start the VM: {e}"));
+        Vm { session, scenario: scenario.into(), transcript: String::new(), pending: String::new(), deadline: Instant::now() + limit }
     }
 
     /// Runs a shell command, asserts it succeeded, returns its output.
@@ -131,5 +136,30 @@ impl Drop for Vm {
     fn drop(&mut self) {
         // Throwaway: nothing to save, so QEMU is simply stopped.
         let _ = self.session.process_mut().kill(Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console that prints, then hangs: the scenario's own limit ends it, the failure carries
+    /// the transcript, and dropping the `Vm` kills what ran on the console.
+    #[test]
+    fn a_hanging_scenario_fails_with_its_transcript_and_is_killed() {
+        let pidfile = std::env::temp_dir().join(format!("vmtests-hang-{}", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("echo $$ > {}; echo booting the pretend VM; sleep 60", pidfile.display()));
+        let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let mut vm = Vm::attach(cmd, "hang", Duration::from_secs(2));
+            vm.wait_for("a prompt that never comes", Duration::from_secs(30));
+        }))
+        .expect_err("the scenario should fail");
+        let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("time ran out"), "{message}");
+        assert!(message.contains("console transcript") && message.contains("booting the pretend VM"), "{message}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        std::fs::remove_file(&pidfile).unwrap();
+        assert!(!std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(), "the console's process survived");
     }
 }
