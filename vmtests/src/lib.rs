@@ -18,7 +18,7 @@ const PROMPT_END: &str = ">VM# ";
 /// Whether the appliance is built (scripts/build-vm); the tests need it.
 pub fn appliance() -> Option<PathBuf> {
     let vm = repo().join("build/vm");
-    vm.join("root.img").is_file().then_some(vm)
+    vm.join("root.qcow2").is_file().then_some(vm)
 }
 
 /// The repository's top folder.
