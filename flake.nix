@@ -1,0 +1,622 @@
+{
+  description = "shibafu: a container lab appliance, from an OCI runtime up to a small PaaS";
+
+  # A release branch, so the binary, the images and the VM move only when this is bumped.
+  # 25.05 and not 24.11: the lock file needs Rust >= 1.85 (clap 4.6), 25.05 ships 1.86.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # The binary, from Cargo.lock. The workspace also holds vmtests (the serial-console VM
+      # tests), so only the root crate is built; cargo still needs vmtests/ to load the workspace.
+      shibafuFor =
+        pkgs:
+        pkgs.rustPlatform.buildRustPackage {
+          pname = "shibafu";
+          inherit ((lib.importTOML ./Cargo.toml).package) version;
+          # Only what cargo reads, so editing images/, docs or this file does not rebuild it.
+          src = lib.fileset.toSource {
+            root = ./.;
+            fileset = lib.fileset.unions [
+              ./Cargo.toml
+              ./Cargo.lock
+              ./src
+              ./vmtests
+            ];
+          };
+          cargoLock.lockFile = ./Cargo.lock;
+          cargoBuildFlags = [
+            "-p"
+            "shibafu"
+          ];
+          cargoTestFlags = [
+            "-p"
+            "shibafu"
+          ];
+          # Its tests make namespaces, mounts and cgroups, which need root; the build sandbox has
+          # none. scripts/test runs them on a machine, the checks below in a VM.
+          doCheck = false;
+          # rusqlite's "bundled" SQLite is compiled by stdenv's C compiler: no sqlite input.
+          postInstall = ''
+            ln -s shibafu $out/bin/container-tool
+          '';
+          meta = {
+            description = "A container lab: an OCI runtime growing, phase by phase, into a small PaaS";
+            license = lib.licenses.asl20;
+            mainProgram = "shibafu";
+            platforms = lib.platforms.linux;
+          };
+        };
+
+      # The lab's images, tagged as the Debian path tags them (images/debian/*/image).
+      imagesFor =
+        pkgs:
+        let
+          inherit (pkgs) dockerTools;
+          # /etc/passwd and /etc/group with root, nobody and postgres: one store path, so one
+          # layer shared by every layered image.
+          nss = pkgs.fakeNss.override {
+            extraPasswdLines = [ "postgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh" ];
+            extraGroupLines = [ "postgres:x:70:" ];
+          };
+          path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+          # Every store path in its own layer: glibc, busybox and nss are stored once however
+          # many images use them. The image's own packages come first, so theirs win over
+          # busybox's applets of the same name.
+          layered =
+            {
+              name,
+              tag,
+              contents,
+              config,
+              extraCommands ? "",
+            }:
+            dockerTools.buildLayeredImage {
+              inherit name tag;
+              contents = contents ++ [
+                nss
+                pkgs.busybox
+              ];
+              config = {
+                Env = [ path ];
+              } // config;
+              extraCommands = ''
+                mkdir -m 1777 tmp
+              '' + extraCommands;
+            };
+
+          # Alpine's own minirootfs, pinned; the sums are those of Alpine's .tar.gz.sha256 files.
+          alpineRelease =
+            {
+              x86_64-linux = {
+                arch = "x86_64";
+                sha256 = "1a694899e406ce55d32334c47ac0b2efb6c06d7e878102d1840892ad44cd5239";
+              };
+              aarch64-linux = {
+                arch = "aarch64";
+                sha256 = "ead8a4b37867bd19e7417dd078748e2312c0aea364403d96758d63ea8ff261ea";
+              };
+            }
+            .${pkgs.stdenv.hostPlatform.system};
+          alpineMinirootfs = pkgs.fetchurl {
+            url = "https://dl-cdn.alpinelinux.org/alpine/v3.21/releases/${alpineRelease.arch}/alpine-minirootfs-3.21.3-${alpineRelease.arch}.tar.gz";
+            inherit (alpineRelease) sha256;
+          };
+
+          # Node 18 left nixpkgs (end of life) before 25.05; where it is gone the image carries
+          # the release's nodejs under the tag the plan uses.
+          node18 = builtins.tryEval (pkgs.nodejs_18 or pkgs.nodejs);
+          nodejs = if node18.success then node18.value else pkgs.nodejs;
+
+          nginxConf = pkgs.writeText "nginx.conf" ''
+            user nobody nobody;
+            daemon off;
+            error_log stderr;
+            pid /tmp/nginx.pid;
+            events {}
+            http {
+              include ${pkgs.nginx}/conf/mime.types;
+              access_log /dev/stdout;
+              client_body_temp_path /tmp/nginx_client_body;
+              proxy_temp_path /tmp/nginx_proxy;
+              fastcgi_temp_path /tmp/nginx_fastcgi;
+              uwsgi_temp_path /tmp/nginx_uwsgi;
+              scgi_temp_path /tmp/nginx_scgi;
+              server {
+                listen 80;
+                root ${pkgs.writeTextDir "index.html" "<html><body><h1>Welcome to nginx!</h1></body></html>\n"};
+              }
+            }
+          '';
+        in
+        {
+          busybox = dockerTools.buildImage {
+            name = "busybox";
+            tag = "latest";
+            copyToRoot = [
+              pkgs.busybox
+              nss
+            ];
+            extraCommands = ''
+              mkdir -p dev proc sys run root
+              mkdir -m 1777 tmp
+            '';
+            config = {
+              Cmd = [ "/bin/sh" ];
+              Env = [ path ];
+            };
+          };
+
+          # The minirootfs as the only layer. Unpacked without -p: the build sandbox refuses
+          # set-uid bits, so the umask applies and the sticky directories are set again after.
+          alpine = dockerTools.buildImage {
+            name = "alpine";
+            tag = "latest";
+            extraCommands = ''
+              tar -xzf ${alpineMinirootfs}
+              mkdir -p tmp var/tmp
+              chmod 1777 tmp var/tmp
+            '';
+            config = {
+              Cmd = [ "/bin/sh" ];
+              Env = [ path ];
+            };
+          };
+
+          # python311 rather than the release's python3 (3.12): the tag says 3.11.
+          python = layered {
+            name = "python";
+            tag = "3.11";
+            contents = [ pkgs.python311 ];
+            config = {
+              Cmd = [ "python3" ];
+              Env = [
+                path
+                "LANG=C.UTF-8"
+              ];
+            };
+          };
+
+          node = layered {
+            name = "node";
+            tag = "18";
+            contents = [ nodejs ];
+            config.Cmd = [ "node" ];
+          };
+
+          nginx = layered {
+            name = "nginx";
+            tag = "latest";
+            contents = [ pkgs.nginx ];
+            # nginx opens its built-in error log path before it reads the config.
+            extraCommands = ''
+              mkdir -p var/log/nginx
+            '';
+            config = {
+              Cmd = [
+                "nginx"
+                "-c"
+                nginxConf
+              ];
+              ExposedPorts."80/tcp" = { };
+              # nginx finishes open requests on SIGQUIT, as the official image stops it.
+              StopSignal = "SIGQUIT";
+            };
+          };
+
+          # The Debian image's entrypoint, unchanged: initdb on first start, then postgres as user
+          # postgres (setpriv from util-linux).
+          postgres = layered {
+            name = "postgres";
+            tag = "15";
+            contents = [
+              pkgs.postgresql_15
+              pkgs.util-linuxMinimal
+              (pkgs.writeScriptBin "docker-entrypoint.sh" (
+                builtins.readFile ./images/debian/postgres/docker-entrypoint.sh
+              ))
+            ];
+            config = {
+              Entrypoint = [ "docker-entrypoint.sh" ];
+              Cmd = [ "postgres" ];
+              Env = [
+                path
+                "PGDATA=/var/lib/postgresql/data"
+                "LANG=C.UTF-8"
+              ];
+              ExposedPorts."5432/tcp" = { };
+              # postgres's fast shutdown: sessions end, the data is safe.
+              StopSignal = "SIGINT";
+            };
+          };
+        };
+
+      # The appliance as the lab VM and every VM test boot it. The virtualisation.* options come
+      # from qemu-vm.nix: labFor imports it, the test framework imports it for its nodes.
+      applianceModule =
+        { config, pkgs, ... }:
+        let
+          inherit (config.services.shibafu) package;
+        in
+        {
+          services.shibafu = {
+            enable = true;
+            images = builtins.attrValues (imagesFor pkgs);
+          };
+          networking.hostName = "shibafu-lab";
+          # No network device, so nothing to ask DHCP.
+          networking.useDHCP = false;
+          services.getty.autologinUser = "root";
+          # The plan types ./shibafu and ./container-tool in root's home.
+          systemd.tmpfiles.rules = [
+            "L+ /root/shibafu - - - - ${package}/bin/shibafu"
+            "L+ /root/container-tool - - - - ${package}/bin/container-tool"
+          ];
+          virtualisation = {
+            graphics = false;
+            memorySize = 2048;
+            cores = 2;
+            # The images unpacked into the data root, and room for containers.
+            diskSize = 4096;
+            # No device to the outside at all: qemu-vm.nix adds a user-mode NIC at normal
+            # priority, so only mkForce removes it, and QEMU adds one itself unless told
+            # `-nic none`. The lab's internet is the namespace services.shibafu makes.
+            qemu.networkingOptions = lib.mkForce [ "-nic none" ];
+            vlans = [ ];
+          };
+          # A trimmed boot: no manuals, no nix daemon, nothing the lab does not use. (qemu-vm.nix
+          # already leaves out swap.)
+          documentation.enable = false;
+          environment.defaultPackages = [ ];
+          programs.command-not-found.enable = false;
+          nix.enable = false;
+          system.stateVersion = "25.05";
+        };
+
+      labFor =
+        system:
+        lib.nixosSystem {
+          modules = [
+            self.nixosModules.default
+            applianceModule
+            (
+              { modulesPath, ... }:
+              {
+                imports = [ (modulesPath + "/virtualisation/qemu-vm.nix") ];
+                nixpkgs.hostPlatform = system;
+              }
+            )
+          ];
+        };
+      labs = lib.genAttrs systems labFor;
+
+      # One VM test: the lab booted, its images imported and its internet up, then the script.
+      labTest =
+        pkgs: name: testScript:
+        pkgs.testers.runNixOSTest {
+          name = "shibafu-${name}";
+          nodes.machine.imports = [
+            self.nixosModules.default
+            applianceModule
+          ];
+          testScript =
+            ''
+              machine.wait_for_unit("shibafu-images.service")
+              machine.wait_for_unit("shibafu-lab.target")
+            ''
+            + testScript;
+        };
+    in
+    {
+      packages = forAllSystems (
+        pkgs:
+        {
+          default = shibafuFor pkgs;
+          # result/bin/run-shibafu-lab-vm; ./run-vm boots it throwaway.
+          vm = labs.${pkgs.stdenv.hostPlatform.system}.config.system.build.vm;
+        }
+        // lib.mapAttrs' (name: lib.nameValuePair "images-${name}") (imagesFor pkgs)
+      );
+
+      nixosModules.default =
+        { config, pkgs, ... }:
+        let
+          cfg = config.services.shibafu;
+          appliance = ./images/appliance;
+
+          # The Debian build installs these under /usr/local and /usr/share; here the paths they
+          # name become store paths, and writeShellApplication puts its own shebang first.
+          script =
+            name: paths: stores:
+            builtins.replaceStrings paths stores (
+              lib.removePrefix "#!/bin/sh\n" (builtins.readFile (appliance + "/${name}"))
+            );
+          labInternet = pkgs.writeShellApplication {
+            name = "lab-internet";
+            # busybox last: the script wants its httpd, not its ip or sysctl.
+            runtimeInputs = with pkgs; [
+              iproute2
+              dnsmasq
+              procps
+              busybox
+            ];
+            text = script "lab-internet" [ "/usr/share/shibafu/internet-www" ] [ "${appliance + "/www"}" ];
+          };
+          labBanner = pkgs.writeShellApplication {
+            name = "lab-banner";
+            runtimeInputs = with pkgs; [
+              coreutils
+              gnugrep
+            ];
+            text = script "lab-banner" [ "/usr/share/shibafu/phases" ] [ "${appliance + "/phases"}" ];
+          };
+          internet = verb: "${lib.getExe labInternet} ${verb}";
+
+          # The one place that knows how an image gets in. `shibafu image import` takes an OCI
+          # layout; dockerTools makes a docker-archive (that carries imageName and imageTag),
+          # which skopeo turns into a layout at build time, offline, its ref.name the tag.
+          ociLayout =
+            image:
+            pkgs.runCommand "${image.imageName}-${image.imageTag}-oci" { nativeBuildInputs = [ pkgs.skopeo ]; } ''
+              skopeo --insecure-policy --tmpdir "$TMPDIR" copy docker-archive:${image} oci:$out:${image.imageTag}
+            '';
+          importImage =
+            image:
+            "shibafu --root ${cfg.dataRoot} image import ${ociLayout image} ${image.imageName}:${image.imageTag}";
+          # One stamp per image store path: a new build of an image is imported once, on the
+          # next boot; the stamps live in the data root, so wiping it imports everything again.
+          stamps = "${cfg.dataRoot}/.nix-preloaded";
+        in
+        {
+          options.services.shibafu = {
+            enable = lib.mkEnableOption "the shibafu container lab";
+            package = lib.mkOption {
+              type = lib.types.package;
+              default = shibafuFor pkgs;
+              defaultText = lib.literalMD "shibafu, built by this flake";
+              description = "The shibafu binary (also installed as container-tool).";
+            };
+            dataRoot = lib.mkOption {
+              type = lib.types.path;
+              default = "/var/lib/shibafu";
+              description = "shibafu's data root (--root, SHIBAFU_ROOT); /var/lib/container-tool links here.";
+            };
+            images = lib.mkOption {
+              type = lib.types.listOf lib.types.package;
+              default = [ ];
+              example = lib.literalExpression "[ shibafu.packages.x86_64-linux.images-busybox ]";
+              description = "Images made by pkgs.dockerTools, imported once into the data root at boot.";
+            };
+            internet.enable = lib.mkOption {
+              type = lib.types.bool;
+              default = true;
+              description = ''
+                The lab's pretend internet: a network namespace at 198.51.100.1 that answers DNS
+                for every name, ping and HTTP, so the plan's `ping google.com` works offline.
+              '';
+            };
+          };
+
+          config = lib.mkIf cfg.enable (
+            lib.mkMerge [
+              {
+                # shibafu's runtime knows cgroup v2 only. NixOS boots the unified hierarchy (systemd
+                # 256 dropped v1 and nixpkgs dropped systemd.enableUnifiedCgroupHierarchy with it),
+                # so what is left to guard is the kernel command line forcing v1 back.
+                assertions = [
+                  {
+                    assertion = !(lib.elem "systemd.unified_cgroup_hierarchy=0" config.boot.kernelParams);
+                    message = "services.shibafu needs cgroup v2: drop systemd.unified_cgroup_hierarchy=0 from boot.kernelParams.";
+                  }
+                ];
+
+                environment = {
+                  systemPackages =
+                    [ cfg.package ]
+                    ++ (with pkgs; [
+                      runc
+                      crun
+                      iproute2
+                      iptables
+                      curl
+                      dnsutils
+                      iputils
+                      procps
+                      busybox
+                      jq
+                    ]);
+                  variables.SHIBAFU_ROOT = cfg.dataRoot;
+                };
+
+                # shibafu writes its own SHIBAFU-* iptables chains; the NixOS firewall would
+                # rewrite the tables under it. iptables, not nftables, is what it drives.
+                networking = {
+                  firewall.enable = false;
+                  nftables.enable = false;
+                };
+
+                # The Debian image's login profile (images/appliance/profile.sh): the banner once
+                # per console login, and its prompt, which NixOS's default prompt would replace.
+                programs.bash = {
+                  loginShellInit = builtins.replaceStrings [ "/usr/local/lib/shibafu/lab-banner" ] [
+                    (lib.getExe labBanner)
+                  ] (builtins.readFile (appliance + "/profile.sh"));
+                  promptInit = "";
+                };
+
+                systemd = {
+                  tmpfiles.rules = [
+                    "d ${cfg.dataRoot} 0700 root root - -"
+                    # The plan's `du -sh /var/lib/container-tool/layers/` works as written.
+                    "L+ /var/lib/container-tool - - - - ${cfg.dataRoot}"
+                    # The banner points here, as in the Debian image.
+                    "L+ /usr/share/doc/shibafu - - - - ${
+                      lib.fileset.toSource {
+                        root = ./.;
+                        fileset = ./README.md;
+                      }
+                    }"
+                  ];
+
+                  # images/appliance/units/shibafu-lab.target
+                  targets.shibafu-lab = {
+                    description = "The shibafu container lab";
+                    wants = lib.optionals cfg.internet.enable [
+                      "lab-internet.service"
+                      "lab-internet-dns.service"
+                      "lab-internet-http.service"
+                    ];
+                    wantedBy = [ "multi-user.target" ];
+                  };
+
+                  # The Debian image has its images in the disk image; here they are imported at
+                  # boot, before the lab counts as up.
+                  services.shibafu-images = {
+                    description = "Import the lab's images into shibafu's data root, once each";
+                    wantedBy = [ "shibafu-lab.target" ];
+                    before = [ "shibafu-lab.target" ];
+                    path = [ cfg.package ];
+                    serviceConfig = {
+                      Type = "oneshot";
+                      RemainAfterExit = true;
+                    };
+                    script = ''
+                      mkdir -p ${stamps}
+                    ''
+                    + lib.concatMapStrings (image: ''
+                      if [ ! -e ${stamps}/${baseNameOf image.outPath} ]; then
+                        ${importImage image}
+                        touch ${stamps}/${baseNameOf image.outPath}
+                      fi
+                    '') cfg.images;
+                  };
+                };
+              }
+
+              (lib.mkIf cfg.internet.enable {
+                # What lab-internet writes to /etc/resolv.conf, said to NixOS too, so resolvconf
+                # writes the same and not an empty file.
+                networking.nameservers = [ "198.51.100.1" ];
+
+                # images/appliance/units/lab-internet*.service, same names and ordering.
+                systemd.services = {
+                  lab-internet = {
+                    description = ''The lab's pretend internet (namespace "internet", 198.51.100.1)'';
+                    before = [ "shibafu-lab.target" ];
+                    after = [ "local-fs.target" ];
+                    wantedBy = [ "shibafu-lab.target" ];
+                    unitConfig.DefaultDependencies = false;
+                    serviceConfig = {
+                      Type = "oneshot";
+                      RemainAfterExit = true;
+                      ExecStart = internet "up";
+                      ExecStop = internet "down";
+                    };
+                  };
+                  lab-internet-dns = {
+                    description = "The lab's pretend internet, DNS: every name resolves to 198.51.100.1";
+                    bindsTo = [ "lab-internet.service" ];
+                    after = [ "lab-internet.service" ];
+                    wantedBy = [ "shibafu-lab.target" ];
+                    unitConfig.DefaultDependencies = false;
+                    serviceConfig = {
+                      NetworkNamespacePath = "/run/netns/internet";
+                      ExecStart = internet "dns";
+                      Restart = "on-failure";
+                    };
+                  };
+                  lab-internet-http = {
+                    description = "The lab's pretend internet, HTTP on 198.51.100.1:80";
+                    bindsTo = [ "lab-internet.service" ];
+                    after = [ "lab-internet.service" ];
+                    wantedBy = [ "shibafu-lab.target" ];
+                    unitConfig.DefaultDependencies = false;
+                    serviceConfig = {
+                      NetworkNamespacePath = "/run/netns/internet";
+                      ExecStart = internet "http";
+                      Restart = "on-failure";
+                    };
+                  };
+                };
+              })
+            ]
+          );
+        };
+
+      # The appliance; `nix build .#vm` is its system.build.vm.
+      nixosConfigurations.lab = labs.x86_64-linux;
+
+      # Each phase's proof commands from shared/PHASES.md, as written, in the booted lab.
+      checks = forAllSystems (pkgs: {
+        package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+
+        phase0 = labTest pkgs "phase0" ''
+          with subtest("phase 0: runc runs a bundle made from `shibafu export busybox`"):
+              machine.succeed(
+                  "mkdir -p /root/p0/container/rootfs",
+                  "cd /root/p0 && shibafu export busybox | tar -C container/rootfs -xf -",
+                  "cd /root/p0/container && runc spec",
+                  # No terminal in a test: the plan's `ps aux` and `hostname`, typed at the
+                  # container's shell, become its command.
+                  "cd /root/p0/container && jq '.process.terminal = false"
+                  + " | .process.args = [\"sh\", \"-c\", \"ps aux; hostname\"]'"
+                  + " config.json > config.new && mv config.new config.json",
+              )
+              out = machine.succeed("cd /root/p0/container && runc run mycontainer </dev/null")
+              lines = out.strip().splitlines()
+              assert lines[-1] == "runc", f"the container's hostname is {lines[-1]!r}:\n{out}"
+              assert "systemd" not in out, f"host processes are visible:\n{out}"
+              assert len(lines) < 8, f"more processes than the container's own:\n{out}"
+        '';
+
+        phase1 = labTest pkgs "phase1" ''
+          with subtest("phase 1: shibafu's own runtime runs, lists and removes containers"):
+              out = machine.succeed("cd /root && ./shibafu run busybox /bin/sh -c 'echo hi' </dev/null")
+              assert "hi" in out.splitlines(), f"no hi from the container:\n{out}"
+              for name in ("container1", "container2"):
+                  machine.succeed(
+                      f"cd /root && ./shibafu run --name {name} busybox sleep 100 </dev/null >/dev/null 2>&1 &"
+                  )
+              machine.wait_until_succeeds(
+                  "cd /root && ./shibafu list | grep -q 'container1 .*Up'"
+                  " && ./shibafu list | grep -q 'container2 .*Up'"
+              )
+              machine.succeed("cd /root && ./shibafu rm -f container1 container2")
+              machine.fail("cd /root && ./shibafu list | grep -q 'container[12]'")
+        '';
+
+        internet = labTest pkgs "internet" ''
+          with subtest("the pretend internet answers ping, DNS and HTTP"):
+              machine.wait_for_unit("lab-internet-dns.service")
+              machine.wait_for_unit("lab-internet-http.service")
+              machine.wait_until_succeeds("ping -c 1 -W 2 google.com")
+              page = machine.wait_until_succeeds("curl -sf http://google.com")
+              assert "pretend internet" in page, f"not the lab's page:\n{page}"
+        '';
+      });
+
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShell {
+          packages = with pkgs; [
+            cargo
+            rustc
+            clippy
+            rustfmt
+            qemu
+            deadnix
+            statix
+          ];
+        };
+      });
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+    };
+}
