@@ -15,7 +15,14 @@ fn appliance_is_what_the_phases_expect() {
     vm.sh("test \"$(readlink -f /var/lib/container-tool)\" = /var/lib/shibafu");
     vm.sh("test \"$(readlink -f $(command -v container-tool))\" = /usr/local/bin/shibafu");
     let images = vm.sh("shibafu images");
-    vm.check(images.contains("busybox"), &format!("busybox should be preloaded:\n{images}"));
+    for name in ["busybox", "debian", "python", "node", "nginx", "postgres"] {
+        vm.check(images.contains(name), &format!("{name} should be preloaded:\n{images}"));
+    }
+    // The Debian images share one base layer, stored and unpacked once.
+    let layers = vm.sh("ls /var/lib/container-tool/layers | wc -l");
+    vm.check(layers.trim() == "6", &format!("busybox, the Debian base and four app layers make 6 layers, found {layers}"));
+    let versions = vm.sh("shibafu run --rm python:3.11 python --version; shibafu run --rm node:18 node --version; shibafu run --rm postgres:15 postgres --version");
+    vm.check(versions.contains("Python 3.11.") && versions.contains("v18.") && versions.contains("(PostgreSQL) 15."), &format!("the images' programs:\n{versions}"));
 
     // Limits: the container's own cgroup files show them, and the kernel enforces them.
     let limits = vm.sh("shibafu run --rm --memory 32m --pids-limit 20 --cpus 0.5 busybox cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max");
