@@ -45,8 +45,11 @@ impl Vm {
     pub fn boot(scenario: &str, limit: Duration) -> Vm {
         let mut cmd = Command::new(repo().join("run-vm"));
         cmd.arg("--no-build").current_dir(repo());
+        let started = Instant::now();
         let mut vm = Vm::attach(cmd, scenario, limit);
         vm.wait_for("[shibafu-lab ~]# ", Duration::from_secs(180));
+        let accel = if vm.transcript.contains("(kvm,") { "KVM" } else { "TCG" };
+        eprintln!("vmtests: {scenario}: root prompt {:.1} s after ./run-vm started ({accel})", started.elapsed().as_secs_f64());
         vm.send("bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo cols 250; export PS1='<$?>V''M# '");
         vm.wait_for(PROMPT_END, Duration::from_secs(30));
         vm
@@ -150,11 +153,15 @@ mod tests {
         let pidfile = std::env::temp_dir().join(format!("vmtests-hang-{}", std::process::id()));
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(format!("echo $$ > {}; echo booting the pretend VM; sleep 60", pidfile.display()));
+        // The expected panic is read below, not printed.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
         let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let mut vm = Vm::attach(cmd, "hang", Duration::from_secs(2));
             vm.wait_for("a prompt that never comes", Duration::from_secs(30));
         }))
         .expect_err("the scenario should fail");
+        std::panic::set_hook(hook);
         let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(message.contains("time ran out"), "{message}");
         assert!(message.contains("console transcript") && message.contains("booting the pretend VM"), "{message}");
