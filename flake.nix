@@ -359,6 +359,19 @@
             text = script "lab-banner" [ "/usr/share/shibafu/phases" ] [ "${appliance + "/phases"}" ];
           };
           internet = verb: "${lib.getExe labInternet} ${verb}";
+          # A server of the pretend internet: it runs inside the namespace lab-internet made.
+          insideInternet = verb: description: {
+            inherit description;
+            bindsTo = [ "lab-internet.service" ];
+            after = [ "lab-internet.service" ];
+            wantedBy = [ "shibafu-lab.target" ];
+            unitConfig.DefaultDependencies = false;
+            serviceConfig = {
+              NetworkNamespacePath = "/run/netns/internet";
+              ExecStart = internet verb;
+              Restart = "on-failure";
+            };
+          };
 
           # The one place that knows how an image gets in. `shibafu image import` takes an OCI
           # layout; dockerTools makes a docker-archive (that carries imageName and imageTag),
@@ -521,30 +534,8 @@
                       ExecStop = internet "down";
                     };
                   };
-                  lab-internet-dns = {
-                    description = "The lab's pretend internet, DNS: every name resolves to 198.51.100.1";
-                    bindsTo = [ "lab-internet.service" ];
-                    after = [ "lab-internet.service" ];
-                    wantedBy = [ "shibafu-lab.target" ];
-                    unitConfig.DefaultDependencies = false;
-                    serviceConfig = {
-                      NetworkNamespacePath = "/run/netns/internet";
-                      ExecStart = internet "dns";
-                      Restart = "on-failure";
-                    };
-                  };
-                  lab-internet-http = {
-                    description = "The lab's pretend internet, HTTP on 198.51.100.1:80";
-                    bindsTo = [ "lab-internet.service" ];
-                    after = [ "lab-internet.service" ];
-                    wantedBy = [ "shibafu-lab.target" ];
-                    unitConfig.DefaultDependencies = false;
-                    serviceConfig = {
-                      NetworkNamespacePath = "/run/netns/internet";
-                      ExecStart = internet "http";
-                      Restart = "on-failure";
-                    };
-                  };
+                  lab-internet-dns = insideInternet "dns" "The lab's pretend internet, DNS: every name resolves to 198.51.100.1";
+                  lab-internet-http = insideInternet "http" "The lab's pretend internet, HTTP on 198.51.100.1:80";
                 };
               })
             ]

@@ -128,17 +128,7 @@ impl ImageStore<'_> {
         }
         let (config_digest, _) = self.blob_store().put_bytes(&config_bytes)?;
         let (manifest_digest, _) = self.blob_store().put_bytes(&manifest_bytes)?;
-        let row = ImageRow {
-            name: reference.name.clone(),
-            tag: reference.tag.clone(),
-            manifest_digest,
-            config_digest,
-            layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
-            size: layers.iter().map(|l| l.size).sum(),
-            created_at: crate::state::now(),
-        };
-        self.record(&row, &layers)?;
-        Ok(row)
+        self.record(reference, manifest_digest, config_digest, &layers, crate::state::now())
     }
 
     /// Copies one layer blob into the store (verified) and unpacks it unless it already is.

@@ -127,6 +127,11 @@ impl<'a> ImageStore<'a> {
             "layers": layers.iter().map(|l| json!({ "mediaType": l.media_type, "digest": l.blob_digest, "size": l.size })).collect::<Vec<_>>(),
         });
         let (manifest_digest, _) = self.blobs.put_bytes(&serde_json::to_vec(&manifest).expect("JSON serializes"))?;
+        self.record(reference, manifest_digest, config_digest, layers, created)
+    }
+
+    /// Tags an image whose blobs are stored: records it and its layers in one transaction.
+    pub(super) fn record(&self, reference: &Reference, manifest_digest: String, config_digest: String, layers: &[LayerRow], created_at: String) -> Result<ImageRow> {
         let row = ImageRow {
             name: reference.name.clone(),
             tag: reference.tag.clone(),
@@ -134,21 +139,15 @@ impl<'a> ImageStore<'a> {
             config_digest,
             layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
             size: layers.iter().map(|l| l.size).sum(),
-            created_at: created,
+            created_at,
         };
-        self.record(&row, layers)?;
-        Ok(row)
-    }
-
-    /// Records an image and its layers (whose blobs are stored) in one transaction.
-    pub(super) fn record(&self, row: &ImageRow, layers: &[LayerRow]) -> Result<()> {
         let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
         for l in layers {
             self.db.add_layer(l)?;
         }
-        self.db.put_image(row)?;
+        self.db.put_image(&row)?;
         tx.commit().map_err(crate::state::StateError::from)?;
-        Ok(())
+        Ok(row)
     }
 
     /// Finds an image by `name[:tag]` or by (a prefix of) its ID.
