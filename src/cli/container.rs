@@ -38,7 +38,11 @@ pub struct RunArgs {
     /// Most processes the container may have.
     #[arg(long)]
     pub pids_limit: Option<i64>,
-    /// Image.
+    /// Run on these named layers (prepare-layer), bottom first, instead of an image; the
+    /// first word after the flags is then the command.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<String>>,
+    /// Image (with --layers: the command).
     pub image: String,
     /// Command and arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -82,9 +86,15 @@ pub struct ExecArgs {
 pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     let engine = Engine::open(root)?;
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
+    // With --layers there is no image: what clap took for one is the command.
+    let (image, command) = match a.layers {
+        Some(_) => (String::new(), std::iter::once(a.image).chain(a.command).collect()),
+        None => (a.image, a.command),
+    };
     let opts = RunOptions {
-        image: a.image,
-        command: a.command,
+        image,
+        layers: a.layers,
+        command,
         name: a.name,
         detach: a.detach,
         env: a.env,

@@ -24,6 +24,24 @@ pub enum ImageCommand {
     /// List images.
     #[command(alias = "ls")]
     List,
+    /// Show an image: IDs, layers with their blobs, config.
+    Inspect {
+        /// Image.
+        image: String,
+    },
+    /// Remove images (refused while a container uses one).
+    Rm {
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Write an image as an OCI image layout: a directory, or a tar (DEST ending in .tar, or -).
+    Export {
+        /// Image.
+        image: String,
+        /// Directory, FILE.tar, or - for a tar on stdout.
+        dest: PathBuf,
+    },
 }
 
 /// Runs `image ...`.
@@ -45,6 +63,35 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
             Ok(0)
         }
         ImageCommand::List => images(root),
+        ImageCommand::Inspect { image } => {
+            let engine = Engine::open(root)?;
+            let store = engine.images();
+            println!("{}", serde_json::to_string_pretty(&store.inspect(&store.resolve(&image)?)?)?);
+            Ok(0)
+        }
+        ImageCommand::Rm { images } => {
+            let engine = Engine::open(root)?;
+            let store = engine.images();
+            for text in images {
+                let row = store.resolve(&text)?;
+                let tag = format!("{}:{}", row.name, row.tag);
+                let users = engine.db.containers()?.iter().filter(|c| c.image == tag).count();
+                store.remove(&row, users)?;
+                println!("untagged {tag}");
+            }
+            Ok(0)
+        }
+        ImageCommand::Export { image, dest } => {
+            if dest.as_os_str() == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("refusing to write a tar to a terminal: redirect it");
+            }
+            let engine = Engine::open(root)?;
+            let store = engine.images();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            store.export_layout(&store.resolve(&image)?, &dest, &mut out)?;
+            out.flush()?;
+            Ok(0)
+        }
     }
 }
 
@@ -59,7 +106,8 @@ pub fn images(root: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn human_size(bytes: i64) -> String {
+/// Bytes as Docker prints them (kB, MB, GB).
+pub fn human_size(bytes: i64) -> String {
     let b = bytes as f64;
     if b >= 1e9 { format!("{:.1}GB", b / 1e9) } else if b >= 1e6 { format!("{:.1}MB", b / 1e6) } else { format!("{:.1}kB", b / 1e3) }
 }

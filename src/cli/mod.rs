@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod image;
+pub mod layer;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -82,6 +83,30 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Pack a directory (or take a tarball) as a layer named NAME, stored and unpacked once.
+    PrepareLayer {
+        /// Keep the files' mtimes (default: all 0, so the same tree gives the same digest).
+        #[arg(long)]
+        keep_mtime: bool,
+        /// The layer's name.
+        name: String,
+        /// A directory, or a tar / tar.gz.
+        source: PathBuf,
+    },
+    /// List layers: names, digests, sizes, users.
+    Layers,
+    /// Manage layers.
+    #[command(subcommand)]
+    Layer(layer::LayerCommand),
+    /// Turn a container's changes into a new layer on top of its image: a new image.
+    Commit {
+        /// Container name or ID.
+        container: String,
+        /// NAME[:TAG] of the new image.
+        image: String,
+    },
+    /// Remove unused layers and blobs, and what crashed runs left behind.
+    Gc,
     /// The OCI runtime, with runc's command line.
     Runtime(runtime::RuntimeArgs),
     /// The monitor of a detached container (started by `run -d`, not by hand).
@@ -113,6 +138,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Images => image::images(root),
         Command::Export { image } => image::export_image(root, &image),
         Command::Bundle { tty, image, dir, command } => image::bundle(root, &image, &dir, &command, tty),
+        Command::PrepareLayer { keep_mtime, name, source } => layer::prepare(root, &name, &source, keep_mtime),
+        Command::Layers => layer::layers(root),
+        Command::Layer(cmd) => layer::layer(root, cmd),
+        Command::Commit { container, image } => layer::commit(root, &container, &image),
+        Command::Gc => layer::gc(root),
         Command::Runtime(args) => runtime::run(args),
         Command::Monitor { runtime, rm, id } => Ok(crate::engine::monitor::serve(root, &id, &runtime, rm)),
     }

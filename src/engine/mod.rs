@@ -2,8 +2,10 @@
 //! ties images, storage, the state database and an OCI runtime together; every step that
 //! changes the disk or the kernel has an undo that runs when a later step fails.
 
+pub mod commit;
 pub mod exec;
 pub mod export;
+pub mod gc;
 pub mod list;
 pub mod logs;
 pub mod monitor;

@@ -12,8 +12,10 @@ use crate::storage::overlay::{self, OverlayDirs};
 /// What `run` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Image reference.
+    /// Image reference (ignored with `layers`).
     pub image: String,
+    /// Named layers, bottom first, to run instead of an image (`--layers a,b,c`).
+    pub layers: Option<Vec<String>>,
     /// Command (empty: the image's).
     pub command: Vec<String>,
     /// Container name (default: derived from image and ID).
@@ -42,11 +44,14 @@ impl Engine {
     /// Runs a container.
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
         let images = self.images();
-        let image = images.resolve(&opts.image)?;
+        let image = match &opts.layers {
+            Some(names) => images.image_of_layers(names)?,
+            None => images.resolve(&opts.image)?,
+        };
         let config = images.config(&image)?;
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
-        let name = opts.name.clone().unwrap_or_else(|| names::default_name(&opts.image, &id));
+        let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
         names::check_name(&name).map_err(EngineError::Invalid)?;
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
         let terminal = !opts.detach && super::stdin_is_our_terminal();

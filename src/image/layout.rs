@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::store::{ImageStore, Tee};
-use super::{ImageError, Reference, Result};
+use super::{unreadable, ImageError, Reference, Result};
 use crate::state::images::{ImageRow, LayerRow};
 use crate::storage::unpack;
 
@@ -217,10 +217,6 @@ fn default_name(path: &Path) -> String {
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], shown: &str, what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Corrupt(shown.into(), format!("{what}: {e}")))
-}
-
-fn unreadable(path: &Path, e: impl ToString) -> ImageError {
-    ImageError::Unreadable { path: path.display().to_string(), reason: e.to_string() }
 }
 
 /// An unpacked layout on disk.

@@ -2,7 +2,9 @@
 //! `name:tag`; import of rootfs tarballs and export of flattened rootfs.
 
 pub mod export;
+pub mod layers;
 pub mod layout;
+pub mod manage;
 pub mod reference;
 pub mod store;
 
@@ -30,6 +32,15 @@ pub enum ImageError {
     /// Stored metadata is inconsistent.
     #[error("corrupt image {0}: {1}")]
     Corrupt(String, String),
+    /// No layer by that name.
+    #[error("unknown layer {0:?} (see `shibafu layers`, or make one with `shibafu prepare-layer NAME DIR`)")]
+    UnknownLayer(String),
+    /// A layer still in use.
+    #[error("layer {name} is in use by {images} image(s) and {containers} container(s); remove those first (shibafu image rm, shibafu rm)")]
+    LayerInUse { name: String, images: i64, containers: i64 },
+    /// An image containers were made from.
+    #[error("image {0} is used by {1} container(s); remove them first (shibafu rm)")]
+    ImageInUse(String, usize),
     /// From storage.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
@@ -40,3 +51,8 @@ pub enum ImageError {
 
 /// Result of image operations.
 pub type Result<T> = std::result::Result<T, ImageError>;
+
+/// A file that could not be read, as an error.
+pub(crate) fn unreadable(path: &std::path::Path, e: impl ToString) -> ImageError {
+    ImageError::Unreadable { path: path.display().to_string(), reason: e.to_string() }
+}

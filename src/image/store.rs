@@ -80,8 +80,7 @@ impl<'a> ImageStore<'a> {
 
     /// Stores a rootfs tarball (plain or gzip) as a one-layer image named `reference`.
     pub fn import_rootfs(&self, tarball: &Path, reference: &Reference) -> Result<ImageRow> {
-        let unreadable = |e: std::io::Error| ImageError::Unreadable { path: tarball.display().to_string(), reason: e.to_string() };
-        let file = std::fs::File::open(tarball).map_err(unreadable)?;
+        let file = std::fs::File::open(tarball).map_err(|e| super::unreadable(tarball, e))?;
         // One read: the archive is unpacked and stored as a blob at once; the blob is kept
         // only once the whole archive unpacked, so a bad one stores nothing.
         let mut blob = self.blobs.writer()?;

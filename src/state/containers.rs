@@ -121,16 +121,6 @@ impl Db {
         let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
-
-    /// Whether any container uses a layer.
-    pub fn layer_in_use(&self, diff_id: &str) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM containers WHERE EXISTS (SELECT 1 FROM json_each(containers.layers) WHERE value = ?1)",
-            [diff_id],
-            |r| r.get(0),
-        )?;
-        Ok(n > 0)
-    }
 }
 
 #[cfg(test)]
@@ -174,8 +164,8 @@ mod tests {
         db.set_exited(&c.id, 137).unwrap();
         let r = db.containers_by_id("ccc").unwrap().remove(0);
         assert_eq!((r.state.as_str(), r.exit_code, r.monitor_pid), ("exited", Some(137), None));
-        assert!(db.layer_in_use("sha256:l1").unwrap());
-        assert!(!db.layer_in_use("sha256:l2").unwrap());
+        assert_eq!(db.layer_users("sha256:l1").unwrap(), (0, 1, 0));
+        assert_eq!(db.layer_users("sha256:l2").unwrap(), (0, 0, 0));
         db.delete_container(&c.id).unwrap();
         assert!(db.containers().unwrap().is_empty());
     }

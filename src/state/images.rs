@@ -56,6 +56,67 @@ impl Db {
             .optional()?)
     }
 
+    /// Every layer, oldest first.
+    pub fn layers(&self) -> Result<Vec<LayerRow>> {
+        let mut stmt = self.conn.prepare("SELECT diff_id, blob_digest, media_type, size FROM layers ORDER BY created_at, rowid")?;
+        let rows = stmt
+            .query_map([], |r| Ok(LayerRow { diff_id: r.get(0)?, blob_digest: r.get(1)?, media_type: r.get(2)?, size: r.get(3)? }))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Forgets a layer (its files are the caller's to remove).
+    pub fn delete_layer(&self, diff_id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM layers WHERE diff_id = ?1", [diff_id])?;
+        Ok(())
+    }
+
+    /// Names a layer; a name already naming another layer is refused.
+    pub fn name_layer(&self, name: &str, diff_id: &str) -> Result<()> {
+        if let Some(held) = self.named_layer(name)? {
+            if held != diff_id {
+                return Err(super::StateError::LayerNameInUse(name.into(), held));
+            }
+            return Ok(());
+        }
+        self.conn.execute("INSERT INTO layer_names (name, diff_id, created_at) VALUES (?1, ?2, ?3)", params![name, diff_id, now()])?;
+        Ok(())
+    }
+
+    /// The layer a name names.
+    pub fn named_layer(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT diff_id FROM layer_names WHERE name = ?1", [name], |r| r.get(0)).optional()?)
+    }
+
+    /// Every layer name and the layer it names, by name.
+    pub fn layer_names(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT name, diff_id FROM layer_names ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Drops a layer name.
+    pub fn unname_layer(&self, name: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM layer_names WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    /// Who uses a layer: (images, containers, names).
+    pub fn layer_users(&self, diff_id: &str) -> Result<(i64, i64, i64)> {
+        let count = |sql: &str| -> Result<i64> { Ok(self.conn.query_row(sql, [diff_id], |r| r.get(0))?) };
+        Ok((
+            count("SELECT COUNT(*) FROM images WHERE EXISTS (SELECT 1 FROM json_each(images.layers) WHERE value = ?1)")?,
+            count("SELECT COUNT(*) FROM containers WHERE EXISTS (SELECT 1 FROM json_each(containers.layers) WHERE value = ?1)")?,
+            count("SELECT COUNT(*) FROM layer_names WHERE diff_id = ?1")?,
+        ))
+    }
+
+    /// Removes a tag.
+    pub fn delete_image(&self, name: &str, tag: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM images WHERE name = ?1 AND tag = ?2", [name, tag])?;
+        Ok(())
+    }
+
     /// Stores or moves a tag.
     pub fn put_image(&self, image: &ImageRow) -> Result<()> {
         self.conn.execute(

@@ -1,4 +1,4 @@
-//! SQLite state (WAL, migrations): images, layers and containers. Every multi-step change is one
+//! SQLite state (WAL, migrations): images, layers (and their names) and containers. Every multi-step change is one
 //! transaction, so concurrent CLI calls on one data root are safe.
 
 pub mod containers;
@@ -18,6 +18,9 @@ pub enum StateError {
     /// A name is already taken.
     #[error("the name {0:?} is already in use by container {1}; remove it (`shibafu rm {0}`) or choose another")]
     NameInUse(String, String),
+    /// A layer name is already taken by another layer.
+    #[error("the layer name {0:?} already names layer {1}; remove it first (`shibafu layer rm {0}`) or choose another")]
+    LayerNameInUse(String, String),
 }
 
 /// Result of state operations.
@@ -55,6 +58,12 @@ const MIGRATIONS: &[&str] = &[
         monitor_start INTEGER,
         exit_code     INTEGER,
         finished_at   TEXT
+    );",
+    // Phase 3: layers prepared by hand get names.
+    "CREATE TABLE layer_names (
+        name       TEXT PRIMARY KEY,
+        diff_id    TEXT NOT NULL,
+        created_at TEXT NOT NULL
     );",
 ];
 

@@ -1,7 +1,8 @@
-//! Storage (phase 3): the sha256 blob store, safe layer unpacking, overlay mounts.
+//! Storage (phase 3): the sha256 blob store, layer packing and safe unpacking, overlay mounts.
 
 pub mod blobs;
 pub mod overlay;
+pub mod pack;
 pub mod unpack;
 
 /// Errors of the storage layer.
@@ -16,6 +17,9 @@ pub enum StorageError {
     /// Content did not match its digest.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
+    /// More lower layers than one overlay mount takes.
+    #[error("{0} layers are more than one overlay mount can stack; flatten some (commit) first")]
+    TooManyLayers(usize),
     /// A system call failed.
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },

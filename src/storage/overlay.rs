@@ -31,15 +31,48 @@ pub fn options(lowers: &[PathBuf], dirs: &OverlayDirs) -> String {
     format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), dirs.upper.display(), dirs.work.display())
 }
 
-/// Creates upper/work/merged and mounts the overlay.
+/// The mount data must fit in one page (with room to spare).
+const MAX_DATA: usize = 3900;
+
+/// Creates upper/work/merged and mounts the overlay. With so many layers that their paths
+/// overflow the mount data, the lower dirs are named by short links beside the upper dir
+/// (`l/0`, `l/1`, ...) and mounted from there, as Docker's overlay2 does.
 pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<()> {
     for d in [&dirs.upper, &dirs.work, &dirs.merged] {
         std::fs::create_dir_all(d).map_err(StorageError::io(format!("create {}", d.display())))?;
     }
     let data = options(lowers, dirs);
-    explain::step(|| format!("mount -t overlay overlay -o {data} {}", dirs.merged.display()));
-    mount(Some("overlay"), &dirs.merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())))
+    if data.len() <= MAX_DATA {
+        explain::step(|| format!("mount -t overlay overlay -o {data} {}", dirs.merged.display()));
+        return mount(Some("overlay"), &dirs.merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+            .map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())));
+    }
+    mount_by_short_links(lowers, dirs)
+}
+
+fn mount_by_short_links(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<()> {
+    let base = dirs.upper.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let links = base.join("l");
+    std::fs::create_dir_all(&links).map_err(StorageError::io(format!("create {}", links.display())))?;
+    let mut short = Vec::new();
+    for (i, lower) in lowers.iter().enumerate() {
+        let link = links.join(i.to_string());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(lower, &link).map_err(StorageError::io(format!("link {}", link.display())))?;
+        short.push(PathBuf::from(format!("l/{i}")));
+    }
+    let rel = OverlayDirs { upper: "upper".into(), work: "work".into(), merged: "rootfs".into() };
+    let data = options(&short, &rel);
+    if data.len() > MAX_DATA {
+        return Err(StorageError::TooManyLayers(lowers.len()));
+    }
+    explain::step(|| format!("cd {} && mount -t overlay overlay -o {data} rootfs", base.display()));
+    // Relative names resolve against the working directory, so the mount happens from `base`.
+    let back = std::env::current_dir().map_err(StorageError::io("find the working directory"))?;
+    std::env::set_current_dir(&base).map_err(StorageError::io(format!("cd {}", base.display())))?;
+    let mounted = mount(Some("overlay"), "rootfs", Some("overlay"), MsFlags::empty(), Some(data.as_str()));
+    std::env::set_current_dir(&back).map_err(StorageError::io(format!("cd {}", back.display())))?;
+    mounted.map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())))
 }
 
 /// Unmounts the merged view, if mounted.

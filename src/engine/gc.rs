@@ -1,0 +1,113 @@
+//! `gc`: removes what nothing uses any more, and what a crashed run left behind: layers and
+//! blobs no image, container or layer name refers to, half-written temp files and staging
+//! dirs, and container directories with no container.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{Engine, EngineError, Result};
+use crate::storage::overlay::{self, OverlayDirs};
+
+/// What `gc` removed.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// What went, one line each.
+    pub removed: Vec<String>,
+    /// Bytes freed (apparent sizes).
+    pub bytes: u64,
+}
+
+impl Engine {
+    /// Collects garbage; see the module doc.
+    pub fn gc(&self) -> Result<Collected> {
+        let mut done = Collected::default();
+        let store = self.images();
+        for layer in self.db.layers()? {
+            if self.db.layer_users(&layer.diff_id)? == (0, 0, 0) {
+                done.bytes += size_of(&store.layer_dir(&layer.diff_id)) + size_of(&store.blob_store().path(&layer.blob_digest));
+                store.drop_layer_if_unused(&layer.diff_id)?;
+                done.removed.push(format!("layer {}", layer.diff_id));
+            }
+        }
+        self.collect_blobs(&mut done)?;
+        self.collect_containers(&mut done)?;
+        for dir in [store.layers_dir(), self.root.clone(), self.root.join("blobs/tmp"), self.root.join("tmp")] {
+            collect_scratch(&dir, &mut done)?;
+        }
+        Ok(done)
+    }
+
+    /// Blobs that no image and no layer refers to.
+    fn collect_blobs(&self, done: &mut Collected) -> Result<()> {
+        let mut wanted: HashSet<String> = HashSet::new();
+        for i in self.db.images()? {
+            wanted.insert(crate::storage::hex(&i.manifest_digest).to_string());
+            wanted.insert(crate::storage::hex(&i.config_digest).to_string());
+        }
+        for l in self.db.layers()? {
+            wanted.insert(crate::storage::hex(&l.blob_digest).to_string());
+        }
+        let dir = self.root.join("blobs/sha256");
+        for entry in read_dir(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !wanted.contains(&name) {
+                done.bytes += size_of(&entry.path());
+                remove(&entry.path())?;
+                done.removed.push(format!("blob sha256:{name}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Container directories whose container is gone (a run that crashed before its undo).
+    fn collect_containers(&self, done: &mut Collected) -> Result<()> {
+        let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
+        for entry in read_dir(&self.root.join("containers"))? {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&id) {
+                overlay::unmount(&OverlayDirs::in_dir(&entry.path()).merged)?;
+                done.bytes += size_of(&entry.path());
+                remove(&entry.path())?;
+                done.removed.push(format!("container dir {id}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) and temp blobs.
+fn collect_scratch(dir: &Path, done: &mut Collected) -> Result<()> {
+    let is_tmp_dir = dir.ends_with("blobs/tmp") || dir.ends_with("tmp");
+    for entry in read_dir(dir)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_tmp_dir || name.starts_with(".unpack-") || name.starts_with(".layout-") {
+            done.bytes += size_of(&entry.path());
+            remove(&entry.path())?;
+            done.removed.push(format!("leftover {}", entry.path().display()));
+        }
+    }
+    Ok(())
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<std::io::Result<_>>().map_err(EngineError::io(format!("read {}", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(EngineError::io(format!("read {}", dir.display()))(e)),
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    crate::explain::step(|| format!("rm -r {}", path.display()));
+    let removed = if path.is_dir() && !path.is_symlink() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    removed.map_err(EngineError::io(format!("remove {}", path.display())))
+}
+
+/// Apparent bytes under `path`.
+fn size_of(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| size_of(&e.path())).sum()).unwrap_or(0)
+}
