@@ -72,8 +72,10 @@ fn commit_writes_oci_whiteouts_and_export_is_a_layout_skopeo_copies() {
         tar -tzf $LAB/layout/blobs/sha256/$top | sort | tr '\n' ' '; echo
         skopeo copy --quiet oci:$LAB/layout:1 oci:$LAB/copied:1 && echo skopeo-copied
         shibafu image export boxed:1 $LAB/boxed.tar
+        shibafu image rm boxed:1 2>&1 | grep -o 'used by 1 container' || true
         shibafu rm box >/dev/null
         shibafu image rm boxed:1
+        shibafu image import $LAB/boxed.tar fromtar:1 >/dev/null && shibafu run --rm fromtar:1 cat /home/only
         shibafu image import $LAB/copied >/dev/null
         shibafu run --rm copied:1 cat /etc/added
         shibafu image inspect copied:1 | jq -r '.layers | length'
@@ -85,7 +87,8 @@ fn commit_writes_oci_whiteouts_and_export_is_a_layout_skopeo_copies() {
     for entry in ["etc/added", "etc/.wh.motd", "home/.wh..wh..opq", "home/only"] {
         assert!(lines[3].contains(entry), "{entry} missing from the layer: {}", lines[3]);
     }
-    assert!(out.contains("skopeo-copied") && out.contains("untagged boxed:1"), "{out}");
+    assert!(out.contains("skopeo-copied") && out.contains("used by 1 container") && out.contains("untagged boxed:1"), "{out}");
+    assert!(out.contains("untagged boxed:1\nx\n"), "our own exported tar imports and runs:\n{out}");
     assert_eq!(lines[lines.len() - 2..], ["new", "2"], "{out}");
 }
 
