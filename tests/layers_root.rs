@@ -72,7 +72,7 @@ fn commit_writes_oci_whiteouts_and_export_is_a_layout_skopeo_copies() {
         tar -tzf $LAB/layout/blobs/sha256/$top | sort | tr '\n' ' '; echo
         skopeo copy --quiet oci:$LAB/layout:1 oci:$LAB/copied:1 && echo skopeo-copied
         shibafu image export boxed:1 $LAB/boxed.tar
-        shibafu image rm boxed:1 2>&1 | grep -o 'used by 1 container' || true
+        shibafu image rm busybox 2>&1 | grep -o 'used by 1 container' || true
         shibafu rm box >/dev/null
         shibafu image rm boxed:1
         shibafu image import $LAB/boxed.tar fromtar:1 >/dev/null && shibafu run --rm fromtar:1 cat /home/only
