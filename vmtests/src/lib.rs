@@ -43,6 +43,7 @@ impl Vm {
     /// test can read: no echo, a prompt that carries the exit status. The whole scenario must
     /// end within `limit`.
     pub fn boot(scenario: &str, limit: Duration) -> Vm {
+        assert!(appliance().is_some(), "{scenario}: no appliance: build it first (sudo scripts/build-vm)");
         let mut cmd = Command::new(repo().join("run-vm"));
         cmd.arg("--no-build").current_dir(repo());
         let started = Instant::now();
