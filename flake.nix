@@ -584,6 +584,32 @@
               machine.fail("cd /root && ./shibafu list | grep -q 'container[12]'")
         '';
 
+        phase3 = labTest pkgs "phase3" ''
+          with subtest("phase 3: layers by hand, combined by overlay, shared by ten containers"):
+              machine.succeed(
+                  "mkdir -p /tmp/alpine-rootfs /opt/python-3.11 /home/user/myapp",
+                  "shibafu export busybox | tar -C /tmp/alpine-rootfs -xf -",
+                  # The Nix image's python with everything it links (its store paths).
+                  "shibafu export python:3.11 | tar -C /opt/python-3.11 -xf -",
+                  "printf 'import sys\\nprint(\"hello from app.py on python\", sys.version.split()[0])\\n'"
+                  + " > /home/user/myapp/app.py",
+                  "cd /root && ./container-tool prepare-layer alpine-base /tmp/alpine-rootfs",
+                  "cd /root && ./container-tool prepare-layer python-3.11 /opt/python-3.11",
+                  "cd /root && ./container-tool prepare-layer app-code /home/user/myapp",
+              )
+              out = machine.succeed(
+                  "cd /root && ./container-tool run --layers alpine-base,python-3.11,app-code python3 app.py"
+              )
+              assert "hello from app.py on python 3.11." in out, f"app.py did not run:\n{out}"
+              before = machine.succeed("du -sk /var/lib/container-tool/layers/ | cut -f1")
+              machine.succeed(
+                  "cd /root && for i in $(seq 10); do ./container-tool run --layers"
+                  " alpine-base,python-3.11,app-code sh -c 'echo x > /data'; done"
+              )
+              after = machine.succeed("du -sk /var/lib/container-tool/layers/ | cut -f1")
+              assert before == after, f"layers/ grew with containers: {before} -> {after}"
+        '';
+
         internet = labTest pkgs "internet" ''
           with subtest("the pretend internet answers ping, DNS and HTTP"):
               machine.wait_for_unit("lab-internet-dns.service")
