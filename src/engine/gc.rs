@@ -1,6 +1,7 @@
 //! `gc`: removes what nothing uses any more, and what a crashed run left behind: layers and
 //! blobs no image, container or layer name refers to, half-written temp files and staging
-//! dirs, and container directories with no container.
+//! dirs (older than ten minutes, so a running import keeps its own), and container directories
+//! with no container.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -31,8 +32,9 @@ impl Engine {
         }
         self.collect_blobs(&mut done)?;
         self.collect_containers(&mut done)?;
-        for dir in [store.layers_dir(), self.root.clone(), self.root.join("blobs/tmp"), self.root.join("tmp")] {
-            collect_scratch(&dir, &mut done)?;
+        // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
+        for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true)] {
+            collect_scratch(&dir, all, &mut done)?;
         }
         Ok(done)
     }
@@ -50,7 +52,8 @@ impl Engine {
         let dir = self.root.join("blobs/sha256");
         for entry in read_dir(&dir)? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !wanted.contains(&name) {
+            // A young blob may belong to an import that has not recorded it yet.
+            if !wanted.contains(&name) && is_old(&entry) {
                 done.bytes += size_of(&entry.path());
                 remove(&entry.path())?;
                 done.removed.push(format!("blob sha256:{name}"));
@@ -75,18 +78,25 @@ impl Engine {
     }
 }
 
-/// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) and temp blobs.
-fn collect_scratch(dir: &Path, done: &mut Collected) -> Result<()> {
-    let is_tmp_dir = dir.ends_with("blobs/tmp") || dir.ends_with("tmp");
+/// Scratch (and unrecorded blobs) older than this belong to no command still running.
+const SCRATCH_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) in `dir`; with `all`, every
+/// entry (a temp dir). Only old ones: a young one may belong to an import running right now.
+fn collect_scratch(dir: &Path, all: bool, done: &mut Collected) -> Result<()> {
     for entry in read_dir(dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_tmp_dir || name.starts_with(".unpack-") || name.starts_with(".layout-") {
+        if is_old(&entry) && (all || name.starts_with(".unpack-") || name.starts_with(".layout-")) {
             done.bytes += size_of(&entry.path());
             remove(&entry.path())?;
             done.removed.push(format!("leftover {}", entry.path().display()));
         }
     }
     Ok(())
+}
+
+fn is_old(entry: &std::fs::DirEntry) -> bool {
+    entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > SCRATCH_AGE)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
