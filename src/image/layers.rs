@@ -85,7 +85,8 @@ impl ImageStore<'_> {
         };
         let (images, containers, _) = self.db.layer_users(&diff_id)?;
         if images + containers > 0 {
-            return Err(ImageError::LayerInUse { name: name.into(), images, containers });
+            let users: Vec<String> = self.db.images()?.into_iter().filter(|i| i.layers.contains(&diff_id)).map(|i| format!("{}:{}", i.name, i.tag)).collect();
+            return Err(ImageError::LayerInUse { name: name.into(), images: users.join(", "), containers });
         }
         self.db.unname_layer(name)?;
         self.drop_layer_if_unused(&diff_id)

@@ -36,8 +36,8 @@ pub enum ImageError {
     #[error("unknown layer {0:?} (see `shibafu layers`, or make one with `shibafu prepare-layer NAME DIR`)")]
     UnknownLayer(String),
     /// A layer still in use.
-    #[error("layer {name} is in use by {images} image(s) and {containers} container(s); remove those first (shibafu image rm, shibafu rm)")]
-    LayerInUse { name: String, images: i64, containers: i64 },
+    #[error("layer {name} is in use by images [{images}] and {containers} container(s); remove those first (shibafu image rm, shibafu rm)")]
+    LayerInUse { name: String, images: String, containers: i64 },
     /// An image containers were made from.
     #[error("image {0} is used by {1} container(s); remove them first (shibafu rm)")]
     ImageInUse(String, usize),
