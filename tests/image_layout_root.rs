@@ -65,12 +65,27 @@ fn a_corrupt_layout_is_refused_and_stores_nothing() {
          cp -a $LAB/oci $LAB/wrongver && echo '{{\"imageLayoutVersion\":\"9\"}}' > $LAB/wrongver/oci-layout
          shibafu image import $LAB/wrongver x:1; echo code=$?
          shibafu image import $LAB/oci x:nosuchtag; echo code=$?
+         # A config that lies about the diff_id of a layer already stored (by ok:two): the
+         # import fails, and the stored layer, in use, must survive it.
          after=$(snapshot)
-         [ \"$before\" = \"$after\" ] && echo unchanged"
+         [ \"$before\" = \"$after\" ] && echo unchanged
+         shibafu image import $LAB/oci ok:two >/dev/null
+         before=$(snapshot)
+         cp -a $LAB/oci $LAB/liar && cd $LAB/liar/blobs/sha256
+         known=$(shibafu image inspect busybox | jq -r '.layers[0].diff_id')
+         m=$(jq -r '.manifests[1].digest[7:]' ../../index.json); c=$(jq -r '.config.digest[7:]' $m)
+         jq -c --arg k $known '.rootfs.diff_ids[0] = $k' $c > cfg && c2=$(sha256sum cfg | cut -c1-64) && mv cfg $c2
+         jq -c --arg d sha256:$c2 --argjson n $(stat -c %s $c2) '.config.digest = $d | .config.size = $n' $m > man && m2=$(sha256sum man | cut -c1-64) && mv man $m2
+         jq -c --arg d sha256:$m2 --argjson n $(stat -c %s $m2) '.manifests[1].digest = $d | .manifests[1].size = $n' ../../index.json > idx && mv idx ../../index.json
+         cd - >/dev/null
+         shibafu image import $LAB/liar x:two; echo code=$?
+         shibafu run --rm ok:two echo layers-intact
+         after=$(snapshot)
+         [ \"$before\" = \"$after\" ] && echo unchanged-again"
     ));
     let codes: Vec<&str> = r.out.lines().filter(|l| l.starts_with("code=")).collect();
-    assert_eq!(codes, ["code=125"; 4], "{}\n{}", r.out, r.err);
-    assert!(r.out.contains("unchanged"), "{}\n{}", r.out, r.err);
+    assert_eq!(codes, ["code=125"; 5], "{}\n{}", r.out, r.err);
+    assert!(r.out.contains("unchanged\n") && r.out.contains("unchanged-again") && r.out.contains("layers-intact"), "{}\n{}", r.out, r.err);
     for msg in ["layer sha256:", "imageLayoutVersion", "no manifest named \"nosuchtag\" (its names: base, two)"] {
         assert!(r.err.contains(msg), "{msg} missing from:\n{}", r.err);
     }

@@ -30,6 +30,7 @@ impl Engine {
                 done.removed.push(format!("layer {}", layer.diff_id));
             }
         }
+        self.collect_layer_dirs(&mut done)?;
         self.collect_blobs(&mut done)?;
         self.collect_containers(&mut done)?;
         // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
@@ -42,9 +43,13 @@ impl Engine {
     /// Blobs that no image and no layer refers to.
     fn collect_blobs(&self, done: &mut Collected) -> Result<()> {
         let mut wanted: HashSet<String> = HashSet::new();
+        let store = self.images();
         for i in self.db.images()? {
             wanted.insert(crate::storage::hex(&i.manifest_digest).to_string());
-            wanted.insert(crate::storage::hex(&i.config_digest).to_string());
+            // Config and layer blobs as the manifest names them (a layer's blob may differ
+            // from the one recorded for its diff_id).
+            let named = store.manifest_blobs(&i).map(|(_, blobs)| blobs).unwrap_or_else(|_| vec![i.config_digest.clone()]);
+            wanted.extend(named.iter().map(|d| crate::storage::hex(d).to_string()));
         }
         for l in self.db.layers()? {
             wanted.insert(crate::storage::hex(&l.blob_digest).to_string());
@@ -62,12 +67,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Unpacked layers with no row: left by a prepare or import that failed after unpacking.
+    fn collect_layer_dirs(&self, done: &mut Collected) -> Result<()> {
+        let recorded: HashSet<String> = self.db.layers()?.into_iter().map(|l| crate::storage::hex(&l.diff_id).to_string()).collect();
+        for entry in read_dir(&self.images().layers_dir())? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_layer = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if is_layer && !recorded.contains(&name) && is_old(&entry) {
+                done.bytes += size_of(&entry.path());
+                remove(&entry.path())?;
+                done.removed.push(format!("unrecorded layer sha256:{name}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Container directories whose container is gone (a run that crashed before its undo).
     fn collect_containers(&self, done: &mut Collected) -> Result<()> {
         let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
         for entry in read_dir(&self.root.join("containers"))? {
             let id = entry.file_name().to_string_lossy().into_owned();
-            if !known.contains(&id) {
+            // A young one may be a run that has just recorded itself (after our query).
+            if !known.contains(&id) && is_old(&entry) {
                 overlay::unmount(&OverlayDirs::in_dir(&entry.path()).merged)?;
                 done.bytes += size_of(&entry.path());
                 remove(&entry.path())?;

@@ -32,6 +32,10 @@ impl ImageStore<'_> {
     /// Packs a directory (deterministically) or takes a tarball (plain or gzip) as a layer,
     /// names it `name`, and unpacks it under layers/ unless it is there already.
     pub fn prepare_layer(&self, name: &str, source: &Path, options: PackOptions) -> Result<LayerRow> {
+        // A taken name is refused before any work (the insert below checks again, for a race).
+        if let Some(held) = self.db.named_layer(name)? {
+            return Err(crate::state::StateError::LayerNameInUse(name.into(), held).into());
+        }
         let layer = if source.is_dir() { self.pack_layer(source, options)? } else { self.take_layer(source)? };
         let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
         self.db.add_layer(&layer)?;
@@ -98,15 +102,21 @@ impl ImageStore<'_> {
             return Ok(());
         }
         let blob = self.db.layer(diff_id)?.map(|l| l.blob_digest);
+        // Out of sight in one rename first: an interrupted removal leaves a staging dir (gc
+        // takes it), never a half-deleted layer that looks whole.
         let dir = self.layer_dir(diff_id);
+        let doomed = self.layers_dir().join(format!(".unpack-rm-{}", crate::storage::hex(diff_id)));
         if dir.exists() {
             crate::explain::step(|| format!("rm -r {}", dir.display()));
-            std::fs::remove_dir_all(&dir).map_err(|e| ImageError::Unreadable { path: dir.display().to_string(), reason: e.to_string() })?;
+            std::fs::rename(&dir, &doomed).map_err(|e| unreadable(&dir, e))?;
         }
+        self.db.delete_layer(diff_id)?;
         if let Some(b) = blob {
             let _ = std::fs::remove_file(self.blob_store().path(&b));
         }
-        self.db.delete_layer(diff_id)?;
+        if doomed.exists() {
+            std::fs::remove_dir_all(&doomed).map_err(|e| unreadable(&doomed, e))?;
+        }
         Ok(())
     }
 

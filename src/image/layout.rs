@@ -15,6 +15,8 @@ use super::{unreadable, ImageError, Reference, Result};
 use crate::state::images::{ImageRow, LayerRow};
 use crate::storage::unpack;
 
+/// index.json and oci-layout are small; anything bigger is not a layout.
+const MAX_JSON: u64 = 4 << 20;
 /// The annotation that names a manifest in an index.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
@@ -138,7 +140,9 @@ impl ImageStore<'_> {
         }
         let file = layout.open_blob(d)?;
         let row = |size: u64| LayerRow { diff_id: diff_id.to_string(), blob_digest: d.digest.clone(), media_type: d.media_type.clone(), size: size as i64 };
-        let known = self.db.layer(diff_id)?.is_some() && self.layer_dir(diff_id).is_dir();
+        // Known only as this very blob: another blob claiming the same diff_id is unpacked (into
+        // a copy that is then dropped) to prove it.
+        let known = self.db.layer(diff_id)?.is_some_and(|l| l.blob_digest == d.digest) && self.layer_dir(diff_id).is_dir();
         if known {
             if !self.blob_store().exists(&d.digest) {
                 self.blob_store().put(&mut file.take(d.size + 1), Some(&d.digest))?;
@@ -150,7 +154,9 @@ impl ImageStore<'_> {
         let mut blob = self.blob_store().writer()?;
         let unpacked = unpack::unpack_layer(Tee { from: file.take(d.size + 1), to: &mut blob }, &self.layers_dir())
             .map_err(|e| layout.corrupt(format!("layer {}: {e}", d.digest)))?;
-        made.paths.push(self.layer_dir(&unpacked.diff_id));
+        if unpacked.created {
+            made.paths.push(self.layer_dir(&unpacked.diff_id));
+        }
         if unpacked.diff_id != diff_id {
             return Err(layout.corrupt(format!("layer {} unpacks to {} but the config says {diff_id}", d.digest, unpacked.diff_id)));
         }
@@ -244,8 +250,25 @@ impl Layout {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, path: &Path, what: &str) -> Result<T> {
-        let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+        let mut bytes = Vec::new();
+        self.open(path)?.take(MAX_JSON + 1).read_to_end(&mut bytes).map_err(|e| unreadable(path, e))?;
+        if bytes.len() as u64 > MAX_JSON {
+            return Err(self.corrupt(format!("{what} is larger than {MAX_JSON} bytes")));
+        }
         parse(&bytes, &self.shown, what)
+    }
+
+    /// Opens a regular file of the layout. Symlinks resolve inside the layout (a tar may carry
+    /// `blobs/sha256/X -> /etc/shadow`), and only regular files are read.
+    fn open(&self, path: &Path) -> Result<File> {
+        let rel = path.strip_prefix(&self.dir).unwrap_or(path);
+        let root = File::open(&self.dir).map_err(|e| unreadable(&self.dir, e))?;
+        let fd = crate::safepath::open(&root, rel, nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()).map_err(|e| unreadable(path, e))?;
+        let file = File::from(fd);
+        if !file.metadata().map_err(|e| unreadable(path, e))?.is_file() {
+            return Err(self.corrupt(format!("{} is not a regular file", rel.display())));
+        }
+        Ok(file)
     }
 
     /// An index in place of a manifest: the linux/amd64 entry (or the only one).
@@ -270,8 +293,7 @@ impl Layout {
     }
 
     fn open_blob(&self, d: &Descriptor) -> Result<File> {
-        let path = self.blob_path(d)?;
-        File::open(&path).map_err(|e| unreadable(&path, e))
+        self.open(&self.blob_path(d)?)
     }
 
     /// A small blob (manifest, config, index), verified.

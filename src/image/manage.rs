@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::store::{ImageStore, MANIFEST_TYPE};
+use super::store::ImageStore;
 use super::{unreadable, ImageError, Result};
 use crate::state::images::ImageRow;
 
@@ -47,6 +47,8 @@ impl ImageStore<'_> {
                 let _ = std::fs::remove_file(self.blob_store().path(digest));
             }
         }
+        // Layer blobs only this manifest named (not the recorded ones): gc takes them, as it
+        // knows every manifest still stored.
         Ok(())
     }
 
@@ -54,11 +56,12 @@ impl ImageStore<'_> {
     /// `dest` ends in `.tar` (`-` writes the tar to `out`). The manifest's ref.name is the tag.
     pub fn export_layout(&self, image: &ImageRow, dest: &Path, out: impl Write) -> Result<()> {
         let manifest_size = std::fs::metadata(self.blob_store().path(&image.manifest_digest)).map_err(|e| unreadable(dest, e))?.len();
+        let (media_type, named) = self.manifest_blobs(image)?;
         let index = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": [{
-                "mediaType": MANIFEST_TYPE,
+                "mediaType": media_type,
                 "digest": image.manifest_digest,
                 "size": manifest_size,
                 "annotations": {
@@ -67,10 +70,8 @@ impl ImageStore<'_> {
                 },
             }],
         });
-        let mut blobs = vec![image.manifest_digest.clone(), image.config_digest.clone()];
-        for d in &image.layers {
-            blobs.push(self.db.layer(d)?.ok_or_else(|| ImageError::Corrupt(image.name.clone(), format!("layer {d} is not recorded")))?.blob_digest);
-        }
+        // The blobs the manifest names, not those recorded per diff_id: they may differ.
+        let blobs: Vec<String> = std::iter::once(image.manifest_digest.clone()).chain(named).collect();
         let files: Vec<(String, Vec<u8>)> =
             vec![("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()), ("index.json".into(), serde_json::to_vec(&index).expect("JSON serializes"))];
         let is_tar = dest.as_os_str() == "-" || dest.extension().is_some_and(|e| e == "tar");
@@ -89,7 +90,9 @@ impl ImageStore<'_> {
         std::fs::create_dir_all(&blob_dir).map_err(|e| unreadable(&blob_dir, e))?;
         for digest in blobs {
             let to = blob_dir.join(crate::storage::hex(digest));
-            // A hard link when on the same filesystem, else a copy.
+            // A hard link when on the same filesystem, else a copy; whatever sat at `to` is
+            // unlinked first, never written through (it may be a link to the store's own blob).
+            let _ = std::fs::remove_file(&to);
             if std::fs::hard_link(self.blob_store().path(digest), &to).is_err() {
                 std::fs::copy(self.blob_store().path(digest), &to).map_err(|e| unreadable(&to, e))?;
             }

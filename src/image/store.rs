@@ -169,6 +169,27 @@ impl<'a> ImageStore<'a> {
         Err(ImageError::Unknown(text.into()))
     }
 
+    /// What an image's stored manifest names: its media type and every blob (config, then
+    /// layers, as the manifest lists them; a layer's blob may differ from the one recorded for
+    /// its diff_id when two images carry the same layer compressed differently).
+    pub fn manifest_blobs(&self, image: &ImageRow) -> Result<(String, Vec<String>)> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Manifest {
+            media_type: Option<String>,
+            config: Blob,
+            layers: Vec<Blob>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Blob {
+            digest: String,
+        }
+        let bytes = self.blobs.read(&image.manifest_digest)?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt(image.manifest_digest.clone(), e.to_string()))?;
+        let blobs = std::iter::once(m.config.digest).chain(m.layers.into_iter().map(|l| l.digest)).collect();
+        Ok((m.media_type.unwrap_or_else(|| MANIFEST_TYPE.to_string()), blobs))
+    }
+
     /// The run-time settings from an image's config.
     pub fn config(&self, image: &ImageRow) -> Result<ImageConfig> {
         let bytes = self.blobs.read(&image.config_digest)?;

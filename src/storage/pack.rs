@@ -76,6 +76,23 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Reads exactly `left` bytes, or fails.
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: io::Read> io::Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} bytes short", self.left)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 struct Packer<W: Write> {
     builder: tar::Builder<W>,
     options: PackOptions,
@@ -133,7 +150,10 @@ impl<W: Write> Packer<W> {
         } else if ft.is_file() {
             header.set_entry_type(EntryType::Regular);
             let file = File::open(path).map_err(io_err("open"))?;
-            self.builder.append_data(&mut header, name, file).map_err(io_err("pack"))
+            // Exactly the size in the header: a file that shrinks while packed is an error,
+            // not a malformed tar (a running container may be writing it).
+            let mut exact = ExactReader { inner: io::Read::take(file, meta.len()), left: meta.len() };
+            self.builder.append_data(&mut header, name, &mut exact).map_err(|e| StorageError::io(format!("pack {} (did it change while packing? stop the container first)", path.display()))(e))
         } else if ft.is_symlink() {
             header.set_entry_type(EntryType::Symlink);
             header.set_size(0);

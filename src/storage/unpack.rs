@@ -30,6 +30,8 @@ pub struct Unpacked {
     pub size: u64,
     /// Whether the archive was gzip-compressed.
     pub gzip: bool,
+    /// Whether this unpack put the layer's directory in place (false: it was there already).
+    pub created: bool,
 }
 
 /// Unpacks a layer (plain or gzip tar) into `layers/<diff_id hex>`, once: when the directory
@@ -37,14 +39,17 @@ pub struct Unpacked {
 pub fn unpack_layer(reader: impl Read, layers_dir: &Path) -> Result<Unpacked> {
     std::fs::create_dir_all(layers_dir).map_err(StorageError::io(format!("create {}", layers_dir.display())))?;
     let staging = tempfile::Builder::new().prefix(".unpack-").tempdir_in(layers_dir).map_err(StorageError::io("create staging dir"))?;
-    let unpacked = unpack_into(reader, staging.path())?;
+    let mut unpacked = unpack_into(reader, staging.path())?;
     let final_dir = layers_dir.join(super::hex(&unpacked.diff_id));
     if !final_dir.exists() {
         let staged = staging.keep();
-        if let Err(e) = std::fs::rename(&staged, &final_dir) {
-            let _ = std::fs::remove_dir_all(&staged);
-            if !final_dir.exists() {
-                return Err(StorageError::io(format!("move layer into {}", final_dir.display()))(e));
+        match std::fs::rename(&staged, &final_dir) {
+            Ok(()) => unpacked.created = true,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staged);
+                if !final_dir.exists() {
+                    return Err(StorageError::io(format!("move layer into {}", final_dir.display()))(e));
+                }
             }
         }
     }
@@ -77,7 +82,7 @@ pub fn unpack_into(reader: impl Read, dest: &Path) -> Result<Unpacked> {
     for (path, mtime) in dirs.iter().rev() {
         set_times(root.as_fd(), path, *mtime, false)?;
     }
-    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count, gzip })
+    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count, gzip, created: false })
 }
 
 fn bad(e: std::io::Error) -> StorageError {
