@@ -118,7 +118,7 @@ fn gc_removes_what_nothing_uses_and_crash_leftovers() {
         shibafu prepare-layer x $LAB/x >/dev/null
         shibafu layer rm x >/dev/null
         mkdir -p $SHIBAFU_ROOT/containers/deadbeef/upper $SHIBAFU_ROOT/layers/.unpack-crash $SHIBAFU_ROOT/layers/.unpack-running
-        touch -d '1 hour ago' $SHIBAFU_ROOT/layers/.unpack-crash
+        touch -d '1 hour ago' $SHIBAFU_ROOT/layers/.unpack-crash $SHIBAFU_ROOT/containers/deadbeef
         echo junk > $SHIBAFU_ROOT/blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000
         touch -d '1 hour ago' $SHIBAFU_ROOT/blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000
         shibafu gc | tail -1
