@@ -90,3 +90,21 @@ fn a_corrupt_layout_is_refused_and_stores_nothing() {
         assert!(r.err.contains(msg), "{msg} missing from:\n{}", r.err);
     }
 }
+
+#[test]
+fn import_and_rm_racing_leave_every_recorded_image_whole() {
+    let out = Lab::new().ok(&format!(
+        "{UMOCI_LAYOUT}
+         for i in 1 2 3 4 5 6 7 8; do
+             shibafu image import $LAB/oci r:two >/dev/null 2>&1 &
+             shibafu image rm r:two >/dev/null 2>&1 &
+             shibafu gc >/dev/null 2>&1 &
+             wait
+         done
+         for image in $(shibafu images | awk 'NR > 1 {{print $1\":\"$2}}'); do
+             shibafu image inspect $image | jq -r '.layers[].dir' | while read -r d; do test -d $d || echo \"$image lost $d\"; done
+         done
+         echo checked"
+    ));
+    assert!(out.ends_with("checked\n") && !out.contains("lost"), "{out}");
+}

@@ -13,6 +13,7 @@ impl Engine {
         let reference = reference::parse(target).map_err(EngineError::Invalid)?;
         let container = self.find(name_or_id)?;
         let store = self.images();
+        let _adding = store.lock_layers(false)?;
         let mut layers = Vec::new();
         for d in &container.layers {
             layers.push(self.db.layer(d)?.ok_or_else(|| EngineError::Invalid(format!("layer {d} of {} is no longer stored", container.name)))?);

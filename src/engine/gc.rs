@@ -23,6 +23,7 @@ impl Engine {
     pub fn gc(&self) -> Result<Collected> {
         let mut done = Collected::default();
         let store = self.images();
+        let _removing = store.lock_layers(true)?;
         for layer in self.db.layers()? {
             if self.db.layer_users(&layer.diff_id)? == (0, 0, 0) {
                 done.bytes += size_of(&store.layer_dir(&layer.diff_id)) + size_of(&store.blob_store().path(&layer.blob_digest));

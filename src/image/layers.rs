@@ -36,6 +36,7 @@ impl ImageStore<'_> {
         if let Some(held) = self.db.named_layer(name)? {
             return Err(crate::state::StateError::LayerNameInUse(name.into(), held).into());
         }
+        let _adding = self.lock_layers(false)?;
         let layer = if source.is_dir() { self.pack_layer(source, options)? } else { self.take_layer(source)? };
         let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
         self.db.add_layer(&layer)?;
@@ -84,6 +85,7 @@ impl ImageStore<'_> {
     /// Removes a layer name; refused while an image or container uses the layer. The layer's
     /// files go once nothing else names or uses it.
     pub fn remove_layer_name(&self, name: &str) -> Result<()> {
+        let _removing = self.lock_layers(true)?;
         let Some(diff_id) = self.db.named_layer(name)? else {
             return Err(ImageError::UnknownLayer(name.into()));
         };
@@ -126,6 +128,7 @@ impl ImageStore<'_> {
         if names.is_empty() {
             return Err(ImageError::BadReference("--layers needs at least one layer name".into()));
         }
+        let _adding = self.lock_layers(false)?;
         let mut layers = Vec::new();
         for n in names {
             let diff_id = self.db.named_layer(n)?.ok_or_else(|| ImageError::UnknownLayer(n.clone()))?;

@@ -91,6 +91,7 @@ impl ImageStore<'_> {
     /// manifest whose ref.name is its tag (or the only one) under that name; without, every
     /// named manifest, named after its ref.name (a bare tag takes the layout's file name).
     pub fn import_layout(&self, path: &Path, reference: Option<&Reference>) -> Result<Vec<ImageRow>> {
+        let _adding = self.lock_layers(false)?;
         if path.is_dir() {
             return self.import_layout_dir(path, path, reference);
         }

@@ -37,6 +37,7 @@ impl ImageStore<'_> {
         if containers_using > 0 {
             return Err(ImageError::ImageInUse(format!("{}:{}", image.name, image.tag), containers_using));
         }
+        let _removing = self.lock_layers(true)?;
         self.db.delete_image(&image.name, &image.tag)?;
         for d in &image.layers {
             self.drop_layer_if_unused(d)?;

@@ -63,6 +63,16 @@ impl<'a> ImageStore<'a> {
         ImageStore { root: root.to_path_buf(), blobs: BlobStore::new(root), db }
     }
 
+    /// Serialises adding layers against removing them: imports, prepares and commits hold it
+    /// shared from their first look at a layer until their image is recorded; removals and gc
+    /// hold it exclusive, so a layer an import found in place cannot vanish before it is used.
+    pub fn lock_layers(&self, exclusive: bool) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let path = self.root.join("layers.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| super::unreadable(&path, e))?;
+        let how = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+        nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| super::unreadable(&path, e))
+    }
+
     /// The blob store under this data root.
     pub fn blob_store(&self) -> &BlobStore {
         &self.blobs
