@@ -27,7 +27,7 @@ pub enum LayerCommand {
 pub fn prepare(root: &Path, name: &str, source: &Path, keep_mtime: bool) -> Result<i32> {
     check_name(name).map_err(anyhow::Error::msg)?;
     let engine = Engine::open(root)?;
-    let layer = engine.images().prepare_layer(name, source, PackOptions { keep_mtime, overlay_upper: false })?;
+    let layer = engine.images().prepare_layer(name, source, PackOptions { keep_mtime, whiteouts: Default::default() })?;
     println!("{name} {} ({})", layer.diff_id, super::image::human_size(layer.size));
     Ok(0)
 }

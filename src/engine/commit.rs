@@ -5,7 +5,7 @@ use super::{Engine, EngineError, Result};
 use crate::image::{reference, ImageConfig};
 use crate::state::images::ImageRow;
 use crate::storage::overlay::OverlayDirs;
-use crate::storage::pack::PackOptions;
+use crate::storage::pack::{PackOptions, Whiteouts};
 
 impl Engine {
     /// Commits container `name_or_id` as image `target` (NAME[:TAG]).
@@ -20,7 +20,7 @@ impl Engine {
         }
         let upper = OverlayDirs::in_dir(&self.container_dir(&container.id)).upper;
         crate::explain::step(|| format!("tar -C {} -c . | gzip  # overlay whiteouts become .wh. files", upper.display()));
-        layers.push(store.pack_layer(&upper, PackOptions { keep_mtime: true, overlay_upper: true })?);
+        layers.push(store.pack_layer(&upper, PackOptions { keep_mtime: true, whiteouts: Whiteouts::ToOci })?);
         // The image keeps its settings; one made of bare layers has none.
         let config = store.resolve(&container.image).and_then(|i| store.config(&i)).unwrap_or_else(|_| ImageConfig::default());
         Ok(store.store_image(&reference, &layers, &config, &format!("shibafu commit {}", container.name))?)

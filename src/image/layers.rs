@@ -58,8 +58,10 @@ impl ImageStore<'_> {
         Ok(LayerRow { diff_id: packed.diff_id, blob_digest, media_type: LAYER_GZIP.into(), size: size as i64 })
     }
 
-    /// Stores a tarball as it is and unpacks it (one read).
-    fn take_layer(&self, tarball: &Path) -> Result<LayerRow> {
+    /// Stores a tarball as it is and unpacks it: one read, the archive unpacked and stored as
+    /// a blob at once; the blob is kept only once the whole archive unpacked, so a bad one
+    /// stores nothing.
+    pub(super) fn take_layer(&self, tarball: &Path) -> Result<LayerRow> {
         let file = File::open(tarball).map_err(|e| unreadable(tarball, e))?;
         let mut blob = self.blob_store().writer()?;
         let unpacked = unpack::unpack_layer(Tee { from: file, to: &mut blob }, &self.layers_dir())?;

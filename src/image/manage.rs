@@ -42,9 +42,9 @@ impl ImageStore<'_> {
         for d in &image.layers {
             self.drop_layer_if_unused(d)?;
         }
-        let still_used = |digest: &str| self.db.images().map(|all| all.iter().any(|i| i.config_digest == digest || i.manifest_digest == digest));
+        let others = self.db.images()?;
         for digest in [&image.config_digest, &image.manifest_digest] {
-            if !still_used(digest)? {
+            if !others.iter().any(|i| &i.config_digest == digest || &i.manifest_digest == digest) {
                 let _ = std::fs::remove_file(self.blob_store().path(digest));
             }
         }

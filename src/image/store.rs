@@ -10,7 +10,7 @@ use super::{ImageError, Reference, Result};
 use crate::state::images::{ImageRow, LayerRow};
 use crate::state::{now, Db};
 use crate::storage::blobs::BlobStore;
-use crate::storage::{hex, unpack};
+use crate::storage::hex;
 
 /// Media types we write.
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -90,14 +90,7 @@ impl<'a> ImageStore<'a> {
 
     /// Stores a rootfs tarball (plain or gzip) as a one-layer image named `reference`.
     pub fn import_rootfs(&self, tarball: &Path, reference: &Reference) -> Result<ImageRow> {
-        let file = std::fs::File::open(tarball).map_err(|e| super::unreadable(tarball, e))?;
-        // One read: the archive is unpacked and stored as a blob at once; the blob is kept
-        // only once the whole archive unpacked, so a bad one stores nothing.
-        let mut blob = self.blobs.writer()?;
-        let unpacked = unpack::unpack_layer(Tee { from: file, to: &mut blob }, &self.layers_dir())?;
-        let (blob_digest, size) = blob.commit(None)?;
-        let media_type = if unpacked.gzip { LAYER_GZIP } else { LAYER_TAR };
-        let layer = LayerRow { diff_id: unpacked.diff_id.clone(), blob_digest, media_type: media_type.into(), size: size as i64 };
+        let layer = self.take_layer(tarball)?;
         let source = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.store_image(reference, &[layer], &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() }, &format!("shibafu image import {source}"))
     }

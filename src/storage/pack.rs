@@ -22,8 +22,20 @@ use super::{Result, StorageError};
 pub struct PackOptions {
     /// Keep the files' own mtimes (default: every entry gets mtime 0).
     pub keep_mtime: bool,
-    /// The tree is an overlay upper dir: turn its whiteouts into OCI whiteouts.
-    pub overlay_upper: bool,
+    /// What to do with overlay whiteouts (0/0 character devices, opaque directories).
+    pub whiteouts: Whiteouts,
+}
+
+/// Overlay whiteouts in the tree being packed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// A plain tree: a 0/0 character device is packed as the device it is.
+    #[default]
+    AsIs,
+    /// An overlay upper dir (a layer): they become OCI whiteouts.
+    ToOci,
+    /// A flattened view (export): they mean "deleted", so they are left out.
+    Drop,
 }
 
 /// A packed layer's digests.
@@ -39,16 +51,17 @@ pub struct Packed {
 pub fn pack_dir(dir: &Path, options: PackOptions, out: impl Write) -> Result<Packed> {
     let gz = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::new(6));
     let mut hashing = HashingWriter { inner: gz, hasher: Sha256::new(), count: 0 };
-    {
-        let mut builder = tar::Builder::new(&mut hashing);
-        builder.mode(tar::HeaderMode::Complete);
-        let mut packer = Packer { builder, options, links: HashMap::new() };
-        packer.walk(dir, Path::new(""))?;
-        packer.builder.finish().map_err(StorageError::io("finish the layer tar"))?;
-    }
+    write_tar(dir, options, &mut hashing)?;
     let Packed { diff_id, size } = hashing.digest();
     hashing.inner.finish().map_err(StorageError::io("finish the gzip stream"))?.flush().map_err(StorageError::io("write the layer"))?;
     Ok(Packed { diff_id, size })
+}
+
+/// Writes `dir` as a plain tar to `out` (the same entries `pack_dir` compresses).
+pub fn write_tar(dir: &Path, options: PackOptions, out: impl Write) -> Result<()> {
+    let mut packer = Packer { builder: tar::Builder::new(out), options, links: HashMap::new() };
+    packer.walk(dir, Path::new(""))?;
+    packer.builder.finish().map_err(StorageError::io("finish the tar"))
 }
 
 struct HashingWriter<W> {
@@ -115,7 +128,7 @@ impl<W: Write> Packer<W> {
             let meta = std::fs::symlink_metadata(&path).map_err(StorageError::io(format!("stat {}", path.display())))?;
             self.entry(&path, &name_in_tar, &meta)?;
             if meta.is_dir() {
-                if self.options.overlay_upper && xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
+                if self.options.whiteouts == Whiteouts::ToOci && xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
                     self.whiteout(&name_in_tar.join(".wh..wh..opq"))?;
                 }
                 self.walk(&path, &name_in_tar)?;
@@ -126,7 +139,11 @@ impl<W: Write> Packer<W> {
 
     fn entry(&mut self, path: &Path, name: &Path, meta: &Metadata) -> Result<()> {
         let ft = meta.file_type();
-        if self.options.overlay_upper && ft.is_char_device() && meta.rdev() == 0 {
+        let is_whiteout = ft.is_char_device() && meta.rdev() == 0;
+        if is_whiteout && self.options.whiteouts == Whiteouts::Drop {
+            return Ok(());
+        }
+        if is_whiteout && self.options.whiteouts == Whiteouts::ToOci {
             let parent = name.parent().unwrap_or(Path::new(""));
             let mut hidden = OsString::from(".wh.");
             hidden.push(name.file_name().unwrap_or_default());
