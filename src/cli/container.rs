@@ -27,7 +27,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
     /// OCI runtime: shibafu (built in), runc, crun, or a path.
-    #[arg(long, default_value = "shibafu")]
+    #[arg(long, default_value = crate::engine::oci::BUILTIN)]
     pub runtime: String,
     /// Memory limit (bytes, or with k/m/g).
     #[arg(long)]
@@ -131,9 +131,8 @@ fn print_table(rows: &[ContainerSummary]) {
     println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS");
     for c in rows {
         let mut command = c.command.join(" ");
-        if command.len() > 22 {
-            command.truncate(21);
-            command.push('…');
+        if command.chars().count() > 22 {
+            command = command.chars().take(21).chain(['…']).collect();
         }
         println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", &c.id[..12], c.name, c.image, format!("\"{command}\""), c.status);
     }

@@ -72,10 +72,11 @@ pub fn image(root: &Path, cmd: ImageCommand) -> Result<i32> {
         ImageCommand::Rm { images } => {
             let engine = Engine::open(root)?;
             let store = engine.images();
+            let containers = engine.db.containers()?;
             for text in images {
                 let row = store.resolve(&text)?;
-                let tag = format!("{}:{}", row.name, row.tag);
-                let users = engine.db.containers()?.iter().filter(|c| c.image == tag).count();
+                let tag = row.reference();
+                let users = containers.iter().filter(|c| c.image == tag).count();
                 store.remove(&row, users)?;
                 println!("untagged {tag}");
             }

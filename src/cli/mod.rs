@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "shibafu", version, about)]
 pub struct Cli {
     /// Data root (images, layers, containers, state.db).
-    #[arg(long, env = "SHIBAFU_ROOT", default_value = "/var/lib/shibafu")]
+    #[arg(long, env = "SHIBAFU_ROOT", default_value = crate::engine::DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Print every kernel-facing step as the command a person would type.
     #[arg(long, global = true)]

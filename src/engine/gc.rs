@@ -27,7 +27,7 @@ impl Engine {
         for layer in self.db.layers()? {
             if self.db.layer_users(&layer.diff_id)? == (0, 0, 0) {
                 done.bytes += size_of(&store.layer_dir(&layer.diff_id)) + size_of(&store.blob_store().path(&layer.blob_digest));
-                store.drop_layer_if_unused(&layer.diff_id)?;
+                store.drop_layer(&layer.diff_id)?;
                 done.removed.push(format!("layer {}", layer.diff_id));
             }
         }

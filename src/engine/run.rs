@@ -60,7 +60,7 @@ impl Engine {
         let row = ContainerRow {
             id: id.clone(),
             name,
-            image: format!("{}:{}", image.name, image.tag),
+            image: image.reference(),
             command,
             layers: image.layers.clone(),
             runtime: oci.name(),
@@ -72,7 +72,7 @@ impl Engine {
             finished_at: None,
         };
         self.db.insert_container(&row)?;
-        let mut undo = Undo { engine: self, id: id.clone(), oci: Some(&oci), armed: true };
+        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
         let spec = container_spec(&SpecInput {
@@ -133,14 +133,14 @@ impl Engine {
 struct Undo<'a> {
     engine: &'a Engine,
     id: String,
-    oci: Option<&'a OciRuntime>,
+    oci: &'a OciRuntime,
     armed: bool,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = self.engine.remove_container(&self.id, self.oci) {
+            if let Err(e) = self.engine.remove_container(&self.id, Some(self.oci)) {
                 eprintln!("shibafu: cleaning up after the failed run: {e}");
             }
         }

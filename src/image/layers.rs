@@ -93,7 +93,7 @@ impl ImageStore<'_> {
         };
         let (images, containers, _) = self.db.layer_users(&diff_id)?;
         if images + containers > 0 {
-            let users: Vec<String> = self.db.images()?.into_iter().filter(|i| i.layers.contains(&diff_id)).map(|i| format!("{}:{}", i.name, i.tag)).collect();
+            let users: Vec<String> = self.db.images()?.into_iter().filter(|i| i.layers.contains(&diff_id)).map(|i| i.reference()).collect();
             return Err(ImageError::LayerInUse { name: name.into(), images: users.join(", "), containers });
         }
         self.db.unname_layer(name)?;
@@ -105,6 +105,11 @@ impl ImageStore<'_> {
         if self.db.layer_users(diff_id)? != (0, 0, 0) {
             return Ok(());
         }
+        self.drop_layer(diff_id)
+    }
+
+    /// Deletes a layer's directory, blob and row (the caller knows nothing uses it).
+    pub fn drop_layer(&self, diff_id: &str) -> Result<()> {
         let blob = self.db.layer(diff_id)?.map(|l| l.blob_digest);
         // Out of sight in one rename first: an interrupted removal leaves a staging dir (gc
         // takes it), never a half-deleted layer that looks whole.

@@ -190,7 +190,7 @@ impl Made {
 fn pick(manifests: &[Descriptor], reference: Option<&Reference>, default_name: &str) -> Result<Vec<(Reference, Descriptor)>> {
     let ref_name = |d: &Descriptor| d.annotations.get(REF_NAME).cloned();
     if let Some(r) = reference {
-        let full = format!("{}:{}", r.name, r.tag);
+        let full = r.to_string();
         let found = manifests.iter().find(|d| ref_name(d).is_some_and(|n| n == r.tag || n == full));
         return match (found, manifests) {
             (Some(d), _) | (None, [d]) => Ok(vec![(r.clone(), d.clone())]),

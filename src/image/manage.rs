@@ -21,7 +21,7 @@ impl ImageStore<'_> {
             layers.push(json!({ "diff_id": l.diff_id, "blob": l.blob_digest, "media_type": l.media_type, "size": l.size, "dir": self.layer_dir(d) }));
         }
         Ok(json!({
-            "name": format!("{}:{}", image.name, image.tag),
+            "name": image.reference(),
             "id": image.config_digest,
             "manifest": image.manifest_digest,
             "created": image.created_at,
@@ -35,7 +35,7 @@ impl ImageStore<'_> {
     /// other image, container or layer name uses go with it.
     pub fn remove(&self, image: &ImageRow, containers_using: usize) -> Result<()> {
         if containers_using > 0 {
-            return Err(ImageError::ImageInUse(format!("{}:{}", image.name, image.tag), containers_using));
+            return Err(ImageError::ImageInUse(image.reference(), containers_using));
         }
         let _removing = self.lock_layers(true)?;
         self.db.delete_image(&image.name, &image.tag)?;
@@ -67,7 +67,7 @@ impl ImageStore<'_> {
                 "size": manifest_size,
                 "annotations": {
                     "org.opencontainers.image.ref.name": image.tag,
-                    "io.containerd.image.name": format!("{}:{}", image.name, image.tag),
+                    "io.containerd.image.name": image.reference(),
                 },
             }],
         });

@@ -36,6 +36,13 @@ pub struct LayerRow {
     pub size: i64,
 }
 
+impl ImageRow {
+    /// `name:tag`.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+}
+
 impl Db {
     /// Records a layer (once; a second insert of the same diff ID changes nothing).
     pub fn add_layer(&self, layer: &LayerRow) -> Result<()> {
@@ -50,18 +57,14 @@ impl Db {
     pub fn layer(&self, diff_id: &str) -> Result<Option<LayerRow>> {
         Ok(self
             .conn
-            .query_row("SELECT diff_id, blob_digest, media_type, size FROM layers WHERE diff_id = ?1", [diff_id], |r| {
-                Ok(LayerRow { diff_id: r.get(0)?, blob_digest: r.get(1)?, media_type: r.get(2)?, size: r.get(3)? })
-            })
+            .query_row(&format!("{SELECT_LAYER} WHERE diff_id = ?1"), [diff_id], layer_row)
             .optional()?)
     }
 
     /// Every layer, oldest first.
     pub fn layers(&self) -> Result<Vec<LayerRow>> {
-        let mut stmt = self.conn.prepare("SELECT diff_id, blob_digest, media_type, size FROM layers ORDER BY created_at, rowid")?;
-        let rows = stmt
-            .query_map([], |r| Ok(LayerRow { diff_id: r.get(0)?, blob_digest: r.get(1)?, media_type: r.get(2)?, size: r.get(3)? }))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn.prepare(&format!("{SELECT_LAYER} ORDER BY created_at, rowid"))?;
+        let rows = stmt.query_map([], layer_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -157,6 +160,12 @@ impl Db {
         let rows = stmt.query_map([], image_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+const SELECT_LAYER: &str = "SELECT diff_id, blob_digest, media_type, size FROM layers";
+
+fn layer_row(r: &rusqlite::Row) -> rusqlite::Result<LayerRow> {
+    Ok(LayerRow { diff_id: r.get(0)?, blob_digest: r.get(1)?, media_type: r.get(2)?, size: r.get(3)? })
 }
 
 const SELECT_IMAGE: &str = "SELECT name, tag, manifest_digest, config_digest, layers, size, created_at FROM images";

@@ -94,6 +94,11 @@ impl Db {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        // The common case reads only: every command opens the database.
+        let current: usize = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current == MIGRATIONS.len() {
+            return Ok(());
+        }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for sql in MIGRATIONS.iter().skip(version) {
