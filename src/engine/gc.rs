@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::{Engine, EngineError, Result};
-use crate::storage::overlay::{self, OverlayDirs};
 
 /// What `gc` removed.
 #[derive(Debug, Default)]
@@ -90,9 +89,9 @@ impl Engine {
             let id = entry.file_name().to_string_lossy().into_owned();
             // A young one may be a run that has just recorded itself (after our query).
             if !known.contains(&id) && is_old(&entry) {
-                overlay::unmount(&OverlayDirs::in_dir(&entry.path()).merged)?;
                 done.bytes += size_of(&entry.path());
-                remove(&entry.path())?;
+                // What `rm` does for a container: unmount, remove the dir (the row is gone).
+                self.remove_container(&id, None)?;
                 done.removed.push(format!("container dir {id}"));
             }
         }

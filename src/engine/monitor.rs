@@ -100,7 +100,7 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: Own
     engine.set_waited_by_us(id)?;
     let _ = nix::unistd::write(&ready, b"ok");
     drop(ready);
-    let log = File::options().create(true).append(true).open(dir.join("log.jsonl")).map_err(EngineError::io("open log.jsonl"))?;
+    let log = File::options().create(true).append(true).open(log_path(&dir)).map_err(EngineError::io("open log.jsonl"))?;
     copy_to_log(out_r, err_r, log);
     let code = wait_for(Pid::from_raw(pid));
     let _ = oci.delete(id);

@@ -107,7 +107,8 @@ impl Cgroup {
     /// parent goes with its last container, so the host is left as it was found.
     pub fn remove(&self) -> Result<()> {
         explain::step(|| format!("rmdir {}", self.path.display()));
-        for _ in 0..200 {
+        // Up to about a second for the last processes to leave.
+        for _ in 0..5000 {
             match std::fs::remove_dir(&self.path) {
                 Ok(()) => {
                     self.remove_empty_default_parent();
@@ -129,7 +130,7 @@ impl Cgroup {
     }
 
     fn remove_empty_default_parent(&self) {
-        if let Some(parent) = self.path.parent().filter(|p| p.file_name().is_some_and(|n| n == DEFAULT_PARENT)) {
+        if let Some(parent) = self.path.parent().filter(|p| *p == Path::new(MOUNT).join(DEFAULT_PARENT)) {
             // Fails, as it should, while other containers still live there.
             let _ = std::fs::remove_dir(parent);
         }
