@@ -5,6 +5,7 @@ pub mod cli;
 pub mod engine;
 pub mod explain;
 pub mod image;
+pub mod network;
 pub mod runtime;
 pub mod safepath;
 pub mod state;

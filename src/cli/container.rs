@@ -10,6 +10,8 @@ use crate::engine::list::ContainerSummary;
 use crate::engine::run::{RunOptions, RunOutcome};
 use crate::engine::spec::Limits;
 use crate::engine::Engine;
+use crate::network::ports::{self, PortMap, Protocol};
+use crate::network::NetworkMode;
 
 /// `run`.
 #[derive(Debug, Args)]
@@ -38,6 +40,14 @@ pub struct RunArgs {
     /// Most processes the container may have.
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Network: bridge (the default, on ctr0), none, host, or a network's name (repeatable:
+    /// one interface on each).
+    #[arg(long = "network", alias = "net")]
+    pub network: Vec<String>,
+    /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (repeatable); without a
+    /// host port, one from 30000-32767. A container that publishes runs in the background.
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
     /// Run on these named layers (prepare-layer), bottom first, instead of an image; the
     /// first word after the flags is then the command.
     #[arg(long, value_delimiter = ',')]
@@ -91,24 +101,49 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         Some(_) => (String::new(), std::iter::once(a.image).chain(a.command).collect()),
         None => (a.image, a.command),
     };
+    let publish = a.publish.iter().map(|p| ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
     let opts = RunOptions {
         image,
         layers: a.layers,
         command,
         name: a.name,
-        detach: a.detach,
+        // A published service is reached from outside; its output goes to `logs`.
+        detach: a.detach || !publish.is_empty(),
         env: a.env,
         remove: a.rm,
         runtime: a.runtime,
         limits,
+        network: NetworkMode::parse(&a.network)?,
+        publish,
     };
     match engine.run(&opts)? {
         RunOutcome::Exited(code) => Ok(code),
-        RunOutcome::Started(id) => {
+        RunOutcome::Started { id, ports, .. } if ports.is_empty() => {
             println!("{id}");
             Ok(0)
         }
+        RunOutcome::Started { name, ports, .. } => {
+            let at: Vec<String> = ports.iter().map(reach).collect();
+            println!("Container {name} started, accessible at {}", at.join(", "));
+            Ok(0)
+        }
     }
+}
+
+/// Where a published port is reached from the host: `localhost:30001`, `127.0.0.1:8080/udp`.
+fn reach(p: &PortMap) -> String {
+    let host = if p.host_ip.is_unspecified() { "localhost".to_string() } else { p.host_ip.to_string() };
+    let proto = if p.protocol == Protocol::Tcp { "" } else { "/udp" };
+    format!("{host}:{}{proto}", p.host_port)
+}
+
+/// Runs `port`: a container's published ports, as Docker prints them.
+pub fn port(root: &Path, name: &str) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    for p in engine.ports(name)? {
+        println!("{}/{} -> {}:{}", p.container_port, p.protocol.as_str(), p.host_ip, p.host_port);
+    }
+    Ok(0)
 }
 
 /// Runs `list`.
@@ -128,13 +163,14 @@ pub fn list(root: &Path, a: ListArgs) -> Result<i32> {
 }
 
 fn print_table(rows: &[ContainerSummary]) {
-    println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS");
+    println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}  PORTS", "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS");
     for c in rows {
         let mut command = c.command.join(" ");
         if command.chars().count() > 22 {
             command = command.chars().take(21).chain(['…']).collect();
         }
-        println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}", &c.id[..12], c.name, c.image, format!("\"{command}\""), c.status);
+        let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+        println!("{:<12}  {:<20}  {:<20}  {:<24}  {:<28}  {}", &c.id[..12], c.name, c.image, format!("\"{command}\""), c.status, ports.join(", "));
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod container;
 pub mod image;
 pub mod layer;
+pub mod network;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -60,6 +61,14 @@ pub enum Command {
         /// Container name or ID.
         container: String,
     },
+    /// A container's published ports.
+    Port {
+        /// Container name or ID.
+        container: String,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -134,6 +143,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop { time, containers } => container::stop(root, &containers, time),
         Command::Rm { force, containers } => container::rm(root, &containers, force),
         Command::Logs { follow, container } => container::logs(root, &container, follow),
+        Command::Port { container } => container::port(root, &container),
+        Command::Network(cmd) => network::network(root, cmd),
         Command::Image(cmd) => image::image(root, cmd),
         Command::Images => image::images(root),
         Command::Export { image } => image::export_image(root, &image),

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{Engine, Result};
+use crate::network::ports::PortMap;
 
 /// One line of `list`.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,17 @@ pub struct ContainerSummary {
     pub status: String,
     /// Exit code once exited.
     pub exit_code: Option<i32>,
+    /// Its networks (`bridge`, `none`, `host`, or names).
+    pub network: String,
+    /// Its addresses, one per network.
+    pub addresses: Vec<String>,
+    /// Its published ports, as `0.0.0.0:30001->80/tcp`.
+    #[serde(serialize_with = "as_text")]
+    pub ports: Vec<PortMap>,
+}
+
+fn as_text<S: serde::Serializer>(ports: &[PortMap], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(ports.iter().map(|p| p.to_string()))
 }
 
 impl Engine {
@@ -42,6 +54,8 @@ impl Engine {
             if !all && state != "running" {
                 continue;
             }
+            let addresses = self.db.leases_of(&c.id)?.into_iter().map(|l| l.address).collect();
+            let ports = self.db.ports_of(&c.id)?.iter().map(super::network::port_map).collect::<Result<_>>()?;
             out.push(ContainerSummary {
                 id: c.id,
                 name: c.name,
@@ -51,9 +65,20 @@ impl Engine {
                 state: state.into(),
                 status,
                 exit_code: c.exit_code,
+                addresses,
+                ports,
+                network: c.network,
             });
         }
         Ok(out)
+    }
+}
+
+impl Engine {
+    /// A container's published ports.
+    pub fn ports(&self, name_or_id: &str) -> Result<Vec<PortMap>> {
+        let c = self.find(name_or_id)?;
+        self.db.ports_of(&c.id)?.iter().map(super::network::port_map).collect()
     }
 }
 

@@ -10,6 +10,8 @@ pub mod list;
 pub mod logs;
 pub mod monitor;
 pub mod names;
+pub mod network;
+pub mod networks;
 pub mod oci;
 pub mod run;
 pub mod spec;
@@ -48,6 +50,9 @@ pub enum EngineError {
     /// From storage.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// From networking.
+    #[error(transparent)]
+    Network(crate::network::NetworkError),
     /// From the state database.
     #[error(transparent)]
     State(#[from] crate::state::StateError),

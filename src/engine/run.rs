@@ -3,14 +3,17 @@
 
 use std::path::PathBuf;
 
+use super::network::{Attached, NetworkRequest};
 use super::oci::OciRuntime;
 use super::spec::{container_spec, Limits, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
+use crate::network::ports::{PortMap, PortRequest};
+use crate::network::NetworkMode;
 use crate::state::containers::ContainerRow;
 use crate::storage::overlay::{self, OverlayDirs};
 
 /// What `run` was asked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Image reference (ignored with `layers`).
     pub image: String,
@@ -30,14 +33,18 @@ pub struct RunOptions {
     pub runtime: String,
     /// cgroup limits.
     pub limits: Limits,
+    /// How it is connected (`--network`).
+    pub network: NetworkMode,
+    /// Ports to publish (`-p`).
+    pub publish: Vec<PortRequest>,
 }
 
-/// What a detached run reports.
+/// What a run reports.
 pub enum RunOutcome {
     /// Attached: the container's exit code.
     Exited(i32),
-    /// Detached: the new container's ID.
-    Started(String),
+    /// Detached: the new container's ID, name and published ports.
+    Started { id: String, name: String, ports: Vec<PortMap> },
 }
 
 impl Engine {
@@ -52,6 +59,7 @@ impl Engine {
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
+        let hostname = id[..12].to_string();
         names::check_name(&name).map_err(EngineError::Invalid)?;
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
         let terminal = !opts.detach && super::stdin_is_our_terminal();
@@ -59,7 +67,7 @@ impl Engine {
         let dir = self.container_dir(&id);
         let row = ContainerRow {
             id: id.clone(),
-            name,
+            name: name.clone(),
             image: image.reference(),
             command,
             layers: image.layers.clone(),
@@ -70,28 +78,31 @@ impl Engine {
             monitor_start: None,
             exit_code: None,
             finished_at: None,
+            network: opts.network.to_string(),
         };
         self.db.insert_container(&row)?;
         let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
-        let spec = container_spec(&SpecInput {
+        let attached: Attached = self.attach_network(&NetworkRequest { id: &id, names: [&name, &hostname], mode: &opts.network, publish: &opts.publish })?;
+        let mut spec = container_spec(&SpecInput {
             image: &config,
             command: &opts.command,
             env: &opts.env,
             rootfs: dirs.merged.clone(),
             rootfs_on_disk: &dirs.merged,
-            hostname: id[..12].to_string(),
+            hostname,
             terminal,
             limits: &opts.limits,
             cgroup: Some(PathBuf::from(crate::runtime::cgroups::DEFAULT_PARENT).join(&id)),
             nofile: super::spec::default_nofile(),
         })?;
+        super::spec::apply_network(&mut spec, &opts.network, &attached);
         crate::runtime::spec::save(&spec, &dir)?;
         if opts.detach {
             monitor::start(self, &id, &oci, opts.remove)?;
             undo.armed = false;
-            return Ok(RunOutcome::Started(id));
+            return Ok(RunOutcome::Started { id, name, ports: attached.ports });
         }
         // Marked running only once it runs, so `exec` never meets a container still being made.
         let mut marked = Ok(());
@@ -102,13 +113,14 @@ impl Engine {
         Ok(RunOutcome::Exited(code))
     }
 
-    /// After a container exited: record the code, drop the runtime state and the mount (the
+    /// After a container exited: record the code, tear its network down, drop the mount (the
     /// upper dir stays for `logs`, `commit`, `rm`); with `remove`, delete everything.
     pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
         self.db.set_exited(id, code)?;
         if remove {
             return self.remove_container(id, None);
         }
+        self.detach_network(id)?;
         overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
         Ok(())
     }
@@ -118,6 +130,7 @@ impl Engine {
         if let Some(oci) = oci {
             oci.delete(id)?;
         }
+        self.detach_network(id)?;
         let dir = self.container_dir(id);
         overlay::unmount(&OverlayDirs::in_dir(&dir).merged)?;
         if dir.exists() {

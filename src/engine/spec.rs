@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
+    LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
 };
 
+use super::network::Attached;
 use super::{EngineError, Result};
+use crate::network::NetworkMode;
 use crate::image::ImageConfig;
 use crate::runtime::spec::default_spec;
 
@@ -110,6 +112,34 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     linux.set_cgroups_path(input.cgroup.clone());
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// Puts the container into its network: joins the prepared namespace (bridge networks), keeps
+/// a fresh one (`none`) or shares the host's (`host`); binds hostname, hosts and resolv.conf.
+pub fn apply_network(spec: &mut Spec, mode: &NetworkMode, attached: &Attached) {
+    let mut linux = spec.linux().clone().expect("the default spec has linux");
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    match (mode, &attached.netns) {
+        (NetworkMode::Host, _) => {}
+        (_, Some(path)) => namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).path(path.clone()).build().expect("namespace builds")),
+        (_, None) => namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).build().expect("namespace builds")),
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (inside, file) in &attached.files {
+        mounts.push(
+            MountBuilder::default()
+                .destination(inside.clone())
+                .typ("bind")
+                .source(file.clone())
+                .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()
+                .expect("mount builds"),
+        );
+    }
+    spec.set_mounts(Some(mounts));
 }
 
 fn resources(limits: &Limits) -> Option<oci_spec::runtime::LinuxResources> {

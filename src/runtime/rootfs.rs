@@ -108,11 +108,15 @@ fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path) -> Result<()> {
             .map_err(RuntimeError::sys(format!("create mount point {}", dest.display())))?;
         let target_path = safepath::proc_fd_path(&target);
         bind(&source, &target_path, opts.flags & MsFlags::MS_REC)?;
+        // The descriptor still names the file under the new mount: open the mount itself.
+        let mounted = safepath::open(root, dest, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(RuntimeError::sys(format!("open mount point {}", dest.display())))?;
+        let mounted_path = safepath::proc_fd_path(&mounted);
         if let Some(flags) = opts.bind_remount_flags() {
-            mount(None::<&str>, &target_path, None::<&str>, flags, None::<&str>)
+            mount(None::<&str>, &mounted_path, None::<&str>, flags, None::<&str>)
                 .map_err(RuntimeError::sys(format!("remount {}", dest.display())))?;
         }
-        return set_propagation(&target_path, dest, &opts);
+        return set_propagation(&mounted_path, dest, &opts);
     }
     let target = safepath::mkdir_all(root, dest).map_err(RuntimeError::sys(format!("create mount point {}", dest.display())))?;
     let target_path = safepath::proc_fd_path(&target);

@@ -31,9 +31,11 @@ pub struct ContainerRow {
     pub exit_code: Option<i32>,
     /// When it exited.
     pub finished_at: Option<String>,
+    /// Its networks: `bridge`, `none`, `host`, or network names joined by commas.
+    pub network: String,
 }
 
-const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at FROM containers";
+const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network FROM containers";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
     let command: String = r.get(3)?;
@@ -51,6 +53,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         monitor_start: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
         exit_code: r.get(10)?,
         finished_at: r.get(11)?,
+        network: r.get(12)?,
     })
 }
 
@@ -58,7 +61,7 @@ impl Db {
     /// Records a new container in state `created`; a taken name is refused.
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
-            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created')",
+            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8)",
             params![
                 c.id,
                 c.name,
@@ -66,7 +69,8 @@ impl Db {
                 serde_json::to_string(&c.command).expect("strings serialize"),
                 serde_json::to_string(&c.layers).expect("strings serialize"),
                 c.runtime,
-                c.created_at
+                c.created_at,
+                c.network
             ],
         );
         match result {
@@ -141,6 +145,7 @@ mod tests {
             monitor_start: None,
             exit_code: None,
             finished_at: None,
+            network: "bridge".into(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod network;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +22,18 @@ pub enum StateError {
     /// A layer name is already taken by another layer.
     #[error("the layer name {0:?} already names layer {1}; remove it first (`shibafu layer rm {0}`) or choose another")]
     LayerNameInUse(String, String),
+    /// A network has no free address left.
+    #[error("network {0:?} has no free address left; remove a container on it or use a larger subnet")]
+    NetworkFull(String),
+    /// A host port is published already.
+    #[error("host port {0} is already published by container {1}; choose another (`shibafu port {1}` shows its ports)")]
+    PortTaken(String, String),
+    /// Every port of the dynamic range is taken.
+    #[error("no free host port left in {0}-{1}; remove containers that publish ports")]
+    NoFreePort(u16, u16),
+    /// A network name or subnet is taken.
+    #[error("{0}")]
+    NetworkExists(String),
 }
 
 /// Result of state operations.
@@ -65,6 +78,35 @@ const MIGRATIONS: &[&str] = &[
         diff_id    TEXT NOT NULL,
         created_at TEXT NOT NULL
     );",
+    // Phase 2 and 4: networks, address leases, published ports.
+    "CREATE TABLE networks (
+        name       TEXT PRIMARY KEY,
+        bridge     TEXT NOT NULL UNIQUE,
+        subnet     TEXT NOT NULL UNIQUE,
+        gateway    TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO networks VALUES ('bridge', 'ctr0', '172.20.0.0/24', '172.20.0.1', '');
+    CREATE TABLE leases (
+        network      TEXT NOT NULL REFERENCES networks(name),
+        address      TEXT NOT NULL,
+        container_id TEXT NOT NULL,
+        interface    TEXT NOT NULL,
+        host_veth    TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (network, address),
+        UNIQUE (network, container_id)
+    );
+    CREATE TABLE ports (
+        container_id   TEXT NOT NULL,
+        host_ip        TEXT NOT NULL,
+        host_port      INTEGER NOT NULL,
+        container_ip   TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        protocol       TEXT NOT NULL,
+        PRIMARY KEY (protocol, host_port, host_ip)
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE containers ADD COLUMN network TEXT NOT NULL DEFAULT 'none';",
 ];
 
 /// An open state database.

@@ -1,0 +1,225 @@
+//! A container's network, set up before it starts and torn down when it stops: its namespace,
+//! a veth pair and an address on each bridge network, published ports with their DNAT rules,
+//! and /etc/hostname, /etc/hosts and /etc/resolv.conf. Everything is recorded before it is
+//! made, so `detach_network` (on a failed run, on exit, on rm, on gc) undoes it exactly.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::{Engine, EngineError, Result};
+use crate::network::firewall::iptables::Iptables;
+use crate::network::firewall::FirewallDriver;
+use crate::network::netlink::{self, VethPlan};
+use crate::network::ports::{self, PortMap, PortRequest, Protocol};
+use crate::network::{files, ipam, lock, netns, Network, NetworkError, NetworkMode};
+use crate::state::network::{LeaseRow, NetworkRow, PortRow};
+
+/// What `run` asked of the network.
+pub struct NetworkRequest<'a> {
+    /// The container's ID.
+    pub id: &'a str,
+    /// Its name and host name, for /etc/hosts.
+    pub names: [&'a str; 2],
+    /// How it is connected.
+    pub mode: &'a NetworkMode,
+    /// `-p` requests.
+    pub publish: &'a [PortRequest],
+}
+
+/// A container's network, as set up.
+#[derive(Debug, Default)]
+pub struct Attached {
+    /// The namespace file to join (bridge networks), if any.
+    pub netns: Option<PathBuf>,
+    /// Files to bind into the container: (path inside, file on the host).
+    pub files: Vec<(PathBuf, PathBuf)>,
+    /// Its published ports.
+    pub ports: Vec<PortMap>,
+}
+
+impl From<NetworkError> for EngineError {
+    fn from(e: NetworkError) -> Self {
+        match e {
+            NetworkError::Invalid(text) => EngineError::Invalid(text),
+            other => EngineError::Network(other),
+        }
+    }
+}
+
+impl Engine {
+    /// Sets up a container's network. On failure, the caller's undo calls `detach_network`.
+    pub fn attach_network(&self, req: &NetworkRequest) -> Result<Attached> {
+        let mut attached = Attached::default();
+        let mut first_address = None;
+        if let NetworkMode::Bridges(names) = req.mode {
+            let networks = names.iter().map(|n| self.network_named(n)).collect::<Result<Vec<_>>>()?;
+            let path = netns::path_for(&self.run_dir, req.id);
+            netns::create(&path)?;
+            attached.netns = Some(path.clone());
+            for (k, net) in networks.iter().enumerate() {
+                self.ensure_network(net)?;
+                let address = self.connect(req.id, k, net, &path)?;
+                first_address.get_or_insert(address);
+            }
+            attached.ports = self.publish(req.id, first_address.expect("one network at least"), req.publish)?;
+        } else if !req.publish.is_empty() {
+            return Err(EngineError::Invalid(format!("--publish needs a bridge network, not --network {}", req.mode)));
+        }
+        attached.files = self.write_files(req, first_address)?;
+        Ok(attached)
+    }
+
+    /// Tears a container's network down; safe to call again, and for a container with none.
+    pub fn detach_network(&self, id: &str) -> Result<()> {
+        let published = self.db.ports_of(id)?;
+        if !published.is_empty() {
+            let maps = published.iter().map(port_map).collect::<Result<Vec<_>>>()?;
+            let _lock = lock::take(&self.run_dir)?;
+            if Iptables.remove_ports(&maps).is_err() {
+                // A rule was gone already (a flushed firewall): rewrite our chains from the state.
+                self.db.unpublish(id)?;
+                self.sync_firewall()?;
+            }
+            self.db.unpublish(id)?;
+        }
+        for lease in self.db.leases_of(id)? {
+            netlink::delete_link(&lease.host_veth)?;
+        }
+        self.db.release_leases(id)?;
+        netns::remove(&netns::path_for(&self.run_dir, id))?;
+        Ok(())
+    }
+
+    /// A network by name, parsed.
+    pub fn network_named(&self, name: &str) -> Result<Network> {
+        let row = self.db.network(name)?.ok_or_else(|| EngineError::Invalid(format!("no such network: {name} (see `shibafu network ls`)")))?;
+        Ok(parse_network(&row)?)
+    }
+
+    /// Makes the network's bridge and firewall rules on first use; ten racing callers agree.
+    fn ensure_network(&self, net: &Network) -> Result<()> {
+        let _lock = lock::take(&self.run_dir)?;
+        if netlink::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix_len())? {
+            crate::network::sysctl("net/ipv4/ip_forward", "1")?;
+            // DNAT from 127.0.0.1 (curl localhost:PORT) routes out through the bridge.
+            crate::network::sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+            self.sync_firewall()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites our firewall chains from the state: every network whose bridge exists, every
+    /// published port. Call with the network lock held.
+    pub fn sync_firewall(&self) -> Result<()> {
+        let mut live = Vec::new();
+        for row in self.db.networks()? {
+            let net = parse_network(&row)?;
+            if netlink::link_exists(&net.bridge)? {
+                live.push(net);
+            }
+        }
+        let maps = self.db.ports()?.iter().map(port_map).collect::<Result<Vec<_>>>()?;
+        Ok(Iptables.sync(&live, &maps)?)
+    }
+
+    /// Leases an address and makes the veth pair for network number `k` of a container.
+    fn connect(&self, id: &str, k: usize, net: &Network, path: &Path) -> Result<Ipv4Addr> {
+        let lease = LeaseRow {
+            network: net.name.clone(),
+            address: String::new(),
+            container_id: id.to_string(),
+            interface: format!("eth{k}"),
+            host_veth: format!("veth{}{k}", &id[..9]),
+        };
+        let address = self.db.lease(&lease, |used| {
+            let used: Vec<Ipv4Addr> = used.iter().filter_map(|a| a.parse().ok()).collect();
+            ipam::next_free(net.subnet, net.gateway, &used).map(|a| a.to_string())
+        })?;
+        let address: Ipv4Addr = address.parse().expect("leases hold addresses");
+        netlink::add_veth(&VethPlan {
+            bridge: net.bridge.clone(),
+            host: lease.host_veth,
+            inside: lease.interface,
+            netns: path.to_path_buf(),
+            address,
+            prefix: net.subnet.prefix_len(),
+            gateway: (k == 0).then_some(net.gateway),
+        })?;
+        Ok(address)
+    }
+
+    /// Records and installs the published ports of a container at `address`.
+    fn publish(&self, id: &str, address: Ipv4Addr, wanted: &[PortRequest]) -> Result<Vec<PortMap>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        for w in wanted {
+            if let Some(port) = w.host_port.filter(|p| ports::in_use_on_host(w.host_ip, *p, w.protocol)) {
+                return Err(EngineError::Invalid(format!(
+                    "host port {}:{port}/{} is in use by a process on this host; choose another",
+                    w.host_ip,
+                    w.protocol.as_str()
+                )));
+            }
+        }
+        let rows: Vec<PortRow> = wanted
+            .iter()
+            .map(|w| PortRow {
+                container_id: id.to_string(),
+                host_ip: w.host_ip.to_string(),
+                host_port: w.host_port.unwrap_or(0),
+                container_ip: address.to_string(),
+                container_port: w.container_port,
+                protocol: w.protocol.as_str().to_string(),
+            })
+            .collect();
+        let pick = |last: u16, taken: &mut dyn FnMut(u16) -> bool| {
+            ports::next_dynamic(last, |p| taken(p) || wanted.iter().any(|w| ports::in_use_on_host(w.host_ip, p, w.protocol)))
+        };
+        let made = self.db.publish(&rows, pick, (ports::DYNAMIC_FIRST, ports::DYNAMIC_LAST))?;
+        let maps = made.iter().map(port_map).collect::<Result<Vec<_>>>()?;
+        let _lock = lock::take(&self.run_dir)?;
+        Iptables.add_ports(&maps)?;
+        Ok(maps)
+    }
+
+    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
+    fn write_files(&self, req: &NetworkRequest, address: Option<Ipv4Addr>) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let dir = self.container_dir(req.id);
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let [name, hostname] = req.names;
+        let resolv = match req.mode {
+            NetworkMode::Host => host_resolv,
+            _ => files::resolv_conf(&host_resolv, &[]),
+        };
+        let wanted = [
+            ("hostname", files::hostname(hostname)),
+            ("hosts", files::hosts(address, &[hostname, name])),
+            ("resolv.conf", resolv),
+        ];
+        let mut out = Vec::new();
+        for (file, text) in wanted {
+            let path = dir.join(file);
+            std::fs::write(&path, text).map_err(EngineError::io(format!("write {}", path.display())))?;
+            out.push((Path::new("/etc").join(file), path));
+        }
+        Ok(out)
+    }
+}
+
+/// A recorded network, parsed.
+pub fn parse_network(row: &NetworkRow) -> Result<Network> {
+    Ok(Network::parse(&row.name, &row.bridge, &row.subnet, &row.gateway)?)
+}
+
+/// A recorded published port, parsed.
+pub fn port_map(row: &PortRow) -> Result<PortMap> {
+    let bad = || EngineError::Invalid(format!("the state holds a bad port mapping for container {}", row.container_id));
+    Ok(PortMap {
+        host_ip: row.host_ip.parse().map_err(|_| bad())?,
+        host_port: row.host_port,
+        container_ip: row.container_ip.parse().map_err(|_| bad())?,
+        container_port: row.container_port,
+        protocol: Protocol::parse(&row.protocol).map_err(|_| bad())?,
+    })
+}

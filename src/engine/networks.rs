@@ -1,0 +1,104 @@
+//! `network create | ls | rm | prune`: the networks themselves, as opposed to one container's
+//! place on them (network.rs).
+
+use sha2::{Digest, Sha256};
+
+use super::network::parse_network;
+use super::{Engine, EngineError, Result};
+use crate::network::{check_name, ipam, lock, netlink, Network, DEFAULT_NETWORK};
+use crate::state::network::NetworkRow;
+
+/// The bridge of a network made by `network create`: `br-NAME`, or a digest of a long name.
+fn bridge_name(name: &str) -> String {
+    if name.len() <= 12 {
+        format!("br-{name}")
+    } else {
+        let digest = Sha256::digest(name.as_bytes());
+        format!("br-{}", &digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12])
+    }
+}
+
+impl Engine {
+    /// Records a new bridge network; its bridge is made when a container first joins it.
+    pub fn create_network(&self, name: &str, subnet: &str) -> Result<Network> {
+        check_name("network name", name, 32)?;
+        if ["none", "host"].contains(&name) {
+            return Err(EngineError::Invalid(format!("{name:?} is a network mode, not a name a network can take")));
+        }
+        let subnet = ipam::parse_subnet(subnet)?;
+        let row = NetworkRow { name: name.into(), bridge: bridge_name(name), subnet: subnet.to_string(), gateway: ipam::gateway_of(subnet).to_string() };
+        self.db.insert_network(&row)?;
+        parse_network(&row)
+    }
+
+    /// Every network with how many containers are on it.
+    pub fn network_list(&self) -> Result<Vec<(Network, usize)>> {
+        let mut out = Vec::new();
+        for row in self.db.networks()? {
+            let users = self.db.leases_on(&row.name)?.len();
+            out.push((parse_network(&row)?, users));
+        }
+        Ok(out)
+    }
+
+    /// Removes a network no container is on: its bridge, its rules, its record.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let net = self.network_named(name)?;
+        if name == DEFAULT_NETWORK {
+            return Err(EngineError::Invalid("the default network `bridge` cannot be removed; `network prune` removes its bridge while unused".into()));
+        }
+        let users = self.db.leases_on(name)?;
+        if let Some(first) = users.first() {
+            return Err(EngineError::Invalid(format!("network {name} is in use by {} container(s), e.g. {}", users.len(), &first.container_id[..12])));
+        }
+        let _lock = lock::take(&self.run_dir)?;
+        self.drop_bridge(&net)?;
+        self.db.delete_network(name)?;
+        Ok(())
+    }
+
+    /// Removes the bridges (and rules) of unused networks and the unused networks users made;
+    /// returns what it removed.
+    pub fn prune_networks(&self) -> Result<Vec<String>> {
+        let _lock = lock::take(&self.run_dir)?;
+        let mut removed = Vec::new();
+        for row in self.db.networks()? {
+            if !self.db.leases_on(&row.name)?.is_empty() {
+                continue;
+            }
+            let net = parse_network(&row)?;
+            let had_bridge = self.drop_bridge(&net)?;
+            if row.name != DEFAULT_NETWORK {
+                self.db.delete_network(&row.name)?;
+                removed.push(row.name);
+            } else if had_bridge {
+                removed.push(format!("{} (bridge {} removed)", row.name, row.bridge));
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes a network's bridge and rewrites the firewall without it; true when there was
+    /// one. Call with the network lock held.
+    fn drop_bridge(&self, net: &Network) -> Result<bool> {
+        if !netlink::link_exists(&net.bridge)? {
+            return Ok(false);
+        }
+        netlink::delete_link(&net.bridge)?;
+        self.sync_firewall()?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridges_are_named_within_the_kernel_limit() {
+        assert_eq!(bridge_name("backend"), "br-backend");
+        let long = bridge_name("a-rather-long-network-name");
+        assert_eq!(long.len(), 15);
+        assert_ne!(long, bridge_name("a-rather-long-network-name2"));
+    }
+}

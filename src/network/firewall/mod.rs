@@ -1,0 +1,78 @@
+//! The firewall: NAT for the bridges, forwarding, and DNAT for published ports, in chains of
+//! our own (`SHIBAFU-*`) so the host's rules are never touched and teardown is exact. Drivers
+//! sit behind one trait, one file per backend (as netavark does).
+
+pub mod iptables;
+
+use super::ports::PortMap;
+use super::{Network, Result};
+
+/// Our chain for DNAT of published ports (nat table, from PREROUTING and OUTPUT).
+pub const DNAT_CHAIN: &str = "SHIBAFU-DNAT";
+/// Our chain for masquerading (nat table, from POSTROUTING).
+pub const POSTROUTING_CHAIN: &str = "SHIBAFU-POSTROUTING";
+/// Our chain for forwarding (filter table, from FORWARD).
+pub const FORWARD_CHAIN: &str = "SHIBAFU-FORWARD";
+
+/// One rule: table, chain, and the match and target as iptables takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// `nat` or `filter`.
+    pub table: &'static str,
+    /// The chain.
+    pub chain: &'static str,
+    /// Everything after the chain name.
+    pub spec: String,
+}
+
+impl Rule {
+    fn new(table: &'static str, chain: &'static str, spec: String) -> Rule {
+        Rule { table, chain, spec }
+    }
+}
+
+/// What a firewall backend does.
+pub trait FirewallDriver {
+    /// Makes our chains hold exactly the rules of `networks` and `ports`, adding the chains
+    /// and the jumps to them first; with no networks, removes chains and jumps altogether.
+    fn sync(&self, networks: &[Network], ports: &[PortMap]) -> Result<()>;
+    /// Adds the rules of these published ports.
+    fn add_ports(&self, ports: &[PortMap]) -> Result<()>;
+    /// Removes the rules of these published ports.
+    fn remove_ports(&self, ports: &[PortMap]) -> Result<()>;
+}
+
+/// A network's rules: masquerade what leaves for elsewhere, masquerade the host's own and the
+/// hairpin connections to published ports (so replies come back through us), and forward.
+pub fn network_rules(net: &Network) -> Vec<Rule> {
+    let (b, s) = (&net.bridge, net.subnet);
+    vec![
+        Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} ! -o {b} -j MASQUERADE")),
+        Rule::new("nat", POSTROUTING_CHAIN, format!("-o {b} -m addrtype --src-type LOCAL -j MASQUERADE")),
+        Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE")),
+        Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -j ACCEPT")),
+        Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")),
+        Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate DNAT -j ACCEPT")),
+    ]
+}
+
+/// A published port's rule: DNAT from the host port to the container.
+pub fn port_rule(p: &PortMap) -> Rule {
+    let dest = if p.host_ip.is_unspecified() { String::new() } else { format!("-d {}/32 ", p.host_ip) };
+    let proto = p.protocol.as_str();
+    Rule::new(
+        "nat",
+        DNAT_CHAIN,
+        format!("{dest}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {}:{}", p.host_port, p.container_ip, p.container_port),
+    )
+}
+
+/// The jumps from the built-in chains to ours: (table, built-in chain, spec).
+pub fn jumps() -> [(&'static str, &'static str, String); 4] {
+    [
+        ("nat", "PREROUTING", format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}")),
+        ("nat", "OUTPUT", format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}")),
+        ("nat", "POSTROUTING", format!("-j {POSTROUTING_CHAIN}")),
+        ("filter", "FORWARD", format!("-j {FORWARD_CHAIN}")),
+    ]
+}

@@ -1,0 +1,162 @@
+//! Links, addresses and routes through rtnetlink: the bridge, and a veth pair per container
+//! with its peer made directly inside the container's namespace. Each call runs a small
+//! single-threaded tokio runtime on a thread of its own, so a namespace switch for the
+//! container's side never touches the caller's threads.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use super::{NetworkError, Result};
+use crate::explain;
+
+/// One container's link to one bridge.
+#[derive(Debug, Clone)]
+pub struct VethPlan {
+    /// The bridge to enslave the host end to.
+    pub bridge: String,
+    /// The host end's name (`veth...`).
+    pub host: String,
+    /// The container end's name (`eth0`).
+    pub inside: String,
+    /// The container's namespace file.
+    pub netns: PathBuf,
+    /// The container's address.
+    pub address: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The default route, or none for a second network (its subnet is reached directly).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+    let what = what.into();
+    move |e| NetworkError::Netlink { what, reason: describe(&e) }
+}
+
+fn describe(e: &rtnetlink::Error) -> String {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Runs `work` with a netlink handle opened in the calling thread's network namespace.
+fn with_handle<T>(work: impl AsyncFnOnce(Handle) -> Result<T>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(NetworkError::io("start a tokio runtime"))?;
+    rt.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetworkError::io("open a netlink socket"))?;
+        tokio::spawn(connection);
+        work(handle).await
+    })
+}
+
+/// Runs `f` on a thread of its own (so namespace switches stay there).
+fn on_thread<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    std::thread::spawn(f).join().expect("the netlink thread does not panic")
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(failed(format!("look up link {name}"))(e)),
+    }
+}
+
+/// Whether a link by this name exists in our namespace.
+pub fn link_exists(name: &str) -> Result<bool> {
+    let name = name.to_string();
+    on_thread(move || with_handle(async move |h| Ok(index_of(&h, &name).await?.is_some())))
+}
+
+/// Makes the bridge with its gateway address, up, unless it exists; true when it was made.
+pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
+    let bridge = bridge.to_string();
+    on_thread(move || {
+        with_handle(async move |h| {
+            if index_of(&h, &bridge).await?.is_some() {
+                return Ok(false);
+            }
+            explain::step(|| format!("ip link add {bridge} type bridge"));
+            h.link().add(LinkBridge::new(&bridge).build()).execute().await.map_err(failed(format!("create bridge {bridge}")))?;
+            let index = index_of(&h, &bridge).await?.ok_or_else(|| NetworkError::Invalid(format!("bridge {bridge} vanished")))?;
+            explain::step(|| format!("ip addr add {gateway}/{prefix} dev {bridge}"));
+            h.address().add(index, IpAddr::V4(gateway), prefix).execute().await.map_err(failed(format!("address {bridge}")))?;
+            explain::step(|| format!("ip link set {bridge} up"));
+            h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(failed(format!("bring {bridge} up")))?;
+            Ok(true)
+        })
+    })
+}
+
+/// Makes the veth pair: the host end on the bridge and up, the other end inside the
+/// container's namespace, named, addressed, up, with `lo` up and the default route.
+pub fn add_veth(plan: &VethPlan) -> Result<()> {
+    let plan = plan.clone();
+    on_thread(move || {
+        let ns = File::open(&plan.netns).map_err(NetworkError::io(format!("open {}", plan.netns.display())))?;
+        let host_side = plan.clone();
+        with_handle(async move |h| create_pair(&h, &host_side, &ns).await)?;
+        super::netns::enter(&plan.netns)?;
+        with_handle(async move |h| configure_inside(&h, &plan).await)
+    })
+}
+
+async fn create_pair(h: &Handle, plan: &VethPlan, ns: &File) -> Result<()> {
+    let bridge = index_of(h, &plan.bridge).await?.ok_or_else(|| NetworkError::Invalid(format!("bridge {} does not exist", plan.bridge)))?;
+    explain::step(|| format!("ip link add {} master {} up type veth peer name {} netns {}", plan.host, plan.bridge, plan.inside, plan.netns.display()));
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name(plan.inside.clone()).setns_by_fd(ns.as_raw_fd()).build();
+    let pair = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(plan.host.clone())
+        .controller(bridge)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    h.link().add(pair).execute().await.map_err(failed(format!("create veth {}", plan.host)))
+}
+
+async fn configure_inside(h: &Handle, plan: &VethPlan) -> Result<()> {
+    let index = index_of(h, &plan.inside).await?.ok_or_else(|| NetworkError::Invalid(format!("{} did not arrive in the namespace", plan.inside)))?;
+    explain::step(|| format!("ip -n {0} link set lo up; ip -n {0} addr add {1}/{2} dev {3}; ip -n {0} link set {3} up", plan.netns.display(), plan.address, plan.prefix, plan.inside));
+    if let Some(lo) = index_of(h, "lo").await? {
+        h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(failed("bring lo up"))?;
+    }
+    h.address().add(index, IpAddr::V4(plan.address), plan.prefix).execute().await.map_err(failed(format!("address {}", plan.inside)))?;
+    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(failed(format!("bring {} up", plan.inside)))?;
+    if let Some(gateway) = plan.gateway {
+        explain::step(|| format!("ip -n {} route add default via {gateway}", plan.netns.display()));
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        h.route().add(route).execute().await.map_err(failed("add the default route"))?;
+    }
+    Ok(())
+}
+
+/// Deletes a link by name (both ends of a veth go); a missing link is fine.
+pub fn delete_link(name: &str) -> Result<()> {
+    let name = name.to_string();
+    on_thread(move || {
+        with_handle(async move |h| {
+            let Some(index) = index_of(&h, &name).await? else { return Ok(()) };
+            explain::step(|| format!("ip link del {name}"));
+            match h.link().del(index).execute().await {
+                Err(e) if errno_of(&e) != Some(libc::ENODEV) => Err(failed(format!("delete link {name}"))(e)),
+                _ => Ok(()),
+            }
+        })
+    })
+}
