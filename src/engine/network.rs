@@ -93,7 +93,7 @@ impl Engine {
     /// A network by name, parsed.
     pub fn network_named(&self, name: &str) -> Result<Network> {
         let row = self.db.network(name)?.ok_or_else(|| EngineError::Invalid(format!("no such network: {name} (see `shibafu network ls`)")))?;
-        Ok(parse_network(&row)?)
+        parse_network(&row)
     }
 
     /// Makes the network's bridge and firewall rules on first use; ten racing callers agree.

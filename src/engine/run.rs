@@ -116,11 +116,14 @@ impl Engine {
     /// After a container exited: record the code, tear its network down, drop the mount (the
     /// upper dir stays for `logs`, `commit`, `rm`); with `remove`, delete everything.
     pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
+        // Torn down before the exit is recorded: `stop` returns once it is, and then the
+        // container's ports and address are free again.
+        let detached = self.detach_network(id);
         self.db.set_exited(id, code)?;
         if remove {
             return self.remove_container(id, None);
         }
-        self.detach_network(id)?;
+        detached?;
         overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
         Ok(())
     }

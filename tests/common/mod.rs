@@ -21,6 +21,30 @@ pub fn busybox_tar() -> PathBuf {
     out
 }
 
+/// Shell lines that stand up the pretend internet of the appliance (images/appliance/lab-internet,
+/// the same script) inside the lab's own namespaces: a namespace "internet" at 198.51.100.1 that
+/// answers every DNS name with itself, ping, and HTTP. /run and /etc/resolv.conf are the lab's
+/// own copies, so the host sees none of it.
+pub fn internet() -> String {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/appliance");
+    format!(
+        r#"
+mount -t tmpfs tmpfs /run
+: > "$LAB/resolv.conf" && mount --bind "$LAB/resolv.conf" /etc/resolv.conf
+cp -r {www} "$LAB/www" && export LAB_INTERNET_WWW="$LAB/www"
+{script} up
+ip netns exec internet {script} dns >"$LAB/dns.log" 2>&1 &
+ip netns exec internet {script} http >"$LAB/http.log" 2>&1 &
+for i in $(seq 100); do
+    ip netns exec internet ss -ltnu | grep -q '198.51.100.1:53 ' && ip netns exec internet ss -ltn | grep -q '198.51.100.1:80 ' && break
+    sleep 0.05
+done
+"#,
+        www = app.join("www").display(),
+        script = app.join("lab-internet").display(),
+    )
+}
+
 /// A throwaway lab: a temp dir holding the data root and scratch files.
 pub struct Lab {
     /// The temp dir.

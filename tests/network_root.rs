@@ -1,0 +1,172 @@
+//! Phases 2 and 4 of shared/PHASES.md: the bridge, veth pairs, addresses, NAT to a pretend
+//! internet, published ports, and exact teardown. Each test runs in namespaces of its own.
+
+mod common;
+
+use common::{internet, Lab};
+
+#[test]
+fn phase2_a_container_pings_google_com_through_our_nat() {
+    let out = Lab::new().ok(&format!(
+        r#"{internet}
+        shibafu run --network bridge busybox ping -c 3 google.com
+        ip link show ctr0
+        ip addr show ctr0
+        shibafu run -d --name mycontainer busybox sleep 100 >/dev/null
+        shibafu exec mycontainer ip addr show eth0
+        shibafu exec mycontainer cat /etc/resolv.conf
+        echo seen-as=$(shibafu run --rm busybox wget -qO- http://google.com/cgi-bin/whoami)
+        iptables -t nat -L SHIBAFU-POSTROUTING -v -n -x | awk '$3 == "MASQUERADE" && $7 == "!ctr0" {{print "masquerade-packets=" $1}}'
+        "#,
+        internet = internet()
+    ));
+    assert!(out.contains("3 packets transmitted, 3 packets received, 0% packet loss"), "{out}");
+    assert!(out.contains("ctr0: <NO-CARRIER,BROADCAST,MULTICAST,UP>"), "made on first use, no container on it now: {out}");
+    assert!(out.contains("inet 172.20.0.1/24"), "{out}");
+    assert!(out.contains("inet 172.20.0.2/24"), "mycontainer is the only one running: {out}");
+    assert!(out.contains("nameserver 198.51.100.1"), "{out}");
+    assert!(out.contains("seen-as=198.51.100.254"), "the internet sees the host's address, not 172.20.0.x: {out}");
+    let packets: u64 = out.split("masquerade-packets=").nth(1).and_then(|t| t.lines().next()).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    assert!(packets > 0, "the MASQUERADE rule counted nothing: {out}");
+}
+
+#[test]
+fn ten_racing_runs_share_one_bridge_and_get_distinct_addresses() {
+    let out = Lab::new().ok(
+        r#"
+        for i in 1 2 3 4 5 6 7 8 9 10; do shibafu run -d --name c$i busybox sleep 100 >/dev/null & done
+        wait
+        echo bridges=$(ip -o link show type bridge | wc -l)
+        echo distinct=$(shibafu list --format json | grep -o '"172.20.0.[0-9]*"' | sort -u | wc -l)
+        echo leases=$(sqlite3 $SHIBAFU_ROOT/state.db 'SELECT count(*) FROM leases')
+        echo jumps=$(iptables-save | grep -c -- '-j SHIBAFU-POSTROUTING')
+        for i in 1 2 3 4 5 6 7 8 9 10; do shibafu exec c$i ping -c 1 -W 2 172.20.0.1 >/dev/null && echo reached-gateway; done
+        "#,
+    );
+    for want in ["bridges=1", "distinct=10", "leases=10", "jumps=1"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert_eq!(out.matches("reached-gateway").count(), 10, "{out}");
+}
+
+/// A web server in busybox: serves "hello-NAME" on port 80.
+const WEB: &str = "sh -c 'mkdir -p /www && echo hello-$0 > /www/index.html && exec httpd -f -p 80 -h /www'";
+
+#[test]
+fn phase4_published_ports_reach_the_container_from_the_host_and_from_other_containers() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        shibafu run --name web --publish 80 busybox {WEB} web
+        shibafu run --name api -p 8080:80 busybox {WEB} api
+        shibafu run --name local -p 127.0.0.1:8081:80 -p 5353:53/udp busybox {WEB} local
+        echo from-host=$(busybox wget -qO- http://localhost:30001/)
+        echo by-ip=$(busybox wget -qO- http://127.0.0.1:8080/)
+        echo local=$(busybox wget -qO- http://127.0.0.1:8081/)
+        echo hairpin=$(shibafu run --rm busybox wget -qO- http://172.20.0.1:30001/)
+        shibafu port web
+        shibafu port local
+        shibafu list
+        if shibafu run -p 8080:80 busybox true 2>$LAB/err; then echo taken-port-accepted; fi
+        cat $LAB/err
+        busybox nc -l -p 8090 >/dev/null 2>&1 &
+        sleep 0.2
+        if shibafu run -p 8090:80 busybox true 2>$LAB/err2; then echo busy-port-accepted; fi
+        cat $LAB/err2
+        echo containers=$(shibafu list -aq | wc -l)
+        "#
+    ));
+    for want in [
+        "Container web started, accessible at localhost:30001",
+        "Container api started, accessible at localhost:8080",
+        "Container local started, accessible at 127.0.0.1:8081, localhost:5353/udp",
+        "from-host=hello-web",
+        "by-ip=hello-api",
+        "local=hello-local",
+        "hairpin=hello-web",
+        "80/tcp -> 0.0.0.0:30001",
+        "53/udp -> 0.0.0.0:5353",
+        "0.0.0.0:8080->80/tcp",
+        "host port 8080/tcp is already published by container api",
+        "host port 0.0.0.0:8090/tcp is in use by a process on this host",
+        "containers=3",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    assert!(!out.contains("accepted"), "{out}");
+}
+
+#[test]
+fn stop_rm_and_failed_runs_leave_links_rules_and_leases_as_they_were() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        state() {{
+            ip -o link | awk '{{print $2}}'
+            iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+            sqlite3 $SHIBAFU_ROOT/state.db 'SELECT * FROM leases; SELECT * FROM ports'
+            ls $SHIBAFU_ROOT/run/netns
+        }}
+        shibafu run --rm busybox true
+        state > $LAB/before
+        for i in $(seq 100); do
+            shibafu run --name w$i -p 80 busybox {WEB} w >/dev/null
+            shibafu rm -f w$i >/dev/null
+        done
+        shibafu run --name s -p 80 busybox {WEB} s >/dev/null
+        shibafu stop -t 1 s >/dev/null
+        echo stopped-ports=$(shibafu port s | wc -l)
+        shibafu run busybox /no/such/program 2>/dev/null || echo failed-run=$?
+        shibafu run --network nosuch busybox true 2>&1 || true
+        shibafu run -p 70000 busybox true 2>&1 || true
+        shibafu run --network none -p 80 busybox true 2>&1 || true
+        state > $LAB/after
+        diff $LAB/before $LAB/after && echo unchanged
+        grep -c SHIBAFU-DNAT $LAB/after
+        "#
+    ));
+    for want in [
+        "stopped-ports=0",
+        "failed-run=127",
+        "no such network: nosuch",
+        "invalid --publish \"70000\"",
+        "--publish needs a bridge network, not --network none",
+        "unchanged",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+#[test]
+fn none_host_and_prune() {
+    let out = Lab::new().ok(
+        r#"
+        echo none=$(shibafu run --rm --network none busybox ip -o link | awk '{print $2}' | tr '\n' ' ')
+        shibafu run --rm busybox true
+        echo host-sees-ctr0=$(shibafu run --rm --network host busybox ip -o link | grep -c ctr0)
+        shibafu network prune
+        echo links=$(ip -o link | awk '{print $2}' | tr '\n' ' ')
+        echo chains=$(iptables-save | grep -c SHIBAFU || true)
+        shibafu network create backend 172.22.0.0/24
+        shibafu network create backend 172.23.0.0/24 2>&1 || true
+        shibafu network create other 172.22.0.0/24 2>&1 || true
+        shibafu network create bad 172.22.0.1/24 2>&1 || true
+        echo on-backend=$(shibafu run --rm --network backend busybox ip -o addr show eth0 | grep -o 'inet [0-9./]*')
+        shibafu network ls
+        shibafu network rm backend
+        echo links-after-rm=$(ip -o link | awk '{print $2}' | tr '\n' ' ')
+        "#,
+    );
+    for want in [
+        "none=lo:\n",
+        "host-sees-ctr0=1",
+        "bridge (bridge ctr0 removed)",
+        "links=lo:\n",
+        "chains=0",
+        "a network named \"backend\" exists already",
+        "network \"backend\" has that subnet or bridge already",
+        "host bits are set; did you mean 172.22.0.0/24?",
+        "on-backend=inet 172.22.0.2/24",
+        "links-after-rm=lo:\n",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
