@@ -6,6 +6,7 @@ pub mod engine;
 pub mod explain;
 pub mod image;
 pub mod network;
+pub mod proxy;
 pub mod runtime;
 pub mod safepath;
 pub mod state;

@@ -170,3 +170,71 @@ fn none_host_and_prune() {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+/// A keep-alive HTTP/1.1 server that answers with the client's source port (python, on the
+/// busybox layer), so a test sees whether the proxy reused its upstream connection.
+const PORT_ECHO: &str = r#"
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("port=%d\n" % self.client_address[1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 3000), H).serve_forever()
+"#;
+
+#[test]
+fn phase4_the_proxy_routes_by_host_follows_containers_streams_and_keeps_upstreams_alive() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {python}
+        mkdir -p $LAB/app && cat > $LAB/app/server.py <<'PY'
+{PORT_ECHO}
+PY
+        mkdir -p $LAB/base && tar -C $LAB/base -xf $BUSYBOX_TAR
+        shibafu prepare-layer base $LAB/base >/dev/null
+        shibafu prepare-layer python $LAB/python-3.11 >/dev/null
+        shibafu prepare-layer app $LAB/app >/dev/null
+        shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
+        proxy=$!
+        shibafu run --name web -p 80 busybox {WEB} web
+        get() {{ curl -s --max-time 5 -H "Host: $1" http://127.0.0.1/${{2:-}}; }}
+        for i in $(seq 50); do [ "$(get web.localhost)" = hello-web ] && break; sleep 0.1; done
+        echo web=$(get web.localhost)
+        echo domain=$(get web.platform.local)
+        echo unknown=$(get nosuch.localhost)
+        shibafu run -d --name api -p 3000 --layers base,python,app python /server.py >/dev/null
+        for i in $(seq 100); do get api.localhost | grep -q port= && break; sleep 0.1; done
+        echo api-ports=$(for i in $(seq 10); do get api.localhost; done | sort -u | wc -l)
+        shibafu run -d --name down busybox sleep 100 >/dev/null
+        sleep 0.5
+        echo down=$(get down.localhost)
+        shibafu exec web sh -c 'dd if=/dev/zero of=/www/big bs=1M count=64 2>/dev/null'
+        echo big=$(get web.localhost big | wc -c)
+        echo proxy-rss-kib=$(awk '/VmHWM/ {{print $2}}' /proc/$proxy/status)
+        shibafu stop -t 1 web >/dev/null
+        sleep 0.5
+        echo after-stop=$(get web.localhost)
+        kill $proxy
+        "#,
+        python = common::PYTHON_DIR
+    ));
+    for want in [
+        "web=hello-web",
+        "domain=hello-web",
+        "unknown=no running container answers for host \"nosuch.localhost\"",
+        "api-ports=1",
+        "down=502 Bad Gateway: container down (172.20.0.",
+        "big=67108864",
+        "after-stop=no running container answers for host \"web.localhost\"",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    let rss: u64 = out.split("proxy-rss-kib=").nth(1).and_then(|t| t.lines().next()).and_then(|n| n.trim().parse().ok()).unwrap_or(u64::MAX);
+    assert!(rss < 32 * 1024, "a 64 MiB response must stream, not sit in the proxy's memory (peak {rss} KiB)");
+}

@@ -233,7 +233,13 @@ fn the_container_has_its_own_network_with_lo_up() {
     assert!(!out.contains("hostveth"), "{out}");
     let lo = out.lines().find(|l| l.contains(": lo:")).unwrap_or_else(|| panic!("no lo: {out}"));
     assert!(lo.contains("UP"), "{out}");
-    assert_eq!(out.lines().count(), 1, "only lo: {out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.contains(": eth0@")), "lo, then eth0 on the bridge: {out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // With --network none, and under runc as well, the runtime brings lo up itself.
+    for runtime in ["shibafu", "runc"] {
+        let out = Lab::new().ok(&format!("shibafu run --runtime {runtime} --network none busybox ip -o link"));
+        assert!(out.lines().count() == 1 && out.contains(": lo:") && out.contains("UP"), "{runtime}: {out}");
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@ pub mod container;
 pub mod image;
 pub mod layer;
 pub mod network;
+pub mod proxy;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// The HTTP reverse proxy to containers.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -145,6 +149,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logs { follow, container } => container::logs(root, &container, follow),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
+        Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Image(cmd) => image::image(root, cmd),
         Command::Images => image::images(root),
         Command::Export { image } => image::export_image(root, &image),

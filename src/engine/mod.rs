@@ -13,6 +13,7 @@ pub mod names;
 pub mod network;
 pub mod networks;
 pub mod oci;
+pub mod routes;
 pub mod run;
 pub mod spec;
 pub mod stop;

@@ -21,6 +21,17 @@ pub fn busybox_tar() -> PathBuf {
     out
 }
 
+/// Shell lines that copy the host's python 3.11 (binary, standard library, shared libraries)
+/// into $LAB/python-3.11, ready for `prepare-layer`.
+pub const PYTHON_DIR: &str = r#"
+    mkdir -p $LAB/python-3.11/usr/bin $LAB/python-3.11/usr/lib
+    cp -a /usr/bin/python3.11 $LAB/python-3.11/usr/bin/ && ln -s python3.11 $LAB/python-3.11/usr/bin/python
+    tar -C /usr/lib --exclude=test --exclude=__pycache__ --exclude=dist-packages -cf - python3.11 | tar -C $LAB/python-3.11/usr/lib -xf -
+    for lib in $(ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do
+        mkdir -p $LAB/python-3.11$(dirname $lib) && cp -L $lib $LAB/python-3.11$lib
+    done
+"#;
+
 /// Shell lines that stand up the pretend internet of the appliance (images/appliance/lab-internet,
 /// the same script) inside the lab's own namespaces: a namespace "internet" at 198.51.100.1 that
 /// answers every DNS name with itself, ping, and HTTP. /run and /etc/resolv.conf are the lab's

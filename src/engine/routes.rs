@@ -1,0 +1,36 @@
+//! What the reverse proxy routes to: every running container with an address, by name.
+
+use std::net::SocketAddrV4;
+
+use super::{Engine, Result};
+
+/// One route: a container's name and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The container's name (`web` answers for `web.localhost`).
+    pub name: String,
+    /// Its first address, and its first published TCP port inside (else 80).
+    pub backend: SocketAddrV4,
+}
+
+impl Engine {
+    /// The routes of the running containers.
+    pub fn routes(&self) -> Result<Vec<Route>> {
+        let mut out = Vec::new();
+        for c in self.db.containers()? {
+            if !self.is_running(&c) {
+                continue;
+            }
+            let Some(lease) = self.db.leases_of(&c.id)?.into_iter().next() else { continue };
+            let Ok(ip) = lease.address.parse() else { continue };
+            let port = self.db.ports_of(&c.id)?.into_iter().find(|p| p.protocol == "tcp").map_or(80, |p| p.container_port);
+            out.push(Route { name: c.name, backend: SocketAddrV4::new(ip, port) });
+        }
+        Ok(out)
+    }
+
+    /// A number that changes whenever another process commits to the state database.
+    pub fn state_version(&self) -> Result<i64> {
+        Ok(self.db.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(crate::state::StateError::from)?)
+    }
+}

@@ -1,0 +1,121 @@
+//! The proxy's HTTP side: hyper for both the listener and the pooled upstream client.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::routes::{watch, RouteTable};
+
+/// How `proxy serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The data root whose containers are routed to.
+    pub root: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Domains besides `localhost` (`platform.local` routes `APP.platform.local`).
+    pub domains: Vec<String>,
+    /// How often to look for changed containers.
+    pub refresh: Duration,
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+struct Proxy {
+    routes: Arc<RouteTable>,
+    client: Client<HttpConnector, Incoming>,
+}
+
+/// Serves until killed.
+pub fn serve(opts: ProxyOptions) -> anyhow::Result<()> {
+    let routes = Arc::new(RouteTable::new(&opts.domains));
+    watch(opts.root.clone(), routes.clone(), opts.refresh);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.listen))?;
+        eprintln!("shibafu proxy: listening on http://{}, routing NAME.{} to containers", opts.listen, ["localhost".to_string()].iter().chain(&opts.domains).cloned().collect::<Vec<_>>().join(", NAME."));
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
+        let proxy = Arc::new(Proxy { routes, client });
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    eprintln!("shibafu proxy: accept: {e}");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    })
+}
+
+impl Proxy {
+    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or(req.uri().host()).unwrap_or("").to_string();
+        let Some((name, backend)) = self.routes.lookup(&host) else {
+            return plain(StatusCode::NOT_FOUND, format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n"));
+        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+            return plain(StatusCode::BAD_REQUEST, "bad request path\n".into());
+        };
+        *req.uri_mut() = uri;
+        strip_hop_by_hop(req.headers_mut());
+        let forwarded = HeaderValue::from_str(&peer.ip().to_string()).expect("an address is a header value");
+        req.headers_mut().append(HeaderName::from_static("x-forwarded-for"), forwarded);
+        if let Ok(h) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(HeaderName::from_static("x-forwarded-host"), h);
+        }
+        match self.client.request(req).await {
+            Ok(mut resp) => {
+                strip_hop_by_hop(resp.headers_mut());
+                resp.map(|b| b.boxed())
+            }
+            Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {name} ({backend}) is not answering: {}\n", cause(&e))),
+        }
+    }
+}
+
+/// The innermost cause, which says what actually went wrong (connection refused, ...).
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
+/// Headers that concern one connection, not the message: never passed on.
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    for h in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"] {
+        headers.remove(h);
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
