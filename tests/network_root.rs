@@ -238,3 +238,28 @@ PY
     let rss: u64 = out.split("proxy-rss-kib=").nth(1).and_then(|t| t.lines().next()).and_then(|n| n.trim().parse().ok()).unwrap_or(u64::MAX);
     assert!(rss < 32 * 1024, "a 64 MiB response must stream, not sit in the proxy's memory (peak {rss} KiB)");
 }
+
+#[test]
+fn gc_removes_the_network_of_a_container_that_vanished() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        state() {{
+            ip -o link | awk '{{print $2}}'
+            iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+            sqlite3 $SHIBAFU_ROOT/state.db 'SELECT * FROM leases; SELECT * FROM ports'
+            ls $SHIBAFU_ROOT/run/netns
+        }}
+        shibafu run --rm busybox true
+        state > $LAB/before
+        shibafu run --name lost -p 80 busybox {WEB} lost >/dev/null
+        # A crash: the monitor and the container die, and the row is lost with them.
+        pkill -9 -f 'shibafu.*monitor' ; pkill -9 httpd; sleep 0.2
+        sqlite3 $SHIBAFU_ROOT/state.db "DELETE FROM containers WHERE name = 'lost'"
+        echo leases-before-gc=$(sqlite3 $SHIBAFU_ROOT/state.db 'SELECT count(*) FROM leases')
+        shibafu gc | grep -c 'network of container'
+        state > $LAB/after
+        diff $LAB/before $LAB/after && echo unchanged
+        "#
+    ));
+    assert!(out.contains("leases-before-gc=1") && out.contains("unchanged"), "{out}");
+}

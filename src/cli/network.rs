@@ -26,6 +26,13 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Make a network's bridge and firewall rules now rather than on first use (the appliance
+    /// does this for `bridge` at boot, so `ip link show ctr0` finds it).
+    Up {
+        /// Network name.
+        #[arg(default_value = crate::network::DEFAULT_NETWORK)]
+        name: String,
+    },
     /// Remove the bridges, rules and user networks no container uses.
     Prune,
 }
@@ -49,6 +56,11 @@ pub fn network(root: &Path, cmd: NetworkCommand) -> Result<i32> {
                 engine.remove_network(&n)?;
                 println!("{n}");
             }
+        }
+        NetworkCommand::Up { name } => {
+            let net = engine.network_named(&name)?;
+            engine.ensure_network(&net)?;
+            println!("{} {} {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix_len());
         }
         NetworkCommand::Prune => {
             for n in engine.prune_networks()? {

@@ -1,7 +1,8 @@
 //! `gc`: removes what nothing uses any more, and what a crashed run left behind: layers and
 //! blobs no image, container or layer name refers to, half-written temp files and staging
 //! dirs (older than ten minutes, so a running import keeps its own), and container directories
-//! with no container.
+//! with no container, and the network (namespace, veth, lease, ports, rules) of containers
+//! that are gone.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -33,6 +34,7 @@ impl Engine {
         self.collect_layer_dirs(&mut done)?;
         self.collect_blobs(&mut done)?;
         self.collect_containers(&mut done)?;
+        self.collect_networks(&mut done)?;
         // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
         for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true)] {
             collect_scratch(&dir, all, &mut done)?;
@@ -94,6 +96,20 @@ impl Engine {
                 self.remove_container(&id, None)?;
                 done.removed.push(format!("container dir {id}"));
             }
+        }
+        Ok(())
+    }
+
+    /// Network namespaces, leases and published ports of containers that are gone. A run
+    /// records its container before it touches the network, so no age check is needed.
+    fn collect_networks(&self, done: &mut Collected) -> Result<()> {
+        let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
+        let mut orphans: HashSet<String> = self.db.leases()?.into_iter().map(|l| l.container_id).collect();
+        orphans.extend(self.db.ports()?.into_iter().map(|p| p.container_id));
+        orphans.extend(read_dir(&self.run_dir.join("netns"))?.iter().map(|e| e.file_name().to_string_lossy().into_owned()));
+        for id in orphans.difference(&known) {
+            self.detach_network(id)?;
+            done.removed.push(format!("network of container {id}"));
         }
         Ok(())
     }

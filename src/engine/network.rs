@@ -97,7 +97,7 @@ impl Engine {
     }
 
     /// Makes the network's bridge and firewall rules on first use; ten racing callers agree.
-    fn ensure_network(&self, net: &Network) -> Result<()> {
+    pub fn ensure_network(&self, net: &Network) -> Result<()> {
         let _lock = lock::take(&self.run_dir)?;
         if netlink::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix_len())? {
             crate::network::sysctl("net/ipv4/ip_forward", "1")?;

@@ -14,12 +14,12 @@ fn appliance_is_what_the_phases_expect() {
     vm.sh("test \"$(readlink -f /var/lib/container-tool)\" = /var/lib/shibafu");
     vm.sh("test \"$(readlink -f $(command -v container-tool))\" = /usr/local/bin/shibafu");
     let images = vm.sh("shibafu images");
-    for name in ["busybox", "debian", "python", "node", "nginx", "postgres"] {
+    for name in ["busybox", "debian", "python", "node", "node-app", "nginx", "postgres"] {
         vm.check(images.contains(name), &format!("{name} should be preloaded:\n{images}"));
     }
     // The Debian images share one base layer, stored and unpacked once.
     let layers = vm.sh("ls /var/lib/container-tool/layers | wc -l");
-    vm.check(layers.trim() == "6", &format!("busybox, the Debian base and four app layers make 6 layers, found {layers}"));
+    vm.check(layers.trim() == "7", &format!("busybox, the Debian base, four package layers and node-app's files make 7 layers, found {layers}"));
     let versions = vm.sh("shibafu run --rm python:3.11 python --version; shibafu run --rm node:18 node --version; shibafu run --rm postgres:15 postgres --version");
     vm.check(versions.contains("Python 3.11.") && versions.contains("v18.") && versions.contains("(PostgreSQL) 15."), &format!("the images' programs:\n{versions}"));
 
@@ -33,7 +33,8 @@ fn appliance_is_what_the_phases_expect() {
     vm.check(leftovers.trim() == "0", &format!("cgroups left behind: {leftovers}"));
 
     // The pretend internet: DNS answers every name with its own address, which answers ping
-    // and HTTP; nothing leaves the VM (it has no network device but lo and the veth).
+    // and HTTP; nothing leaves the VM (it has no network device but lo, the veth, and the
+    // containers' bridge made at boot).
     vm.sh("systemctl is-active lab-internet.service lab-internet-dns.service lab-internet-http.service");
     let addr = vm.sh("dig +short google.com");
     vm.check(addr.trim() == "198.51.100.1", &format!("google.com should resolve to the pretend internet: {addr}"));
@@ -41,5 +42,5 @@ fn appliance_is_what_the_phases_expect() {
     let page = vm.sh("curl -s --max-time 10 http://google.com/");
     vm.check(page.contains("pretend internet"), &format!("http://google.com should be the pretend internet's page:\n{page}"));
     let links = vm.sh("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1");
-    vm.check(links.split_whitespace().all(|l| l == "lo" || l == "inet0"), &format!("the VM should have no network device but lo and inet0:\n{links}"));
+    vm.check(links.split_whitespace().all(|l| ["lo", "inet0", "ctr0"].contains(&l)), &format!("the VM should have no network device but lo, inet0 and ctr0:\n{links}"));
 }
