@@ -192,6 +192,24 @@
             config.Cmd = [ "node" ];
           };
 
+          # images/debian/node-app: the plan's small node app on port 3000.
+          node-app = layered {
+            name = "node-app";
+            tag = "latest";
+            contents = [
+              nodejs
+              (pkgs.runCommand "node-app-files" { } "cp -r ${./images/debian/node-app/files} $out")
+            ];
+            config = {
+              Cmd = [
+                "node"
+                "/app/server.js"
+              ];
+              WorkingDir = "/app";
+              ExposedPorts."3000/tcp" = { };
+            };
+          };
+
           nginx = layered {
             name = "nginx";
             tag = "latest";
@@ -490,26 +508,52 @@
                     wantedBy = [ "multi-user.target" ];
                   };
 
-                  # The Debian image has its images in the disk image; here they are imported at
-                  # boot, before the lab counts as up.
-                  services.shibafu-images = {
-                    description = "Import the lab's images into shibafu's data root, once each";
-                    wantedBy = [ "shibafu-lab.target" ];
-                    before = [ "shibafu-lab.target" ];
-                    path = [ cfg.package ];
-                    serviceConfig = {
-                      Type = "oneshot";
-                      RemainAfterExit = true;
+                  services = {
+                    # images/appliance/units/shibafu-network.service: ctr0 and its rules at boot.
+                    shibafu-network = {
+                      description = "shibafu's default network: bridge ctr0 (172.20.0.1/24) and its NAT rules";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      after = [ "lab-internet.service" ];
+                      path = [ pkgs.iptables ];
+                      serviceConfig = {
+                        Type = "oneshot";
+                        RemainAfterExit = true;
+                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} network up bridge";
+                      };
                     };
-                    script = ''
-                      mkdir -p ${stamps}
-                    ''
-                    + lib.concatMapStrings (image: ''
-                      if [ ! -e ${stamps}/${baseNameOf image.outPath} ]; then
-                        ${importImage image}
-                        touch ${stamps}/${baseNameOf image.outPath}
-                      fi
-                    '') cfg.images;
+
+                    # images/appliance/units/shibafu-proxy.service: NAME.localhost to container NAME.
+                    shibafu-proxy = {
+                      description = "shibafu's reverse proxy: http://NAME.localhost/ to container NAME";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      after = [ "shibafu-network.service" ];
+                      serviceConfig = {
+                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} proxy serve --port 80 --domain platform.local";
+                        Restart = "on-failure";
+                      };
+                    };
+
+                    # The Debian image has its images in the disk image; here they are imported at
+                    # boot, before the lab counts as up.
+                    shibafu-images = {
+                      description = "Import the lab's images into shibafu's data root, once each";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      before = [ "shibafu-lab.target" ];
+                      path = [ cfg.package ];
+                      serviceConfig = {
+                        Type = "oneshot";
+                        RemainAfterExit = true;
+                      };
+                      script = ''
+                        mkdir -p ${stamps}
+                      ''
+                      + lib.concatMapStrings (image: ''
+                        if [ ! -e ${stamps}/${baseNameOf image.outPath} ]; then
+                          ${importImage image}
+                          touch ${stamps}/${baseNameOf image.outPath}
+                        fi
+                      '') cfg.images;
+                    };
                   };
                 };
               }
@@ -608,6 +652,37 @@
               )
               after = machine.succeed("du -sk /var/lib/container-tool/layers/ | cut -f1")
               assert before == after, f"layers/ grew with containers: {before} -> {after}"
+        '';
+
+        phase2 = labTest pkgs "phase2" ''
+          with subtest("phase 2: ctr0, a veth and an address per container, NAT to the pretend internet"):
+              machine.wait_for_unit("shibafu-network.service")
+              machine.succeed("ip link show ctr0")
+              assert "inet 172.20.0.1/24" in machine.succeed("ip addr show ctr0")
+              out = machine.succeed(
+                  "cd /root && ./container-tool run --network bridge busybox ping -c 3 google.com </dev/null"
+              )
+              assert "3 packets received" in out, f"no ping through NAT:\n{out}"
+              machine.succeed("cd /root && ./container-tool run -d --name mycontainer busybox sleep 1000")
+              out = machine.succeed("cd /root && ./container-tool exec mycontainer ip addr show eth0 </dev/null")
+              assert "inet 172.20.0.2/24" in out, f"the first container's address:\n{out}"
+        '';
+
+        phase4 = labTest pkgs "phase4" ''
+          with subtest("phase 4: published ports and the reverse proxy"):
+              out = machine.succeed("cd /root && ./container-tool run --name web --publish 80 nginx </dev/null")
+              assert "accessible at localhost:30001" in out, out
+              out = machine.succeed(
+                  "cd /root && ./container-tool run --name api --publish 8080:3000 node-app </dev/null"
+              )
+              assert "accessible at localhost:8080" in out, out
+              page = machine.wait_until_succeeds("curl -sf http://localhost:30001")
+              assert "Welcome to nginx!" in page, page
+              app = machine.wait_until_succeeds("curl -sf http://localhost:8080")
+              assert "Hello from node-app" in app, app
+              machine.wait_for_unit("shibafu-proxy.service")
+              page = machine.wait_until_succeeds("curl -sf -H 'Host: web.localhost' http://127.0.0.1/")
+              assert "Welcome to nginx!" in page, page
         '';
 
         internet = labTest pkgs "internet" ''
