@@ -36,14 +36,59 @@ struct Proxy {
     client: Client<HttpConnector, Incoming>,
 }
 
-/// Serves until killed.
+/// Serves until killed: one single-threaded runtime per CPU, each with its own listener on the
+/// port (SO_REUSEPORT, the kernel spreads connections) and its own upstream pool, the way nginx
+/// runs a worker per core, so no request waits on another thread's lock.
 pub fn serve(opts: ProxyOptions) -> anyhow::Result<()> {
     let routes = Arc::new(RouteTable::new(&opts.domains));
     watch(opts.root.clone(), routes.clone(), opts.refresh);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Bind the first listener here, so a taken port is an error before anything runs.
+    let first = listen(opts.listen)?;
+    eprintln!(
+        "shibafu proxy: listening on http://{} ({workers} workers), routing NAME.{} to containers",
+        opts.listen,
+        ["localhost".to_string()].iter().chain(&opts.domains).cloned().collect::<Vec<_>>().join(", NAME.")
+    );
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(listen(opts.listen)?);
+    }
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let routes = routes.clone();
+            std::thread::spawn(move || worker(listener, routes))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a proxy worker does not panic")?;
+    }
+    Ok(())
+}
+
+/// A listening socket that other workers share.
+fn listen(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr).map_err(|e| anyhow::anyhow!("listen on {addr}: {e}"))?;
+    // Made in no runtime: hand it over as a std socket, each worker adopts its own.
+    // SAFETY: the descriptor comes from `socket`, which gives it up.
+    let std_socket = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(socket)) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&std_socket);
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(raw, 1024) } != 0 {
+        return Err(anyhow::anyhow!("listen on {addr}: {}", std::io::Error::last_os_error()));
+    }
+    std_socket.set_nonblocking(true)?;
+    Ok(std_socket)
+}
+
+fn worker(listener: std::net::TcpListener, routes: Arc<RouteTable>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.listen))?;
-        eprintln!("shibafu proxy: listening on http://{}, routing NAME.{} to containers", opts.listen, ["localhost".to_string()].iter().chain(&opts.domains).cloned().collect::<Vec<_>>().join(", NAME."));
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
