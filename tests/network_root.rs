@@ -49,6 +49,15 @@ fn ten_racing_runs_share_one_bridge_and_get_distinct_addresses() {
     assert_eq!(out.matches("reached-gateway").count(), 10, "{out}");
 }
 
+/// A shell function `state` that prints what networking leaves on the machine: links, rules
+/// (without counters), leases, published ports, namespace files.
+const STATE: &str = r#"state() {
+            ip -o link | awk '{print $2}'
+            iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+            sqlite3 $SHIBAFU_ROOT/state.db 'SELECT * FROM leases; SELECT * FROM ports'
+            ls $SHIBAFU_ROOT/run/netns
+        }"#;
+
 /// A web server in busybox: serves "hello-NAME" on port 80.
 const WEB: &str = "sh -c 'mkdir -p /www && echo hello-$0 > /www/index.html && exec httpd -f -p 80 -h /www'";
 
@@ -99,12 +108,7 @@ fn phase4_published_ports_reach_the_container_from_the_host_and_from_other_conta
 fn stop_rm_and_failed_runs_leave_links_rules_and_leases_as_they_were() {
     let out = Lab::new().ok(&format!(
         r#"
-        state() {{
-            ip -o link | awk '{{print $2}}'
-            iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
-            sqlite3 $SHIBAFU_ROOT/state.db 'SELECT * FROM leases; SELECT * FROM ports'
-            ls $SHIBAFU_ROOT/run/netns
-        }}
+        {STATE}
         shibafu run --rm busybox true
         state > $LAB/before
         for i in $(seq 100); do
@@ -247,12 +251,7 @@ PY
 fn gc_removes_the_network_of_a_container_that_vanished() {
     let out = Lab::new().ok(&format!(
         r#"
-        state() {{
-            ip -o link | awk '{{print $2}}'
-            iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
-            sqlite3 $SHIBAFU_ROOT/state.db 'SELECT * FROM leases; SELECT * FROM ports'
-            ls $SHIBAFU_ROOT/run/netns
-        }}
+        {STATE}
         shibafu run --rm busybox true
         state > $LAB/before
         shibafu run --name lost -p 80 busybox {WEB} lost >/dev/null
