@@ -7,6 +7,7 @@ pub mod explain;
 pub mod image;
 pub mod network;
 pub mod proxy;
+pub mod registry;
 pub mod runtime;
 pub mod safepath;
 pub mod state;

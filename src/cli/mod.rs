@@ -5,6 +5,7 @@ pub mod image;
 pub mod layer;
 pub mod network;
 pub mod proxy;
+pub mod registry;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ pub enum Command {
     /// The HTTP reverse proxy to containers.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// The OCI registry (distribution API).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -150,6 +154,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
+        Command::Registry(cmd) => registry::registry(root, cmd),
         Command::Image(cmd) => image::image(root, cmd),
         Command::Images => image::images(root),
         Command::Export { image } => image::export_image(root, &image),

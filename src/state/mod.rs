@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod images;
 pub mod network;
+pub mod registry;
 
 use std::path::Path;
 use std::time::Duration;
@@ -107,6 +108,31 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE containers ADD COLUMN network TEXT NOT NULL DEFAULT 'none';",
+    // Phase 5: the registry's repositories over the shared blob store.
+    "CREATE TABLE reg_blobs (
+        repo   TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size   INTEGER NOT NULL,
+        PRIMARY KEY (repo, digest)
+    );
+    CREATE TABLE reg_manifests (
+        repo          TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        media_type    TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        subject       TEXT,
+        artifact_type TEXT,
+        annotations   TEXT,
+        refs          TEXT NOT NULL,
+        PRIMARY KEY (repo, digest)
+    );
+    CREATE INDEX reg_manifests_subject ON reg_manifests (repo, subject);
+    CREATE TABLE reg_tags (
+        repo   TEXT NOT NULL,
+        tag    TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repo, tag)
+    );",
 ];
 
 /// An open state database.

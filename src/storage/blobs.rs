@@ -80,6 +80,11 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    /// How many bytes it holds so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Renames the blob into place under its digest; with `expected`, a mismatch stores
     /// nothing. Returns (digest, size).
     pub fn commit(self, expected: Option<&str>) -> Result<(String, u64)> {

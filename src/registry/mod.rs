@@ -1,0 +1,13 @@
+//! Phase 5: an OCI distribution registry (axum) over the same sha256 blob store as the local
+//! images, so a layer is stored once however many repositories and images hold it. Uploads
+//! stream into the store, hashed as they arrive; blobs stream out, with Range.
+
+pub mod blobs;
+pub mod discovery;
+pub mod error;
+pub mod manifests;
+pub mod names;
+pub mod server;
+pub mod uploads;
+
+pub use server::{serve, Registry};

@@ -1,0 +1,108 @@
+//! The registry's HTTP side: one handler reads the path (names hold slashes) and dispatches.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{RegistryError, Result};
+use super::names::{route, valid_repo, Route};
+use super::uploads::Upload;
+use crate::state::Db;
+use crate::storage::blobs::BlobStore;
+
+/// The registry's state, shared by every request.
+pub struct Registry {
+    /// The data root: state.db and blobs/.
+    pub root: PathBuf,
+    db: Mutex<Db>,
+    /// The shared blob store.
+    pub blobs: BlobStore,
+    /// Upload sessions by ID.
+    pub uploads: Mutex<HashMap<String, Arc<Upload>>>,
+}
+
+impl Registry {
+    /// Opens the registry over a data root.
+    pub fn open(root: &Path) -> anyhow::Result<Registry> {
+        let engine = crate::engine::Engine::open(root)?;
+        Ok(Registry { root: root.to_path_buf(), db: Mutex::new(engine.db), blobs: BlobStore::new(root), uploads: Mutex::new(HashMap::new()) })
+    }
+
+    /// The state database (queries are short; the lock is never held across an await).
+    pub fn db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().expect("the database lock is never poisoned")
+    }
+}
+
+/// Serves the registry on `listen` until killed.
+pub fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry::open(root)?);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
+        eprintln!("shibafu registry: serving http://{listen}/v2/ from {}", registry.root.display());
+        let app = axum::Router::new().fallback(dispatch).with_state(registry);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// The query parameters any endpoint reads.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Params {
+    /// `?digest=` (uploads).
+    pub digest: Option<String>,
+    /// `?mount=` (cross-repository mount).
+    pub mount: Option<String>,
+    /// `?from=` (the mount's source).
+    pub from: Option<String>,
+    /// `?n=` (page size).
+    pub n: Option<String>,
+    /// `?last=` (page start).
+    pub last: Option<String>,
+    /// `?artifactType=` (referrers filter).
+    #[serde(rename = "artifactType")]
+    pub artifact_type: Option<String>,
+}
+
+async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, Query(q): Query<Params>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&reg, &method, &uri, &q, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, headers: &HeaderMap, body: Body) -> Result<Response> {
+    let Some(route) = route(uri.path()) else {
+        return Err(RegistryError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("no endpoint at {}", uri.path())));
+    };
+    if let Route::Tags(repo) | Route::Manifest(repo, _) | Route::Blob(repo, _) | Route::Uploads(repo) | Route::Upload(repo, _) | Route::Referrers(repo, _) = &route {
+        if !valid_repo(repo) {
+            return Err(RegistryError::name_invalid(repo));
+        }
+    }
+    let head = method == Method::HEAD;
+    match (route, method.clone()) {
+        (Route::Base, Method::GET | Method::HEAD) => Ok((StatusCode::OK, [("content-type", "application/json")], "{}").into_response()),
+        (Route::Catalog, Method::GET) => super::discovery::catalog(reg, q),
+        (Route::Tags(repo), Method::GET) => super::discovery::tags(reg, &repo, q),
+        (Route::Referrers(repo, digest), Method::GET) => super::discovery::referrers(reg, &repo, &digest, q),
+        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => super::blobs::get(reg, &repo, &digest, headers, head).await,
+        (Route::Blob(repo, digest), Method::DELETE) => super::blobs::delete(reg, &repo, &digest),
+        (Route::Uploads(repo), Method::POST) => super::uploads::start(reg, &repo, q, headers, body).await,
+        (Route::Upload(repo, id), Method::PATCH) => super::uploads::patch(reg, &repo, &id, headers, body).await,
+        (Route::Upload(repo, id), Method::PUT) => super::uploads::finish(reg, &repo, &id, q, headers, body).await,
+        (Route::Upload(repo, id), Method::GET) => super::uploads::status(reg, &repo, &id).await,
+        (Route::Upload(repo, id), Method::DELETE) => super::uploads::cancel(reg, &repo, &id),
+        (Route::Manifest(repo, reference), Method::GET | Method::HEAD) => super::manifests::get(reg, &repo, &reference, head),
+        (Route::Manifest(repo, reference), Method::PUT) => super::manifests::put(reg, &repo, &reference, headers, body).await,
+        (Route::Manifest(repo, reference), Method::DELETE) => super::manifests::delete(reg, &repo, &reference),
+        (_, m) => Err(RegistryError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", format!("{m} is not supported on {}", uri.path()))),
+    }
+}
