@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one file per command group, turned into calls.
 
 pub mod container;
+pub mod distribution;
 pub mod image;
 pub mod layer;
 pub mod network;
@@ -74,6 +75,33 @@ pub enum Command {
     /// The HTTP reverse proxy to containers.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// Push a named layer to a registry as a one-layer image (HOST/REPO:TAG).
+    PushLayer {
+        /// The layer's name (prepare-layer).
+        layer: String,
+        /// Where: HOST[:PORT]/REPO[:TAG].
+        target: String,
+    },
+    /// Make an image in a registry from other images' layers there (mounted, not copied).
+    CreateManifest {
+        /// Images on the same registry, bottom first: REPO[:TAG],REPO[:TAG].
+        #[arg(long, value_delimiter = ',', required = true)]
+        layers: Vec<String>,
+        /// The new image: HOST[:PORT]/REPO[:TAG].
+        target: String,
+    },
+    /// Push a local image to a registry.
+    Push {
+        /// Local image.
+        image: String,
+        /// Where: HOST[:PORT]/REPO[:TAG].
+        target: String,
+    },
+    /// Pull an image from a registry into the local store.
+    Pull {
+        /// HOST[:PORT]/REPO[:TAG].
+        source: String,
+    },
     /// The OCI registry (distribution API).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -155,6 +183,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Network(cmd) => network::network(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
+        Command::PushLayer { layer, target } => distribution::push_layer(root, &layer, &target),
+        Command::CreateManifest { layers, target } => distribution::create_manifest(root, &layers, &target),
+        Command::Push { image, target } => distribution::push(root, &image, &target),
+        Command::Pull { source } => distribution::pull(root, &source),
         Command::Image(cmd) => image::image(root, cmd),
         Command::Images => image::images(root),
         Command::Export { image } => image::export_image(root, &image),

@@ -56,6 +56,10 @@ impl Engine {
         for l in self.db.layers()? {
             wanted.insert(crate::storage::hex(&l.blob_digest).to_string());
         }
+        // What the registry serves shares the store: its repositories' blobs and manifests.
+        // (Which of those nothing refers to any more is `registry gc`'s call.)
+        wanted.extend(self.db.blob_links()?.into_iter().map(|(_, d)| crate::storage::hex(&d).to_string()));
+        wanted.extend(self.db.registry_manifests()?.into_iter().map(|m| crate::storage::hex(&m.digest).to_string()));
         let dir = self.root.join("blobs/sha256");
         for entry in read_dir(&dir)? {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -7,6 +7,7 @@ use super::network::{Attached, NetworkRequest};
 use super::oci::OciRuntime;
 use super::spec::{container_spec, Limits, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
+use crate::image::distribution::RemoteRef;
 use crate::network::ports::{PortMap, PortRequest};
 use crate::network::NetworkMode;
 use crate::state::containers::ContainerRow;
@@ -53,7 +54,13 @@ impl Engine {
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
-            None => images.resolve(&opts.image)?,
+            None => match images.resolve(&opts.image) {
+                // An image from a registry that is not here yet is pulled first.
+                Err(crate::image::ImageError::Unknown(_)) if RemoteRef::parse(&opts.image).is_some() => {
+                    images.pull(&RemoteRef::parse(&opts.image).expect("checked"))?
+                }
+                other => other?,
+            },
         };
         let config = images.config(&image)?;
         let lowers = images.layer_dirs(&image)?;

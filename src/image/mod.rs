@@ -1,6 +1,7 @@
 //! Images (phases 3 and 5): OCI manifest + config + layers in the blob store, named by
 //! `name:tag`; import of rootfs tarballs and export of flattened rootfs.
 
+pub mod distribution;
 pub mod export;
 pub mod layers;
 pub mod layout;

@@ -1,0 +1,328 @@
+//! The client side of the distribution API: push a named layer as a one-layer image, build an
+//! image in the registry from other images' layers (cross-repository mounts, no bytes moved),
+//! push a local image, and pull one into the local store. Plain HTTP to the registry host of
+//! the reference (the lab's registries are on loopback). A blob the registry has is never sent.
+
+use std::path::Path;
+
+use futures::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use super::store::{ImageConfig, ImageStore};
+use super::{ImageError, Result};
+use crate::state::images::{ImageRow, LayerRow};
+
+/// `HOST[:PORT]/REPO:TAG`, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// `localhost:5000`.
+    pub host: String,
+    /// `apps/python-app`.
+    pub repo: String,
+    /// `v1`.
+    pub tag: String,
+}
+
+impl RemoteRef {
+    /// Reads `HOST/REPO[:TAG]`; None when the first component is not a registry host.
+    pub fn parse(text: &str) -> Option<RemoteRef> {
+        let (host, rest) = text.split_once('/')?;
+        if !(host.contains(':') || host.contains('.') || host == "localhost") {
+            return None;
+        }
+        let r = super::reference::parse(rest).ok()?;
+        Some(RemoteRef { host: host.into(), repo: r.name, tag: r.tag })
+    }
+
+    /// `REPO:TAG` on the same registry.
+    pub fn sibling(&self, text: &str) -> Result<RemoteRef> {
+        let r = super::reference::parse(text).map_err(ImageError::BadReference)?;
+        Ok(RemoteRef { host: self.host.clone(), repo: r.name, tag: r.tag })
+    }
+}
+
+impl std::fmt::Display for RemoteRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.host, self.repo, self.tag)
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A small blocking client over hyper.
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Body>,
+    host: String,
+}
+
+/// An answer: status, `Location`, body.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    body: Bytes,
+}
+
+fn failed(what: impl std::fmt::Display) -> ImageError {
+    ImageError::BadReference(format!("registry: {what}"))
+}
+
+impl Registry {
+    /// A client for the registry at `host`.
+    pub fn new(host: &str) -> Result<Registry> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Ok(Registry { rt, client, host: host.into() })
+    }
+
+    fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: Body) -> Result<Answer> {
+        let url = if path.starts_with("http") { path.to_string() } else { format!("http://{}{path}", self.host) };
+        let mut req = Request::builder().method(method.clone()).uri(&url);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        req = req.header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
+        let req = req.body(body).map_err(failed)?;
+        self.rt.block_on(async {
+            let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {e}")))?;
+            let status = resp.status();
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
+            Ok(Answer { status, location, body })
+        })
+    }
+
+    fn bytes(data: Vec<u8>) -> Body {
+        Full::new(Bytes::from(data)).map_err(|never| match never {}).boxed()
+    }
+
+    fn empty() -> Body {
+        Self::bytes(Vec::new())
+    }
+
+    fn expect(a: Answer, want: &[StatusCode], what: &str) -> Result<Answer> {
+        if want.contains(&a.status) {
+            return Ok(a);
+        }
+        Err(failed(format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body).trim())))
+    }
+
+    /// Whether `repo` has the blob.
+    pub fn has_blob(&self, repo: &str, digest: &str) -> Result<bool> {
+        Ok(self.call(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"), None, Self::empty())?.status == StatusCode::OK)
+    }
+
+    /// Uploads a blob from a file unless `repo` has it; true when bytes were sent.
+    pub fn push_blob(&self, repo: &str, digest: &str, file: &Path) -> Result<bool> {
+        if self.has_blob(repo, digest)? {
+            return Ok(false);
+        }
+        let start = Self::expect(self.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), None, Self::empty())?, &[StatusCode::ACCEPTED], "start an upload")?;
+        let location = start.location.ok_or_else(|| failed("the upload has no Location"))?;
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let body = self.rt.block_on(async {
+            let f = tokio::fs::File::open(file).await.map_err(|e| failed(format!("read {}: {e}", file.display())))?;
+            let frames = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).map_ok(hyper::body::Frame::data);
+            Ok::<Body, ImageError>(BodyExt::boxed(http_body_util::StreamBody::new(frames)))
+        })?;
+        let done = self.call(Method::PUT, &format!("{location}{sep}digest={digest}"), Some("application/octet-stream"), body)?;
+        Self::expect(done, &[StatusCode::CREATED], &format!("upload {digest}"))?;
+        Ok(true)
+    }
+
+    /// Links a blob of `from` into `repo` without sending it; false when the registry would not.
+    pub fn mount_blob(&self, repo: &str, digest: &str, from: &str) -> Result<bool> {
+        let a = self.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"), None, Self::empty())?;
+        if a.status == StatusCode::ACCEPTED {
+            // Not mounted: the registry opened an upload instead; close it.
+            if let Some(loc) = a.location {
+                let _ = self.call(Method::DELETE, &loc, None, Self::empty());
+            }
+        }
+        Ok(a.status == StatusCode::CREATED)
+    }
+
+    /// Pushes a manifest under `tag`; returns its digest.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: Vec<u8>) -> Result<String> {
+        let digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let a = self.call(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"), Some(media_type), Self::bytes(bytes))?;
+        Self::expect(a, &[StatusCode::CREATED], &format!("push the manifest of {repo}:{tag}"))?;
+        Ok(digest)
+    }
+
+    /// A manifest by tag or digest: (bytes, parsed).
+    pub fn manifest(&self, repo: &str, reference: &str) -> Result<(Vec<u8>, Value)> {
+        let a = Self::expect(self.call(Method::GET, &format!("/v2/{repo}/manifests/{reference}"), None, Self::empty())?, &[StatusCode::OK], &format!("get {repo}:{reference}"))?;
+        let parsed = serde_json::from_slice(&a.body).map_err(|e| failed(format!("{repo}:{reference} is not JSON: {e}")))?;
+        Ok((a.body.to_vec(), parsed))
+    }
+
+    /// A whole blob.
+    pub fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
+        let a = Self::expect(self.call(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), None, Self::empty())?, &[StatusCode::OK], &format!("get blob {digest}"))?;
+        Ok(a.body.to_vec())
+    }
+}
+
+/// A one-layer image's config: the layer's diff_id, a PATH, and `sh` to run.
+fn layer_config(diff_ids: &[String], config: &ImageConfig) -> Vec<u8> {
+    let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
+    let mut cfg = json!({"Env": env});
+    if !config.cmd.is_empty() {
+        cfg["Cmd"] = json!(config.cmd);
+    }
+    if !config.entrypoint.is_empty() {
+        cfg["Entrypoint"] = json!(config.entrypoint);
+    }
+    if !config.working_dir.is_empty() {
+        cfg["WorkingDir"] = json!(config.working_dir);
+    }
+    serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .expect("JSON serializes")
+}
+
+fn manifest(config_digest: &str, config_size: usize, layers: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": super::store::MANIFEST_TYPE,
+        "config": {"mediaType": super::store::CONFIG_TYPE, "digest": config_digest, "size": config_size},
+        "layers": layers,
+    }))
+    .expect("JSON serializes")
+}
+
+impl ImageStore<'_> {
+    /// `push-layer NAME HOST/REPO:TAG`: the named layer as a one-layer image.
+    pub fn push_layer(&self, name: &str, target: &RemoteRef) -> Result<String> {
+        let diff_id = self.db.named_layer(name)?.ok_or_else(|| ImageError::UnknownLayer(name.into()))?;
+        let layer = self.db.layer(&diff_id)?.ok_or_else(|| ImageError::UnknownLayer(name.into()))?;
+        let reg = Registry::new(&target.host)?;
+        reg.push_blob(&target.repo, &layer.blob_digest, &self.blob_store().path(&layer.blob_digest))?;
+        let config = layer_config(std::slice::from_ref(&layer.diff_id), &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() });
+        self.push_config_and_manifest(&reg, target, config, &[descriptor(&layer)])
+    }
+
+    /// `create-manifest --layers A,B HOST/REPO:TAG`: an image of the layers of images A, B
+    /// (bottom first) on the same registry, mounted into the target repository.
+    pub fn create_manifest(&self, sources: &[String], target: &RemoteRef) -> Result<String> {
+        let reg = Registry::new(&target.host)?;
+        let (mut layers, mut diff_ids) = (Vec::new(), Vec::new());
+        let mut last_config = ImageConfig::default();
+        for s in sources {
+            let src = target.sibling(s)?;
+            let (_, m) = reg.manifest(&src.repo, &src.tag)?;
+            let config_digest = m.pointer("/config/digest").and_then(Value::as_str).ok_or_else(|| failed(format!("{src} has no config")))?;
+            let config: Value = serde_json::from_slice(&reg.blob(&src.repo, config_digest)?).map_err(|e| failed(format!("{src}'s config: {e}")))?;
+            let ids = config.pointer("/rootfs/diff_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+            let descs = m.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
+            if ids.len() != descs.len() {
+                return Err(failed(format!("{src}: {} layers but {} diff_ids", descs.len(), ids.len())));
+            }
+            for (d, id) in descs.into_iter().zip(ids) {
+                let digest = d.get("digest").and_then(Value::as_str).unwrap_or_default().to_string();
+                if !reg.mount_blob(&target.repo, &digest, &src.repo)? && !reg.has_blob(&target.repo, &digest)? {
+                    return Err(failed(format!("the registry would not mount {digest} from {} into {}", src.repo, target.repo)));
+                }
+                layers.push(d);
+                diff_ids.push(id.as_str().unwrap_or_default().to_string());
+            }
+            last_config = config_settings(&config);
+        }
+        let config = layer_config(&diff_ids, &last_config);
+        self.push_config_and_manifest(&reg, target, config, &layers)
+    }
+
+    /// `push IMAGE HOST/REPO:TAG`: a local image, blobs the registry lacks, then its manifest.
+    pub fn push(&self, image: &ImageRow, target: &RemoteRef) -> Result<String> {
+        let reg = Registry::new(&target.host)?;
+        let (media_type, blobs) = self.manifest_blobs(image)?;
+        for d in blobs {
+            reg.push_blob(&target.repo, &d, &self.blob_store().path(&d))?;
+        }
+        reg.put_manifest(&target.repo, &target.tag, &media_type, self.blob_store().read(&image.manifest_digest)?)
+    }
+
+    /// `pull HOST/REPO:TAG`: manifest, config and layers into a scratch OCI layout, then the
+    /// same verified import as `image import` (digests, sizes, diff_ids).
+    pub fn pull(&self, source: &RemoteRef) -> Result<ImageRow> {
+        let reg = Registry::new(&source.host)?;
+        let (bytes, m) = reg.manifest(&source.repo, &source.tag)?;
+        let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(&root).map_err(|e| failed(format!("scratch dir: {e}")))?;
+        let dir = scratch.path();
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).map_err(|e| failed(format!("scratch dir: {e}")))?;
+        let write = |digest: &str, data: &[u8]| -> Result<()> {
+            let hex = digest.strip_prefix("sha256:").ok_or_else(|| failed(format!("{digest} is not sha256")))?;
+            std::fs::write(blobs.join(hex), data).map_err(|e| failed(format!("write {digest}: {e}")))
+        };
+        let manifest_digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        write(&manifest_digest, &bytes)?;
+        let wanted = m.get("config").into_iter().chain(m.get("layers").and_then(Value::as_array).into_iter().flatten());
+        for d in wanted {
+            let digest = d.get("digest").and_then(Value::as_str).ok_or_else(|| failed("a descriptor without a digest"))?;
+            if !self.blob_store().exists(digest) {
+                write(digest, &reg.blob(&source.repo, digest)?)?;
+            } else {
+                std::fs::copy(self.blob_store().path(digest), blobs.join(&digest[7..])).map_err(|e| failed(format!("copy {digest}: {e}")))?;
+            }
+        }
+        let media_type = m.get("mediaType").and_then(Value::as_str).unwrap_or(super::store::MANIFEST_TYPE);
+        let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": media_type, "digest": manifest_digest, "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": source.tag}}]});
+        std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| failed(format!("write index.json: {e}")))?;
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| failed(format!("write oci-layout: {e}")))?;
+        let local = super::reference::Reference { name: format!("{}/{}", source.host, source.repo), tag: source.tag.clone() };
+        let mut rows = self.import_layout(dir, Some(&local))?;
+        rows.pop().ok_or_else(|| failed(format!("{source}: nothing imported")))
+    }
+
+    fn push_config_and_manifest(&self, reg: &Registry, target: &RemoteRef, config: Vec<u8>, layers: &[Value]) -> Result<String> {
+        let (config_digest, _) = self.blob_store().put_bytes(&config)?;
+        reg.push_blob(&target.repo, &config_digest, &self.blob_store().path(&config_digest))?;
+        reg.put_manifest(&target.repo, &target.tag, super::store::MANIFEST_TYPE, manifest(&config_digest, config.len(), layers))
+    }
+}
+
+fn descriptor(layer: &LayerRow) -> Value {
+    json!({"mediaType": layer.media_type, "digest": layer.blob_digest, "size": layer.size})
+}
+
+/// The run-time settings of a parsed image config.
+fn config_settings(config: &Value) -> ImageConfig {
+    let strings = |key: &str| -> Vec<String> {
+        config.pointer(&format!("/config/{key}")).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    ImageConfig {
+        env: strings("Env"),
+        entrypoint: strings("Entrypoint"),
+        cmd: strings("Cmd"),
+        working_dir: config.pointer("/config/WorkingDir").and_then(Value::as_str).unwrap_or_default().to_string(),
+        user: config.pointer("/config/User").and_then(Value::as_str).unwrap_or_default().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_references_name_a_host() {
+        let r = RemoteRef::parse("localhost:5000/apps/python-app:v1").unwrap();
+        assert_eq!((r.host.as_str(), r.repo.as_str(), r.tag.as_str()), ("localhost:5000", "apps/python-app", "v1"));
+        assert_eq!(RemoteRef::parse("registry.local/base/alpine").unwrap().tag, "latest");
+        assert!(RemoteRef::parse("busybox:latest").is_none());
+        assert!(RemoteRef::parse("library/busybox").is_none());
+        assert_eq!(r.sibling("base/alpine:latest").unwrap().to_string(), "localhost:5000/base/alpine:latest");
+    }
+}
