@@ -1,0 +1,178 @@
+//! Phase 5 of shared/PHASES.md, and the registry checked the way the OCI distribution-spec
+//! conformance suite checks it (pull, push, content discovery, content management), with curl
+//! on loopback inside the test's own network namespace.
+
+mod common;
+
+use common::Lab;
+
+/// Starts `registry serve` on 127.0.0.1:5000 and waits for it.
+const SERVE: &str = r#"
+    shibafu registry serve --port 5000 --address 127.0.0.1 2>$LAB/registry.log &
+    for i in $(seq 50); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
+    R=http://127.0.0.1:5000
+"#;
+
+#[test]
+fn phase5_push_layers_create_a_manifest_and_run_it() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {python}
+        mkdir -p $LAB/alpine-rootfs && tar -C $LAB/alpine-rootfs -xf $BUSYBOX_TAR
+        shibafu prepare-layer alpine-base $LAB/alpine-rootfs >/dev/null
+        shibafu prepare-layer python-3.11 $LAB/python-3.11 >/dev/null
+        before=$(ls $SHIBAFU_ROOT/blobs/sha256 | wc -l)
+        {SERVE}
+        shibafu push-layer alpine-base localhost:5000/base/alpine:latest
+        shibafu push-layer python-3.11 localhost:5000/runtime/python:3.11
+        shibafu create-manifest --layers base/alpine:latest,runtime/python:3.11 localhost:5000/apps/python-app:v1
+        shibafu run localhost:5000/apps/python-app:v1 python --version
+        echo new-blobs=$(( $(ls $SHIBAFU_ROOT/blobs/sha256 | wc -l) - before ))
+        curl -s $R/v2/_catalog; echo
+        # Pushing again sends no layer bytes: the registry has them (HEAD first).
+        shibafu push-layer python-3.11 localhost:5000/runtime/python:3.11 >/dev/null
+        # A second data root pulls it over HTTP, verifying every digest.
+        SHIBAFU_ROOT=$LAB/other shibafu run --rm localhost:5000/apps/python-app:v1 python -c 'print("pulled and ran")'
+        SHIBAFU_ROOT=$LAB/other shibafu images | grep -c python-app
+        "#,
+        python = common::PYTHON_DIR
+    ));
+    for want in [
+        "localhost:5000/apps/python-app:v1 sha256:",
+        "Python 3.11.",
+        // The registry shares the store: the two layers are there already; new are the two
+        // one-layer images' configs and manifests and the app's config and manifest. The
+        // app's layers are mounted, not copied, and the pull finds them stored.
+        "new-blobs=6",
+        r#"{"repositories":["apps/python-app","base/alpine","runtime/python"]}"#,
+        "pulled and ran",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+#[test]
+fn skopeo_copies_in_and_out_with_identical_digests() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {SERVE}
+        # A gzip layer (prepare-layer's), which skopeo pushes as it is (it would compress a
+        # plain tar on the way, and the digests would rightly differ).
+        mkdir -p $LAB/rootfs && tar -C $LAB/rootfs -xf $BUSYBOX_TAR
+        shibafu prepare-layer base $LAB/rootfs >/dev/null
+        shibafu run --rm --layers base true
+        shibafu image export $(shibafu images | awk '$1 == "layers" {{print $1 ":" $2}}') $LAB/layout >/dev/null
+        skopeo copy -q --dest-tls-verify=false oci:$LAB/layout docker://127.0.0.1:5000/lab/busybox:1
+        skopeo copy -q --src-tls-verify=false docker://127.0.0.1:5000/lab/busybox:1 oci:$LAB/back:1
+        echo in=$(skopeo inspect --raw oci:$LAB/layout | sha256sum | cut -c1-64)
+        echo out=$(skopeo inspect --raw oci:$LAB/back:1 | sha256sum | cut -c1-64)
+        echo served=$(curl -s $R/v2/lab/busybox/manifests/1 | sha256sum | cut -c1-64)
+        skopeo inspect --tls-verify=false docker://127.0.0.1:5000/lab/busybox:1 | grep -c '"Layers"'
+        "#
+    ));
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} missing: {out}")).to_string();
+    assert_eq!(field("in="), field("out="), "{out}");
+    assert_eq!(field("in="), field("served="), "{out}");
+}
+
+/// The conformance suite's checks, one `check NAME EXPECTED ACTUAL` each.
+const CONFORMANCE: &str = r#"
+    fails=0
+    check() { if [ "$2" = "$3" ]; then echo "ok $1"; else echo "FAIL $1: wanted [$2], got [$3]"; fails=$((fails+1)); fi; }
+    code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+    hdr() { curl -s -D - -o /dev/null "${@:2}" | tr -d '\r' | awk -v h="$1" 'tolower($1) == tolower(h) ":" {print $2}'; }
+    dg() { printf 'sha256:%s' "$(sha256sum "$1" | cut -c1-64)"; }
+    N=conformance/repo
+    # --- push: a blob in one POST, POST then PUT, chunks, mounts
+    printf 'layer-bytes' > $LAB/layer; L=$(dg $LAB/layer)
+    printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > $LAB/config; C=$(dg $LAB/config)
+    check monolithic-post 201 $(code -X POST --data-binary @$LAB/layer "$R/v2/$N/blobs/uploads/?digest=$L")
+    check blob-get 200 $(code $R/v2/$N/blobs/$L)
+    check blob-head-digest "$L" "$(hdr docker-content-digest -I $R/v2/$N/blobs/$L)"
+    loc=$(hdr location -X POST $R/v2/$N/blobs/uploads/)
+    check post-put 201 $(code -X PUT --data-binary @$LAB/config "$R$loc?digest=$C")
+    check wrong-digest 400 $(code -X POST --data-binary 'other' "$R/v2/$N/blobs/uploads/?digest=$L")
+    head -c 42 /dev/urandom > $LAB/blobB; B=$(dg $LAB/blobB)
+    head -c 22 $LAB/blobB > $LAB/c1; tail -c 20 $LAB/blobB > $LAB/c2
+    loc=$(hdr location -X POST $R/v2/$N/blobs/uploads/)
+    check out-of-order-first-chunk 416 $(code -X PATCH -H 'Content-Range: 22-41' --data-binary @$LAB/c2 "$R$loc")
+    loc=$(hdr location -X POST $R/v2/$N/blobs/uploads/)
+    check chunk1-range 0-21 "$(hdr range -X PATCH -H 'Content-Range: 0-21' -H 'Content-Type: application/octet-stream' --data-binary @$LAB/c1 "$R$loc")"
+    check chunk1-again 416 $(code -X PATCH -H 'Content-Range: 0-21' --data-binary @$LAB/c1 "$R$loc")
+    check status 204 $(code "$R$loc")
+    check status-range 0-21 "$(hdr range "$R$loc")"
+    check chunk2-range 0-41 "$(hdr range -X PATCH -H 'Content-Range: 22-41' --data-binary @$LAB/c2 "$R$loc")"
+    check chunked-put 201 $(code -X PUT "$R$loc?digest=$B")
+    check chunked-blob "$(cat $LAB/blobB | sha256sum)" "$(curl -s $R/v2/$N/blobs/$B | sha256sum)"
+    loc=$(hdr location -X POST $R/v2/$N/blobs/uploads/)
+    check streamed-patch 202 $(code -X PATCH --data-binary @$LAB/blobB "$R$loc")
+    check cancel 204 $(code -X DELETE "$R$loc")
+    check cancelled 404 $(code "$R$loc")
+    check mount-unknown 202 $(code -X POST "$R/v2/other/repo/blobs/uploads/?mount=sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
+    check mount 201 $(code -X POST "$R/v2/other/repo/blobs/uploads/?mount=$B&from=$N")
+    check mount-location "/v2/other/repo/blobs/$B" "$(hdr location -X POST "$R/v2/other/repo/blobs/uploads/?mount=$B&from=$N")"
+    check mounted-get 200 $(code $R/v2/other/repo/blobs/$B)
+    check not-in-other-repo 404 $(code $R/v2/other/repo/blobs/$L)
+    # --- manifests
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s,"newUnspecifiedField":null},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":11}]}' $C $(stat -c %s $LAB/config) $L > $LAB/m1; M1=$(dg $LAB/m1)
+    MT=application/vnd.oci.image.manifest.v1+json
+    check manifest-put 201 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m1 $R/v2/$N/manifests/v1)
+    check manifest-digest "$M1" "$(hdr docker-content-digest -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m1 $R/v2/$N/manifests/test0)"
+    check manifest-bytes "$(sha256sum < $LAB/m1)" "$(curl -s $R/v2/$N/manifests/v1 | sha256sum)"
+    check manifest-type "$MT" "$(hdr content-type $R/v2/$N/manifests/$M1)"
+    check invalid-name-404 404 $(code $R/v2/$N/manifests/.INVALID_MANIFEST_NAME)
+    check invalid-name-head-404 404 $(code -I $R/v2/$N/manifests/.INVALID_MANIFEST_NAME)
+    check bad-digest 400 $(code $R/v2/$N/manifests/sha256:totallywrong)
+    sed "s/$L/sha256:$(printf 0%.0s $(seq 64))/" $LAB/m1 > $LAB/m-missing
+    check missing-blob 400 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m-missing $R/v2/$N/manifests/missing)
+    check missing-blob-code MANIFEST_BLOB_UNKNOWN "$(curl -s -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m-missing $R/v2/$N/manifests/missing | grep -o MANIFEST_BLOB_UNKNOWN)"
+    check digest-mismatch 400 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m1 $R/v2/$N/manifests/$B)
+    head -c $((4*1024*1024+1)) /dev/zero > $LAB/huge
+    check too-large 413 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/huge $R/v2/$N/manifests/huge)
+    check uppercase-name 400 $(code $R/v2/Bad/Name/manifests/v1)
+    check dotdot-name 400 $(code --path-as-is $R/v2/a/../b/manifests/v1)
+    check range 206 $(code -r 0-3 $R/v2/$N/blobs/$L)
+    check range-bytes laye "$(curl -s -r 0-3 $R/v2/$N/blobs/$L)"
+    check range-past-end 416 $(code -r 100- $R/v2/$N/blobs/$L)
+    check range-416-content-range 'bytes */11' "$(curl -s -D - -o /dev/null -r 100- $R/v2/$N/blobs/$L | tr -d '\r' | sed -n 's/^content-range: //Ip')"
+    # --- referrers: an artifact whose subject is m1, and one whose subject does not exist
+    printf '{}' > $LAB/empty; E=$(dg $LAB/empty)
+    check empty-blob 201 $(code -X POST --data-binary @$LAB/empty "$R/v2/$N/blobs/uploads/?digest=$E")
+    printf '{"schemaVersion":2,"mediaType":"%s","artifactType":"application/vnd.test.sig","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2}],"subject":{"mediaType":"%s","digest":"%s","size":%s},"annotations":{"org.example":"sig"}}' $MT $E $E $MT $M1 $(stat -c %s $LAB/m1) > $LAB/ref1; F1=$(dg $LAB/ref1)
+    check oci-subject "$M1" "$(hdr oci-subject -X PUT -H "Content-Type: $MT" --data-binary @$LAB/ref1 $R/v2/$N/manifests/$F1)"
+    sed 's/application\/vnd.test.sig/application\/vnd.test.sbom/' $LAB/ref1 > $LAB/ref2; F2=$(dg $LAB/ref2)
+    check second-referrer 201 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/ref2 $R/v2/$N/manifests/$F2)
+    check referrers-type application/vnd.oci.image.index.v1+json "$(hdr content-type $R/v2/$N/referrers/$M1)"
+    check referrers-count 2 "$(curl -s $R/v2/$N/referrers/$M1 | grep -o '"digest"' | wc -l)"
+    check referrers-filter 1 "$(curl -s "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig" | grep -o '"digest"' | wc -l)"
+    check filters-applied artifactType "$(hdr oci-filters-applied "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig")"
+    check referrers-annotation 1 "$(curl -s "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig" | grep -c '"org.example":"sig"')"
+    check referrers-unknown '"manifests":[]' "$(curl -s $R/v2/$N/referrers/sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9 | grep -o '"manifests":\[\]')"
+    # --- tags: byte order, n, last, Link
+    for t in test1 test2 TEST0 latest; do code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/m1 $R/v2/$N/manifests/$t >/dev/null; done
+    check tags '["TEST0","latest","test0","test1","test2","v1"]' "$(curl -s $R/v2/$N/tags/list | grep -o '\[.*\]')"
+    check tags-n '["TEST0","latest"]' "$(curl -s "$R/v2/$N/tags/list?n=2" | grep -o '\[.*\]')"
+    check tags-link '</v2/conformance/repo/tags/list?n=2&last=latest>; rel="next"' "$(curl -s -D - -o /dev/null "$R/v2/$N/tags/list?n=2" | tr -d '\r' | sed -n 's/^link: //Ip')"
+    check tags-last '["test0","test1"]' "$(curl -s "$R/v2/$N/tags/list?n=2&last=latest" | grep -o '\[.*\]')"
+    check tags-unknown-repo 404 $(code $R/v2/no/such/tags/list)
+    # --- management: deletes answer 202, a digest takes its tags along
+    check delete-tag 202 $(code -X DELETE $R/v2/$N/manifests/latest)
+    check deleted-tag 404 $(code $R/v2/$N/manifests/latest)
+    check manifest-stays 200 $(code $R/v2/$N/manifests/$M1)
+    check delete-manifest 202 $(code -X DELETE $R/v2/$N/manifests/$M1)
+    check manifest-gone 404 $(code $R/v2/$N/manifests/$M1)
+    check tags-gone '[]' "$(curl -s $R/v2/$N/tags/list | grep -o '\[.*\]')"
+    check referrer-survives 200 $(code $R/v2/$N/manifests/$F1)
+    check delete-blob 202 $(code -X DELETE $R/v2/$N/blobs/$C)
+    check blob-gone 404 $(code $R/v2/$N/blobs/$C)
+    check delete-again 404 $(code -X DELETE $R/v2/$N/blobs/$C)
+    check wrong-method 405 $(code -X POST $R/v2/$N/manifests/v1)
+    echo fails=$fails
+"#;
+
+#[test]
+fn the_registry_answers_as_the_conformance_suite_expects() {
+    let out = Lab::new().ok(&format!("{SERVE}\n{CONFORMANCE}"));
+    assert!(out.contains("fails=0"), "{}", out.lines().filter(|l| l.starts_with("FAIL")).collect::<Vec<_>>().join("\n") + "\n" + &out);
+    assert!(out.matches("\nok ").count() >= 60, "{out}");
+}
