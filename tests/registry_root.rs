@@ -176,3 +176,34 @@ fn the_registry_answers_as_the_conformance_suite_expects() {
     assert!(out.contains("fails=0"), "{}", out.lines().filter(|l| l.starts_with("FAIL")).collect::<Vec<_>>().join("\n") + "\n" + &out);
     assert!(out.matches("\nok ").count() >= 60, "{out}");
 }
+
+#[test]
+fn podman_pulls_from_us_and_we_push_to_and_pull_from_docker_registry() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        mount -t tmpfs tmpfs /run
+        export TMPDIR=$LAB/tmp && mkdir -p $TMPDIR
+        {SERVE}
+        shibafu push busybox localhost:5000/lab/busybox:1
+        pod() {{ podman --root $LAB/p --runroot $LAB/pr --storage-driver vfs --events-backend file --cgroup-manager cgroupfs "$@"; }}
+        pod pull -q --tls-verify=false 127.0.0.1:5000/lab/busybox:1 >/dev/null
+        echo podman-has=$(pod images --format '{{{{.Repository}}}}:{{{{.Tag}}}}')
+        echo podman-digest=$(pod inspect --format '{{{{.Digest}}}}' 127.0.0.1:5000/lab/busybox:1)
+        printf 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5001\n' $LAB/dr > $LAB/reg.yml
+        docker-registry serve $LAB/reg.yml > $LAB/dr.log 2>&1 &
+        for i in $(seq 50); do curl -sf http://127.0.0.1:5001/v2/ >/dev/null && break; sleep 0.1; done
+        shibafu push busybox localhost:5001/lab/busybox:1
+        SHIBAFU_ROOT=$LAB/other shibafu pull localhost:5001/lab/busybox:1
+        mkdir -p $LAB/rootfs && tar -C $LAB/rootfs -xf $BUSYBOX_TAR
+        shibafu prepare-layer base $LAB/rootfs >/dev/null
+        shibafu push-layer base localhost:5001/base/alpine:latest >/dev/null
+        shibafu create-manifest --layers base/alpine:latest localhost:5001/apps/x:v1 >/dev/null
+        SHIBAFU_ROOT=$LAB/other shibafu run --rm localhost:5001/apps/x:v1 echo ran-from-docker-registry
+        "#
+    ));
+    let pushed = out.lines().find_map(|l| l.strip_prefix("localhost:5000/lab/busybox:1 ")).unwrap_or_else(|| panic!("no push: {out}"));
+    assert!(out.contains("podman-has=127.0.0.1:5000/lab/busybox:1"), "{out}");
+    assert!(out.contains(&format!("podman-digest={pushed}")), "podman sees the digest we pushed: {out}");
+    assert!(out.contains(&format!("localhost:5001/lab/busybox:1 {pushed}")), "the same manifest through docker-registry: {out}");
+    assert!(out.contains("ran-from-docker-registry"), "{out}");
+}
