@@ -522,6 +522,17 @@
                       };
                     };
 
+                    # images/appliance/units/shibafu-registry.service: started by hand (phase 5
+                    # runs `registry serve` itself), `systemctl start shibafu-registry`.
+                    shibafu-registry = {
+                      description = "shibafu's OCI registry on port 5000 (phase 5), over the lab's data root";
+                      after = [ "network.target" ];
+                      serviceConfig = {
+                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} registry serve --port 5000";
+                        Restart = "on-failure";
+                      };
+                    };
+
                     # images/appliance/units/shibafu-proxy.service: NAME.localhost to container NAME.
                     shibafu-proxy = {
                       description = "shibafu's reverse proxy: http://NAME.localhost/ to container NAME";
@@ -683,6 +694,29 @@
               machine.wait_for_unit("shibafu-proxy.service")
               page = machine.wait_until_succeeds("curl -sf -H 'Host: web.localhost' http://127.0.0.1/")
               assert "Welcome to nginx!" in page, page
+        '';
+
+        phase5 = labTest pkgs "phase5" ''
+          with subtest("phase 5: our own registry, layers pushed, an image made of them, run from it"):
+              machine.succeed(
+                  "mkdir -p /tmp/alpine-rootfs /opt/python-3.11",
+                  "shibafu export busybox | tar -C /tmp/alpine-rootfs -xf -",
+                  "shibafu export python:3.11 | tar -C /opt/python-3.11 -xf -",
+                  "cd /root && ./container-tool prepare-layer alpine-base /tmp/alpine-rootfs",
+                  "cd /root && ./container-tool prepare-layer python-3.11 /opt/python-3.11",
+                  "systemctl start shibafu-registry.service",
+              )
+              machine.wait_until_succeeds("curl -sf localhost:5000/v2/")
+              machine.succeed(
+                  "cd /root && ./container-tool push-layer alpine-base localhost:5000/base/alpine:latest",
+                  "cd /root && ./container-tool push-layer python-3.11 localhost:5000/runtime/python:3.11",
+                  "cd /root && ./container-tool create-manifest --layers base/alpine:latest,runtime/python:3.11"
+                  + " localhost:5000/apps/python-app:v1",
+              )
+              out = machine.succeed(
+                  "cd /root && ./container-tool run localhost:5000/apps/python-app:v1 python3 --version </dev/null"
+              )
+              assert "Python 3.11." in out, out
         '';
 
         internet = labTest pkgs "internet" ''

@@ -207,3 +207,64 @@ fn podman_pulls_from_us_and_we_push_to_and_pull_from_docker_registry() {
     assert!(out.contains(&format!("localhost:5001/lab/busybox:1 {pushed}")), "the same manifest through docker-registry: {out}");
     assert!(out.contains("ran-from-docker-registry"), "{out}");
 }
+
+#[test]
+fn basic_auth_from_htpasswd() {
+    let lab = Lab::new();
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(lab.dir.path().join("htpasswd"), format!("lab:{hash}\n")).unwrap();
+    let out = lab.ok(
+        r#"
+        shibafu registry serve --port 5000 --address 127.0.0.1 --htpasswd $LAB/htpasswd 2>$LAB/registry.log &
+        for i in $(seq 50); do curl -s http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
+        echo anonymous=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/)
+        curl -s -D - -o /dev/null http://127.0.0.1:5000/v2/ | grep -i '^www-authenticate'
+        echo wrong=$(curl -s -o /dev/null -w '%{http_code}' -u lab:nope http://127.0.0.1:5000/v2/)
+        echo right=$(curl -s -o /dev/null -w '%{http_code}' -u lab:s3cret http://127.0.0.1:5000/v2/)
+        if shibafu push busybox localhost:5000/lab/busybox:1 2>/dev/null; then echo pushed-without-creds; fi
+        SHIBAFU_REGISTRY_AUTH=lab:s3cret shibafu push busybox localhost:5000/lab/busybox:1 >/dev/null && echo pushed-with-creds
+        skopeo inspect --tls-verify=false --creds lab:s3cret docker://127.0.0.1:5000/lab/busybox:1 | grep -c Digest
+        "#,
+    );
+    for want in ["anonymous=401", "Basic realm=\"shibafu registry\"", "wrong=401", "right=200", "pushed-with-creds"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    assert!(!out.contains("pushed-without-creds"), "{out}");
+}
+
+#[test]
+fn registry_gc_sweeps_what_no_manifest_refers_to_and_pull_takes_an_index() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {SERVE}
+        mkdir -p $LAB/a $LAB/b && tar -C $LAB/a -xf $BUSYBOX_TAR && echo a > $LAB/a/a && echo b > $LAB/b/b
+        shibafu prepare-layer a $LAB/a >/dev/null && shibafu prepare-layer b $LAB/b >/dev/null
+        shibafu push-layer a localhost:5000/lab/a:1 >/dev/null
+        B=$(shibafu push-layer b localhost:5000/lab/b:1 | cut -d' ' -f2)
+        # The layers' local names go, so only the registry holds their blobs.
+        shibafu layer rm a >/dev/null && shibafu layer rm b >/dev/null
+        curl -s -o /dev/null -X DELETE $R/v2/lab/b/manifests/$B
+        count() {{ ls $SHIBAFU_ROOT/blobs/sha256 | wc -l; }}
+        before=$(count)
+        touch -d '1 hour ago' $SHIBAFU_ROOT/blobs/sha256/*
+        shibafu registry gc --dry-run
+        echo after-dry-run=$(( before - $(count) ))
+        shibafu registry gc | sort
+        echo removed=$(( before - $(count) ))
+        echo again=$(shibafu registry gc | wc -l)
+        SHIBAFU_ROOT=$LAB/other shibafu run --rm localhost:5000/lab/a:1 cat /a
+        # An index with a linux/amd64 entry: pull takes that image.
+        A=$(curl -s -D - -o /dev/null $R/v2/lab/a/manifests/1 | tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {{print $2}}')
+        size=$(curl -s $R/v2/lab/a/manifests/1 | wc -c)
+        printf '{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}' $A $size > $LAB/index
+        curl -s -o /dev/null -w 'index=%{{http_code}}\n' -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' --data-binary @$LAB/index $R/v2/lab/a/manifests/multi
+        SHIBAFU_ROOT=$LAB/third shibafu run --rm localhost:5000/lab/a:multi cat /a
+        "#
+    ));
+    // b's layer, config and manifest go with their links (layer and config); a stays whole.
+    for want in ["after-dry-run=0", "removed link lab/b@", "removed blob sha256:", "removed=3", "again=0", "index=201"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+    assert_eq!(out.lines().filter(|l| l.starts_with("would remove blob")).count(), 3, "{out}");
+    assert_eq!(out.lines().filter(|l| *l == "a").count(), 2, "pulled by tag and through the index: {out}");
+}

@@ -21,12 +21,33 @@ pub enum RegistryCommand {
         /// images and the registry share their blobs).
         #[arg(long)]
         storage: Option<PathBuf>,
+        /// Require basic authentication with the users of this htpasswd file (bcrypt).
+        #[arg(long)]
+        htpasswd: Option<PathBuf>,
+    },
+    /// Remove what no manifest refers to: repositories' blob links, then the blobs nothing
+    /// (registry or local images) wants.
+    Gc {
+        /// Only say what would go.
+        #[arg(long)]
+        dry_run: bool,
+        /// The registry's data root, if not the shibafu root.
+        #[arg(long)]
+        storage: Option<PathBuf>,
     },
 }
 
 /// Runs a `registry` command.
 pub fn registry(root: &Path, cmd: RegistryCommand) -> Result<i32> {
-    let RegistryCommand::Serve { port, address, storage } = cmd;
-    crate::registry::serve(storage.as_deref().unwrap_or(root), SocketAddr::new(address, port))?;
+    match cmd {
+        RegistryCommand::Serve { port, address, storage, htpasswd } => {
+            crate::registry::serve(storage.as_deref().unwrap_or(root), SocketAddr::new(address, port), htpasswd.as_deref())?;
+        }
+        RegistryCommand::Gc { dry_run, storage } => {
+            for line in crate::registry::gc::collect(storage.as_deref().unwrap_or(root), dry_run)? {
+                println!("{}{line}", if dry_run { "would remove " } else { "removed " });
+            }
+        }
+    }
     Ok(0)
 }

@@ -44,6 +44,18 @@ impl Engine {
 
     /// Blobs that no image and no layer refers to.
     fn collect_blobs(&self, done: &mut Collected) -> Result<()> {
+        for (path, digest) in self.unwanted_blobs()? {
+            done.bytes += size_of(&path);
+            remove(&path)?;
+            done.removed.push(format!("blob {digest}"));
+        }
+        Ok(())
+    }
+
+    /// Blobs of the shared store that no image, layer, registry repository or registry
+    /// manifest refers to, older than the scratch age (a young one may belong to an import
+    /// or upload that has not recorded it yet): (path, digest).
+    pub fn unwanted_blobs(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
         let mut wanted: HashSet<String> = HashSet::new();
         let store = self.images();
         for i in self.db.images()? {
@@ -60,17 +72,14 @@ impl Engine {
         // (Which of those nothing refers to any more is `registry gc`'s call.)
         wanted.extend(self.db.blob_links()?.into_iter().map(|(_, d)| crate::storage::hex(&d).to_string()));
         wanted.extend(self.db.registry_manifests()?.into_iter().map(|m| crate::storage::hex(&m.digest).to_string()));
-        let dir = self.root.join("blobs/sha256");
-        for entry in read_dir(&dir)? {
+        let mut out = Vec::new();
+        for entry in read_dir(&self.root.join("blobs/sha256"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // A young blob may belong to an import that has not recorded it yet.
             if !wanted.contains(&name) && is_old(&entry) {
-                done.bytes += size_of(&entry.path());
-                remove(&entry.path())?;
-                done.removed.push(format!("blob sha256:{name}"));
+                out.push((entry.path(), format!("sha256:{name}")));
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Unpacked layers with no row: left by a prepare or import that failed after unpacking.

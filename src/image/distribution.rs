@@ -2,6 +2,7 @@
 //! image in the registry from other images' layers (cross-repository mounts, no bytes moved),
 //! push a local image, and pull one into the local store. Plain HTTP to the registry host of
 //! the reference (the lab's registries are on loopback). A blob the registry has is never sent.
+//! `SHIBAFU_REGISTRY_AUTH=USER:PASSWORD` sends basic authentication.
 
 use std::path::Path;
 
@@ -85,6 +86,10 @@ impl Registry {
         let mut req = Request::builder().method(method.clone()).uri(&url);
         if let Some(t) = content_type {
             req = req.header("content-type", t);
+        }
+        if let Ok(creds) = std::env::var("SHIBAFU_REGISTRY_AUTH") {
+            use base64::Engine as _;
+            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)));
         }
         req = req.header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
         let req = req.body(body).map_err(failed)?;
@@ -256,7 +261,12 @@ impl ImageStore<'_> {
     /// same verified import as `image import` (digests, sizes, diff_ids).
     pub fn pull(&self, source: &RemoteRef) -> Result<ImageRow> {
         let reg = Registry::new(&source.host)?;
-        let (bytes, m) = reg.manifest(&source.repo, &source.tag)?;
+        let (mut bytes, mut m) = reg.manifest(&source.repo, &source.tag)?;
+        if m.get("manifests").is_some() {
+            // An index (or a Docker manifest list): the linux/amd64 image of it.
+            let digest = pick_platform(&m).ok_or_else(|| failed(format!("{source} has no linux/amd64 image")))?;
+            (bytes, m) = reg.manifest(&source.repo, &digest)?;
+        }
         let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
         let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(&root).map_err(|e| failed(format!("scratch dir: {e}")))?;
         let dir = scratch.path();
@@ -298,6 +308,14 @@ fn descriptor(layer: &LayerRow) -> Value {
     json!({"mediaType": layer.media_type, "digest": layer.blob_digest, "size": layer.size})
 }
 
+/// The digest of an index's linux/amd64 manifest (or of its only one).
+fn pick_platform(index: &Value) -> Option<String> {
+    let entries = index.get("manifests")?.as_array()?;
+    let is_amd64 = |e: &&Value| e.pointer("/platform/os").and_then(Value::as_str) == Some("linux") && e.pointer("/platform/architecture").and_then(Value::as_str) == Some("amd64");
+    let entry = entries.iter().find(is_amd64).or(if entries.len() == 1 { entries.first() } else { None })?;
+    entry.get("digest")?.as_str().map(str::to_string)
+}
+
 /// The run-time settings of a parsed image config.
 fn config_settings(config: &Value) -> ImageConfig {
     let strings = |key: &str| -> Vec<String> {
@@ -324,5 +342,15 @@ mod tests {
         assert!(RemoteRef::parse("busybox:latest").is_none());
         assert!(RemoteRef::parse("library/busybox").is_none());
         assert_eq!(r.sibling("base/alpine:latest").unwrap().to_string(), "localhost:5000/base/alpine:latest");
+    }
+
+    #[test]
+    fn an_index_gives_its_linux_amd64_image() {
+        let index = json!({"manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]});
+        assert_eq!(pick_platform(&index).as_deref(), Some("sha256:amd"));
+        assert_eq!(pick_platform(&json!({"manifests": [{"digest": "sha256:only"}]})).as_deref(), Some("sha256:only"));
+        assert_eq!(pick_platform(&json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}, {"digest": "sha256:s390x"}]})), None);
     }
 }

@@ -108,6 +108,15 @@ impl ImageStore<'_> {
         self.drop_layer(diff_id)
     }
 
+    /// Deletes a blob the local store no longer needs, unless the registry serves it (the
+    /// store is shared).
+    pub fn remove_blob(&self, digest: &str) -> Result<()> {
+        if !self.db.registry_holds(digest)? {
+            let _ = std::fs::remove_file(self.blob_store().path(digest));
+        }
+        Ok(())
+    }
+
     /// Deletes a layer's directory, blob and row (the caller knows nothing uses it).
     pub fn drop_layer(&self, diff_id: &str) -> Result<()> {
         let blob = self.db.layer(diff_id)?.map(|l| l.blob_digest);
@@ -121,7 +130,7 @@ impl ImageStore<'_> {
         }
         self.db.delete_layer(diff_id)?;
         if let Some(b) = blob {
-            let _ = std::fs::remove_file(self.blob_store().path(&b));
+            self.remove_blob(&b)?;
         }
         if doomed.exists() {
             std::fs::remove_dir_all(&doomed).map_err(|e| unreadable(&doomed, e))?;

@@ -45,7 +45,7 @@ impl ImageStore<'_> {
         let others = self.db.images()?;
         for digest in [&image.config_digest, &image.manifest_digest] {
             if !others.iter().any(|i| &i.config_digest == digest || &i.manifest_digest == digest) {
-                let _ = std::fs::remove_file(self.blob_store().path(digest));
+                self.remove_blob(digest)?;
             }
         }
         // Layer blobs only this manifest named (not the recorded ones): gc takes them, as it

@@ -2,9 +2,11 @@
 //! images, so a layer is stored once however many repositories and images hold it. Uploads
 //! stream into the store, hashed as they arrive; blobs stream out, with Range.
 
+pub mod auth;
 pub mod blobs;
 pub mod discovery;
 pub mod error;
+pub mod gc;
 pub mod manifests;
 pub mod names;
 pub mod server;

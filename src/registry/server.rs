@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::Htpasswd;
 use super::error::{RegistryError, Result};
 use super::names::{route, valid_repo, Route};
 use super::uploads::Upload;
@@ -25,13 +26,16 @@ pub struct Registry {
     pub blobs: BlobStore,
     /// Upload sessions by ID.
     pub uploads: Mutex<HashMap<String, Arc<Upload>>>,
+    /// Basic authentication, when asked for.
+    pub auth: Option<Htpasswd>,
 }
 
 impl Registry {
     /// Opens the registry over a data root.
-    pub fn open(root: &Path) -> anyhow::Result<Registry> {
+    pub fn open(root: &Path, htpasswd: Option<&Path>) -> anyhow::Result<Registry> {
+        let auth = htpasswd.map(Htpasswd::load).transpose()?;
         let engine = crate::engine::Engine::open(root)?;
-        Ok(Registry { root: root.to_path_buf(), db: Mutex::new(engine.db), blobs: BlobStore::new(root), uploads: Mutex::new(HashMap::new()) })
+        Ok(Registry { root: root.to_path_buf(), db: Mutex::new(engine.db), blobs: BlobStore::new(root), uploads: Mutex::new(HashMap::new()), auth })
     }
 
     /// The state database (queries are short; the lock is never held across an await).
@@ -41,8 +45,8 @@ impl Registry {
 }
 
 /// Serves the registry on `listen` until killed.
-pub fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::open(root)?);
+pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry::open(root, htpasswd)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
@@ -79,6 +83,12 @@ async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, Qu
 }
 
 async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, headers: &HeaderMap, body: Body) -> Result<Response> {
+    if let Some(auth) = &reg.auth {
+        if !auth.allows(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+            return Err(RegistryError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required")
+                .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"shibafu registry\"".into()));
+        }
+    }
     let Some(route) = route(uri.path()) else {
         return Err(RegistryError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("no endpoint at {}", uri.path())));
     };

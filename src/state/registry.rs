@@ -137,6 +137,16 @@ impl Db {
         Ok(rows)
     }
 
+    /// Whether any repository holds the blob, or it is a registry manifest's bytes.
+    pub fn registry_holds(&self, digest: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM reg_blobs WHERE digest = ?1) + (SELECT count(*) FROM reg_manifests WHERE digest = ?1)",
+            [digest],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Every (repository, blob) link (for gc).
     pub fn blob_links(&self) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare("SELECT repo, digest FROM reg_blobs")?;

@@ -128,6 +128,17 @@ impl Vm {
         panic!("VM scenario {:?} failed: {why}\n----- console transcript -----\n{}\n----- end of transcript -----", self.scenario, self.transcript)
     }
 
+    /// Makes the sources phases 3 and 5 assume on the machine: /tmp/alpine-rootfs (the busybox
+    /// image), /opt/python-3.11 (python3.11 and its libraries, from the python image) and
+    /// /home/user/myapp/app.py.
+    pub fn make_layer_sources(&mut self) {
+        self.sh("mkdir -p /tmp/alpine-rootfs && shibafu export busybox | tar -C /tmp/alpine-rootfs -xf -");
+        self.sh("mkdir -p /tmp/py /opt/python-3.11/usr/bin /opt/python-3.11/usr/lib && shibafu export python:3.11 | tar -C /tmp/py -xf -");
+        self.sh("cp -a /tmp/py/usr/bin/python3.11 /opt/python-3.11/usr/bin/ && ln -s python3.11 /opt/python-3.11/usr/bin/python && cp -a /tmp/py/usr/lib/python3.11 /opt/python-3.11/usr/lib/");
+        self.sh("for lib in $(chroot /tmp/py ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do mkdir -p /opt/python-3.11$(dirname $lib) && cp -L /tmp/py$lib /opt/python-3.11$lib; done");
+        self.sh("mkdir -p /home/user/myapp && printf 'import sys\\nprint(\"hello from app.py on python\", sys.version.split()[0])\\n' > /home/user/myapp/app.py");
+    }
+
     /// Asserts `cond`, failing with the transcript.
     pub fn check(&self, cond: bool, what: &str) {
         if !cond {

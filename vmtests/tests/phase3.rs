@@ -10,11 +10,7 @@ use vmtests::Vm;
 fn phase3_layers_by_hand_and_overlayfs() {
     let mut vm = Vm::boot("phase3", Duration::from_secs(900));
     // The sources the plan assumes exist on the machine.
-    vm.sh("mkdir -p /tmp/alpine-rootfs && shibafu export busybox | tar -C /tmp/alpine-rootfs -xf -");
-    vm.sh("mkdir -p /tmp/py /opt/python-3.11/usr/bin /opt/python-3.11/usr/lib && shibafu export python:3.11 | tar -C /tmp/py -xf -");
-    vm.sh("cp -a /tmp/py/usr/bin/python3.11 /opt/python-3.11/usr/bin/ && ln -s python3.11 /opt/python-3.11/usr/bin/python && cp -a /tmp/py/usr/lib/python3.11 /opt/python-3.11/usr/lib/");
-    vm.sh("for lib in $(chroot /tmp/py ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do mkdir -p /opt/python-3.11$(dirname $lib) && cp -L /tmp/py$lib /opt/python-3.11$lib; done");
-    vm.sh("mkdir -p /home/user/myapp && printf 'import sys\\nprint(\"hello from app.py on python\", sys.version.split()[0])\\n' > /home/user/myapp/app.py");
+    vm.make_layer_sources();
 
     vm.sh("./container-tool prepare-layer alpine-base /tmp/alpine-rootfs");
     vm.sh("./container-tool prepare-layer python-3.11 /opt/python-3.11");
