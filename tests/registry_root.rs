@@ -268,3 +268,17 @@ fn registry_gc_sweeps_what_no_manifest_refers_to_and_pull_takes_an_index() {
     assert_eq!(out.lines().filter(|l| l.starts_with("would remove blob")).count(), 3, "{out}");
     assert_eq!(out.lines().filter(|l| *l == "a").count(), 2, "pulled by tag and through the index: {out}");
 }
+
+#[test]
+fn a_zstd_layer_pulls_and_runs() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {SERVE}
+        shibafu image export busybox $LAB/plain >/dev/null
+        skopeo copy -q --dest-tls-verify=false --dest-compress-format zstd oci:$LAB/plain:latest docker://127.0.0.1:5000/lab/zstd:1
+        curl -s $R/v2/lab/zstd/manifests/1 | grep -o 'tar+zstd'
+        SHIBAFU_ROOT=$LAB/other shibafu run --rm localhost:5000/lab/zstd:1 echo zstd-layer-ran
+        "#
+    ));
+    assert!(out.contains("tar+zstd") && out.contains("zstd-layer-ran"), "{out}");
+}

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::store::{ImageStore, Tee, LAYER_GZIP, LAYER_TAR};
+use super::store::{ImageStore, Tee, LAYER_GZIP, LAYER_TAR, LAYER_ZSTD};
+use crate::storage::unpack::Compression;
 use super::{unreadable, ImageConfig, ImageError, Reference, Result};
 use crate::state::images::{ImageRow, LayerRow};
 use crate::storage::pack::{self, PackOptions};
@@ -66,7 +67,11 @@ impl ImageStore<'_> {
         let mut blob = self.blob_store().writer()?;
         let unpacked = unpack::unpack_layer(Tee { from: file, to: &mut blob }, &self.layers_dir())?;
         let (blob_digest, size) = blob.commit(None)?;
-        let media_type = if unpacked.gzip { LAYER_GZIP } else { LAYER_TAR };
+        let media_type = match unpacked.compression {
+            Compression::Gzip => LAYER_GZIP,
+            Compression::Zstd => LAYER_ZSTD,
+            Compression::None => LAYER_TAR,
+        };
         Ok(LayerRow { diff_id: unpacked.diff_id, blob_digest, media_type: media_type.into(), size: size as i64 })
     }
 

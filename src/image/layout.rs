@@ -20,9 +20,10 @@ const MAX_JSON: u64 = 4 << 20;
 /// The annotation that names a manifest in an index.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-const LAYER_TYPES: [&str; 4] = [
+const LAYER_TYPES: [&str; 5] = [
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];
@@ -137,7 +138,7 @@ impl ImageStore<'_> {
     /// Copies one layer blob into the store (verified) and unpacks it unless it already is.
     fn import_layer(&self, layout: &Layout, d: &Descriptor, diff_id: &str, made: &mut Made) -> Result<LayerRow> {
         if !LAYER_TYPES.contains(&d.media_type.as_str()) {
-            return Err(layout.corrupt(format!("layer {} has media type {:?}; shibafu takes tar and tar+gzip layers", d.digest, d.media_type)));
+            return Err(layout.corrupt(format!("layer {} has media type {:?}; shibafu takes tar, tar+gzip and tar+zstd layers", d.digest, d.media_type)));
         }
         let file = layout.open_blob(d)?;
         let row = |size: u64| LayerRow { diff_id: diff_id.to_string(), blob_digest: d.digest.clone(), media_type: d.media_type.clone(), size: size as i64 };

@@ -28,13 +28,36 @@ pub struct Unpacked {
     pub diff_id: String,
     /// Bytes of the uncompressed tar.
     pub size: u64,
-    /// Whether the archive was gzip-compressed.
-    pub gzip: bool,
+    /// How the archive was compressed.
+    pub compression: Compression,
     /// Whether this unpack put the layer's directory in place (false: it was there already).
     pub created: bool,
 }
 
-/// Unpacks a layer (plain or gzip tar) into `layers/<diff_id hex>`, once: when the directory
+/// How a layer archive is compressed, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (1f 8b).
+    Gzip,
+    /// zstd (28 b5 2f fd).
+    Zstd,
+}
+
+impl Compression {
+    fn of(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Unpacks a layer (plain, gzip or zstd tar) into `layers/<diff_id hex>`, once: when the directory
 /// already exists the copy just made is dropped. Nothing is left behind on failure.
 pub fn unpack_layer(reader: impl Read, layers_dir: &Path) -> Result<Unpacked> {
     std::fs::create_dir_all(layers_dir).map_err(StorageError::io(format!("create {}", layers_dir.display())))?;
@@ -56,12 +79,16 @@ pub fn unpack_layer(reader: impl Read, layers_dir: &Path) -> Result<Unpacked> {
     Ok(unpacked)
 }
 
-/// Unpacks a plain or gzip tar into the existing directory `dest`.
+/// Unpacks a plain, gzip or zstd tar into the existing directory `dest`.
 pub fn unpack_into(reader: impl Read, dest: &Path) -> Result<Unpacked> {
     let mut buffered = BufReader::with_capacity(1 << 20, reader);
     let head = buffered.fill_buf().map_err(StorageError::io("read archive"))?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let decoded: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let compression = Compression::of(head);
+    let decoded: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(StorageError::io("start the zstd decoder"))?),
+        Compression::None => Box::new(buffered),
+    };
     let mut hashing = Hashing { inner: decoded, hasher: Sha256::new(), count: 0 };
     let root = nix::fcntl::open(dest, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(StorageError::sys(format!("open {}", dest.display())))?;
@@ -82,7 +109,7 @@ pub fn unpack_into(reader: impl Read, dest: &Path) -> Result<Unpacked> {
     for (path, mtime) in dirs.iter().rev() {
         set_times(root.as_fd(), path, *mtime, false)?;
     }
-    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count, gzip, created: false })
+    Ok(Unpacked { diff_id: format!("sha256:{:x}", hashing.hasher.finalize()), size: hashing.count, compression, created: false })
 }
 
 fn bad(e: std::io::Error) -> StorageError {
