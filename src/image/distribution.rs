@@ -14,6 +14,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+use super::progress::Progress;
 use super::store::{ImageConfig, ImageStore};
 use super::{ImageError, Result};
 use crate::state::images::{ImageRow, LayerRow};
@@ -83,16 +84,7 @@ impl Registry {
 
     fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: Body) -> Result<Answer> {
         let url = if path.starts_with("http") { path.to_string() } else { format!("http://{}{path}", self.host) };
-        let mut req = Request::builder().method(method.clone()).uri(&url);
-        if let Some(t) = content_type {
-            req = req.header("content-type", t);
-        }
-        if let Ok(creds) = std::env::var("SHIBAFU_REGISTRY_AUTH") {
-            use base64::Engine as _;
-            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)));
-        }
-        req = req.header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json");
-        let req = req.body(body).map_err(failed)?;
+        let req = self.request(method.clone(), &url, content_type).body(body).map_err(failed)?;
         self.rt.block_on(async {
             let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {e}")))?;
             let status = resp.status();
@@ -100,6 +92,22 @@ impl Registry {
             let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
             Ok(Answer { status, location, body })
         })
+    }
+
+    /// A request with the headers every call carries: Accept, and basic auth when given.
+    fn request(&self, method: Method, url: &str, content_type: Option<&str>) -> hyper::http::request::Builder {
+        let mut req = Request::builder().method(method).uri(url);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        if let Ok(creds) = std::env::var("SHIBAFU_REGISTRY_AUTH") {
+            use base64::Engine as _;
+            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)));
+        }
+        req.header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+        )
     }
 
     fn bytes(data: Vec<u8>) -> Body {
@@ -130,13 +138,20 @@ impl Registry {
         let start = Self::expect(self.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), None, Self::empty())?, &[StatusCode::ACCEPTED], "start an upload")?;
         let location = start.location.ok_or_else(|| failed("the upload has no Location"))?;
         let sep = if location.contains('?') { '&' } else { '?' };
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(format!("pushing {}", short(digest)), size)));
+        let counter = progress.clone();
         let body = self.rt.block_on(async {
             let f = tokio::fs::File::open(file).await.map_err(|e| failed(format!("read {}: {e}", file.display())))?;
-            let frames = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).map_ok(hyper::body::Frame::data);
+            let frames = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).map_ok(move |chunk| {
+                counter.lock().expect("never poisoned").add(chunk.len() as u64);
+                hyper::body::Frame::data(chunk)
+            });
             Ok::<Body, ImageError>(BodyExt::boxed(http_body_util::StreamBody::new(frames)))
         })?;
         let done = self.call(Method::PUT, &format!("{location}{sep}digest={digest}"), Some("application/octet-stream"), body)?;
         Self::expect(done, &[StatusCode::CREATED], &format!("upload {digest}"))?;
+        progress.lock().expect("never poisoned").finish("pushed");
         Ok(true)
     }
 
@@ -167,10 +182,36 @@ impl Registry {
         Ok((a.body.to_vec(), parsed))
     }
 
-    /// A whole blob.
+    /// A whole (small) blob, in memory.
     pub fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
         let a = Self::expect(self.call(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), None, Self::empty())?, &[StatusCode::OK], &format!("get blob {digest}"))?;
         Ok(a.body.to_vec())
+    }
+
+    /// Streams a blob into the file `dest` (a layer never sits in memory).
+    pub fn download(&self, repo: &str, digest: &str, dest: &Path) -> Result<()> {
+        let url = format!("http://{}/v2/{repo}/blobs/{digest}", self.host);
+        let req = self.request(Method::GET, &url, None).body(Self::empty()).map_err(failed)?;
+        self.rt.block_on(async {
+            let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {e}")))?;
+            if resp.status() != StatusCode::OK {
+                return Err(failed(format!("get blob {digest}: {}", resp.status())));
+            }
+            let size = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut progress = Progress::new(format!("pulling {}", short(digest)), size);
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?);
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| failed(format!("GET {url}: {e}")))?;
+                if let Some(data) = frame.data_ref() {
+                    std::io::Write::write_all(&mut out, data).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
+                    progress.add(data.len() as u64);
+                }
+            }
+            std::io::Write::flush(&mut out).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
+            progress.finish("pulled");
+            Ok(())
+        })
     }
 }
 
@@ -282,7 +323,8 @@ impl ImageStore<'_> {
         for d in wanted {
             let digest = d.get("digest").and_then(Value::as_str).ok_or_else(|| failed("a descriptor without a digest"))?;
             if !self.blob_store().exists(digest) {
-                write(digest, &reg.blob(&source.repo, digest)?)?;
+                let hex = digest.strip_prefix("sha256:").ok_or_else(|| failed(format!("{digest} is not sha256")))?;
+                reg.download(&source.repo, digest, &blobs.join(hex))?;
             } else {
                 std::fs::copy(self.blob_store().path(digest), blobs.join(&digest[7..])).map_err(|e| failed(format!("copy {digest}: {e}")))?;
             }
@@ -302,6 +344,11 @@ impl ImageStore<'_> {
         reg.push_blob(&target.repo, &config_digest, &self.blob_store().path(&config_digest))?;
         reg.put_manifest(&target.repo, &target.tag, super::store::MANIFEST_TYPE, manifest(&config_digest, config.len(), layers))
     }
+}
+
+/// `sha256:1a2b3c4d5e6f`: enough of a digest to tell blobs apart on screen.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
 }
 
 fn descriptor(layer: &LayerRow) -> Value {

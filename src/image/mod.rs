@@ -3,6 +3,7 @@
 
 pub mod distribution;
 pub mod export;
+pub mod progress;
 pub mod layers;
 pub mod layout;
 pub mod manage;
