@@ -79,6 +79,13 @@ impl Engine {
                 out.push((entry.path(), format!("sha256:{name}")));
             }
         }
+        // sha512 names (hard links) of blobs the registry took by sha512: wanted while linked.
+        for entry in read_dir(&self.root.join("blobs/sha512"))? {
+            let digest = format!("sha512:{}", entry.file_name().to_string_lossy());
+            if !wanted.contains(&digest) {
+                out.push((entry.path(), digest));
+            }
+        }
         Ok(out)
     }
 

@@ -102,9 +102,10 @@ pub fn valid_tag(tag: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
-/// A digest this registry stores: `sha256:` and 64 lowercase hex digits.
+/// A digest this registry takes: `sha256:` and 64, or `sha512:` and 128, lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+    let lower_hex = |h: &str, n: usize| h.len() == n && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    d.strip_prefix("sha256:").is_some_and(|h| lower_hex(h, 64)) || d.strip_prefix("sha512:").is_some_and(|h| lower_hex(h, 128))
 }
 
 #[cfg(test)]
@@ -137,7 +138,8 @@ mod tests {
         }
         assert!(valid_tag("v1.0_rc-1") && valid_tag("_x") && valid_tag("TEST0"));
         assert!(!valid_tag(".INVALID_MANIFEST_NAME") && !valid_tag("-x") && !valid_tag(&"a".repeat(129)) && !valid_tag(""));
-        assert!(valid_digest(&format!("sha256:{}", "a".repeat(64))));
+        assert!(valid_digest(&format!("sha256:{}", "a".repeat(64))) && valid_digest(&format!("sha512:{}", "b".repeat(128))));
+        assert!(!valid_digest(&format!("sha512:{}", "b".repeat(64))));
         assert!(!valid_digest("sha256:totallywrong") && !valid_digest(&format!("sha256:{}", "A".repeat(64))) && !valid_digest("md5:x"));
     }
 }

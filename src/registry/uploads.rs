@@ -113,7 +113,10 @@ async fn append(writer: &mut BlobWriter, body: Body) -> Result<()> {
 /// Checks the digest and stores the blob in the repository.
 fn close(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result<Response> {
     if !valid_digest(digest) {
-        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a sha256 digest (sha256:<64 hex digits>)")));
+        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a digest (sha256:<64 hex digits> or sha512:<128>)")));
+    }
+    if digest.starts_with("sha512:") {
+        return close_sha512(reg, repo, writer, digest);
     }
     let (digest, size) = tokio::task::block_in_place(|| writer.commit(Some(digest))).map_err(|e| match e {
         crate::storage::StorageError::DigestMismatch { expected, actual } => {
@@ -123,6 +126,18 @@ fn close(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result
     })?;
     reg.db().link_blob(repo, &digest, size)?;
     Ok(stored(repo, &digest))
+}
+
+/// A blob named by sha512: stored under its sha256 as every blob is, then checked against the
+/// sha512 and given that name too; a mismatch leaves no sha512 name and no repository link.
+fn close_sha512(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result<Response> {
+    let (sha256, size) = tokio::task::block_in_place(|| writer.commit(None)).map_err(RegistryError::internal)?;
+    let linked = tokio::task::block_in_place(|| reg.blobs.link_sha512(&sha256, digest)).map_err(RegistryError::internal)?;
+    if !linked {
+        return Err(RegistryError::digest_invalid(format!("the upload's content does not have the digest {digest}; nothing was stored under it")));
+    }
+    reg.db().link_blob(repo, digest, size)?;
+    Ok(stored(repo, digest))
 }
 
 /// A chunk must start where the upload ends (`Content-Range: A-B`, with or without `bytes `).

@@ -20,9 +20,33 @@ impl BlobStore {
         BlobStore { root: data_root.join("blobs") }
     }
 
-    /// Where a blob lives (whether or not it exists).
+    /// Where a blob lives (whether or not it exists): `sha256/<hex>`, or `sha512/<hex>` for
+    /// the sha512 name of a blob (a hard link to its sha256 file).
     pub fn path(&self, digest: &str) -> PathBuf {
-        self.root.join("sha256").join(hex(digest))
+        match digest.strip_prefix("sha512:") {
+            Some(h) => self.root.join("sha512").join(h),
+            None => self.root.join("sha256").join(hex(digest)),
+        }
+    }
+
+    /// Gives a stored blob its sha512 name too, after checking the content has that digest.
+    /// Returns false (and links nothing) on a mismatch.
+    pub fn link_sha512(&self, sha256: &str, sha512: &str) -> Result<bool> {
+        use sha2::Sha512;
+        let from = self.path(sha256);
+        let mut file = std::fs::File::open(&from).map_err(StorageError::io(format!("open blob {sha256}")))?;
+        let mut hasher = Sha512::new();
+        std::io::copy(&mut file, &mut hasher).map_err(StorageError::io(format!("read blob {sha256}")))?;
+        if format!("sha512:{:x}", hasher.finalize()) != sha512 {
+            return Ok(false);
+        }
+        let to = self.path(sha512);
+        std::fs::create_dir_all(self.root.join("sha512")).map_err(StorageError::io("create blobs/sha512"))?;
+        match std::fs::hard_link(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
+            Err(e) => Err(StorageError::io(format!("link {}", to.display()))(e)),
+        }
     }
 
     /// Whether a blob is stored.
