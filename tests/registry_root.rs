@@ -286,3 +286,67 @@ fn a_zstd_layer_pulls_and_runs() {
     ));
     assert!(out.contains("tar+zstd") && out.contains("zstd-layer-ran"), "{out}");
 }
+
+/// A TLS front for our registry that wants a bearer token, as a public registry does: 401
+/// with a challenge naming /token, which hands out the token; with it, requests go through.
+const BEARER_GATE: &str = r#"
+import http.client, http.server, json, ssl, sys
+CHALLENGE = 'Bearer realm="https://127.0.0.1:5443/token",service="lab",scope="repository:lab/busybox:pull"'
+class Gate(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+    def any(self):
+        if self.path.startswith("/token"):
+            ok = "service=lab" in self.path and "scope=repository:lab/busybox:pull" in self.path
+            return self.reply(200 if ok else 400, json.dumps({"token": "t0k3n"}).encode())
+        if self.headers.get("Authorization") != "Bearer t0k3n":
+            return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", CHALLENGE)])
+        up = http.client.HTTPConnection("127.0.0.1", 5000)
+        up.request(self.command, self.path)
+        r = up.getresponse()
+        body = r.read()
+        keep = [(k, v) for k, v in r.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+        self.reply(r.status, body, keep)
+    do_GET = do_HEAD = any
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 5443), Gate)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn pull_speaks_tls_and_follows_the_bearer_token_flow() {
+    let lab = Lab::new();
+    std::fs::write(lab.dir.path().join("gate.py"), BEARER_GATE).unwrap();
+    let out = lab.ok(&format!(
+        r#"
+        {SERVE}
+        shibafu push busybox localhost:5000/lab/busybox:1 >/dev/null
+        cd $LAB
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=lab-ca 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 1 -extfile ext 2>/dev/null
+        python3 gate.py srv.pem srv.key &
+        for i in $(seq 50); do curl -s --cacert ca.pem https://127.0.0.1:5443/v2/ >/dev/null && break; sleep 0.1; done
+        echo anonymous=$(curl -s -o /dev/null -w '%{{http_code}}' --cacert ca.pem https://127.0.0.1:5443/v2/lab/busybox/manifests/1)
+        SSL_CERT_FILE=$LAB/ca.pem SHIBAFU_ROOT=$LAB/other shibafu run --rm 127.0.0.1:5443/lab/busybox:1 echo pulled-over-tls-with-a-token
+        if SHIBAFU_ROOT=$LAB/third shibafu pull 127.0.0.1:5443/lab/busybox:1 2>$LAB/err; then echo trusted-an-unknown-ca; fi
+        cat $LAB/err
+        "#
+    ));
+    assert!(out.contains("anonymous=401"), "{out}");
+    assert!(out.contains("pulled-over-tls-with-a-token"), "{out}");
+    assert!(!out.contains("trusted-an-unknown-ca"), "{out}");
+    assert!(out.contains("invalid peer certificate"), "an untrusted certificate is named as the reason: {out}");
+}

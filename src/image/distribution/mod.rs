@@ -6,16 +6,14 @@
 
 use std::path::Path;
 
-use futures::TryStreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+mod api;
+mod challenge;
+mod client;
+
 use serde_json::{json, Value};
 
-use super::progress::Progress;
 use super::store::{ImageConfig, ImageStore};
+use client::{failed, Registry};
 use super::{ImageError, Result};
 use crate::state::images::{ImageRow, LayerRow};
 
@@ -38,6 +36,11 @@ impl RemoteRef {
             return None;
         }
         let r = super::reference::parse(rest).ok()?;
+        // Docker Hub: docker.io/busybox is registry-1.docker.io/library/busybox.
+        if host == "docker.io" || host == "index.docker.io" {
+            let repo = if r.name.contains('/') { r.name } else { format!("library/{}", r.name) };
+            return Some(RemoteRef { host: "registry-1.docker.io".into(), repo, tag: r.tag });
+        }
         Some(RemoteRef { host: host.into(), repo: r.name, tag: r.tag })
     }
 
@@ -51,167 +54,6 @@ impl RemoteRef {
 impl std::fmt::Display for RemoteRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}:{}", self.host, self.repo, self.tag)
-    }
-}
-
-type Body = BoxBody<Bytes, std::io::Error>;
-
-/// A small blocking client over hyper.
-pub struct Registry {
-    rt: tokio::runtime::Runtime,
-    client: Client<HttpConnector, Body>,
-    host: String,
-}
-
-/// An answer: status, `Location`, body.
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    body: Bytes,
-}
-
-fn failed(what: impl std::fmt::Display) -> ImageError {
-    ImageError::BadReference(format!("registry: {what}"))
-}
-
-impl Registry {
-    /// A client for the registry at `host`.
-    pub fn new(host: &str) -> Result<Registry> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Registry { rt, client, host: host.into() })
-    }
-
-    fn call(&self, method: Method, path: &str, content_type: Option<&str>, body: Body) -> Result<Answer> {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("http://{}{path}", self.host) };
-        let req = self.request(method.clone(), &url, content_type).body(body).map_err(failed)?;
-        self.rt.block_on(async {
-            let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {e}")))?;
-            let status = resp.status();
-            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
-            let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
-            Ok(Answer { status, location, body })
-        })
-    }
-
-    /// A request with the headers every call carries: Accept, and basic auth when given.
-    fn request(&self, method: Method, url: &str, content_type: Option<&str>) -> hyper::http::request::Builder {
-        let mut req = Request::builder().method(method).uri(url);
-        if let Some(t) = content_type {
-            req = req.header("content-type", t);
-        }
-        if let Ok(creds) = std::env::var("SHIBAFU_REGISTRY_AUTH") {
-            use base64::Engine as _;
-            req = req.header("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)));
-        }
-        req.header(
-            "accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
-        )
-    }
-
-    fn bytes(data: Vec<u8>) -> Body {
-        Full::new(Bytes::from(data)).map_err(|never| match never {}).boxed()
-    }
-
-    fn empty() -> Body {
-        Self::bytes(Vec::new())
-    }
-
-    fn expect(a: Answer, want: &[StatusCode], what: &str) -> Result<Answer> {
-        if want.contains(&a.status) {
-            return Ok(a);
-        }
-        Err(failed(format!("{what}: {} {}", a.status, String::from_utf8_lossy(&a.body).trim())))
-    }
-
-    /// Whether `repo` has the blob.
-    pub fn has_blob(&self, repo: &str, digest: &str) -> Result<bool> {
-        Ok(self.call(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"), None, Self::empty())?.status == StatusCode::OK)
-    }
-
-    /// Uploads a blob from a file unless `repo` has it; true when bytes were sent.
-    pub fn push_blob(&self, repo: &str, digest: &str, file: &Path) -> Result<bool> {
-        if self.has_blob(repo, digest)? {
-            return Ok(false);
-        }
-        let start = Self::expect(self.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), None, Self::empty())?, &[StatusCode::ACCEPTED], "start an upload")?;
-        let location = start.location.ok_or_else(|| failed("the upload has no Location"))?;
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-        let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::new(format!("pushing {}", short(digest)), size)));
-        let counter = progress.clone();
-        let body = self.rt.block_on(async {
-            let f = tokio::fs::File::open(file).await.map_err(|e| failed(format!("read {}: {e}", file.display())))?;
-            let frames = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).map_ok(move |chunk| {
-                counter.lock().expect("never poisoned").add(chunk.len() as u64);
-                hyper::body::Frame::data(chunk)
-            });
-            Ok::<Body, ImageError>(BodyExt::boxed(http_body_util::StreamBody::new(frames)))
-        })?;
-        let done = self.call(Method::PUT, &format!("{location}{sep}digest={digest}"), Some("application/octet-stream"), body)?;
-        Self::expect(done, &[StatusCode::CREATED], &format!("upload {digest}"))?;
-        progress.lock().expect("never poisoned").finish("pushed");
-        Ok(true)
-    }
-
-    /// Links a blob of `from` into `repo` without sending it; false when the registry would not.
-    pub fn mount_blob(&self, repo: &str, digest: &str, from: &str) -> Result<bool> {
-        let a = self.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"), None, Self::empty())?;
-        if a.status == StatusCode::ACCEPTED {
-            // Not mounted: the registry opened an upload instead; close it.
-            if let Some(loc) = a.location {
-                let _ = self.call(Method::DELETE, &loc, None, Self::empty());
-            }
-        }
-        Ok(a.status == StatusCode::CREATED)
-    }
-
-    /// Pushes a manifest under `tag`; returns its digest.
-    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: Vec<u8>) -> Result<String> {
-        let digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        let a = self.call(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"), Some(media_type), Self::bytes(bytes))?;
-        Self::expect(a, &[StatusCode::CREATED], &format!("push the manifest of {repo}:{tag}"))?;
-        Ok(digest)
-    }
-
-    /// A manifest by tag or digest: (bytes, parsed).
-    pub fn manifest(&self, repo: &str, reference: &str) -> Result<(Vec<u8>, Value)> {
-        let a = Self::expect(self.call(Method::GET, &format!("/v2/{repo}/manifests/{reference}"), None, Self::empty())?, &[StatusCode::OK], &format!("get {repo}:{reference}"))?;
-        let parsed = serde_json::from_slice(&a.body).map_err(|e| failed(format!("{repo}:{reference} is not JSON: {e}")))?;
-        Ok((a.body.to_vec(), parsed))
-    }
-
-    /// A whole (small) blob, in memory.
-    pub fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
-        let a = Self::expect(self.call(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), None, Self::empty())?, &[StatusCode::OK], &format!("get blob {digest}"))?;
-        Ok(a.body.to_vec())
-    }
-
-    /// Streams a blob into the file `dest` (a layer never sits in memory).
-    pub fn download(&self, repo: &str, digest: &str, dest: &Path) -> Result<()> {
-        let url = format!("http://{}/v2/{repo}/blobs/{digest}", self.host);
-        let req = self.request(Method::GET, &url, None).body(Self::empty()).map_err(failed)?;
-        self.rt.block_on(async {
-            let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {e}")))?;
-            if resp.status() != StatusCode::OK {
-                return Err(failed(format!("get blob {digest}: {}", resp.status())));
-            }
-            let size = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut progress = Progress::new(format!("pulling {}", short(digest)), size);
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?);
-            let mut body = resp.into_body();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| failed(format!("GET {url}: {e}")))?;
-                if let Some(data) = frame.data_ref() {
-                    std::io::Write::write_all(&mut out, data).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
-                    progress.add(data.len() as u64);
-                }
-            }
-            std::io::Write::flush(&mut out).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
-            progress.finish("pulled");
-            Ok(())
-        })
     }
 }
 
@@ -295,7 +137,7 @@ impl ImageStore<'_> {
         for d in blobs {
             reg.push_blob(&target.repo, &d, &self.blob_store().path(&d))?;
         }
-        reg.put_manifest(&target.repo, &target.tag, &media_type, self.blob_store().read(&image.manifest_digest)?)
+        reg.put_manifest(&target.repo, &target.tag, &media_type, &self.blob_store().read(&image.manifest_digest)?)
     }
 
     /// `pull HOST/REPO:TAG`: manifest, config and layers into a scratch OCI layout, then the
@@ -342,13 +184,8 @@ impl ImageStore<'_> {
     fn push_config_and_manifest(&self, reg: &Registry, target: &RemoteRef, config: Vec<u8>, layers: &[Value]) -> Result<String> {
         let (config_digest, _) = self.blob_store().put_bytes(&config)?;
         reg.push_blob(&target.repo, &config_digest, &self.blob_store().path(&config_digest))?;
-        reg.put_manifest(&target.repo, &target.tag, super::store::MANIFEST_TYPE, manifest(&config_digest, config.len(), layers))
+        reg.put_manifest(&target.repo, &target.tag, super::store::MANIFEST_TYPE, &manifest(&config_digest, config.len(), layers))
     }
-}
-
-/// `sha256:1a2b3c4d5e6f`: enough of a digest to tell blobs apart on screen.
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
 }
 
 fn descriptor(layer: &LayerRow) -> Value {
@@ -387,6 +224,8 @@ mod tests {
         assert_eq!((r.host.as_str(), r.repo.as_str(), r.tag.as_str()), ("localhost:5000", "apps/python-app", "v1"));
         assert_eq!(RemoteRef::parse("registry.local/base/alpine").unwrap().tag, "latest");
         assert!(RemoteRef::parse("busybox:latest").is_none());
+        let hub = RemoteRef::parse("docker.io/busybox:1.36").unwrap();
+        assert_eq!(hub.to_string(), "registry-1.docker.io/library/busybox:1.36");
         assert!(RemoteRef::parse("library/busybox").is_none());
         assert_eq!(r.sibling("base/alpine:latest").unwrap().to_string(), "localhost:5000/base/alpine:latest");
     }

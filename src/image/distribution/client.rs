@@ -1,0 +1,238 @@
+//! A small blocking registry client over hyper: HTTPS (the system's roots, and SSL_CERT_FILE),
+//! plain HTTP for loopback registries that do not speak TLS and for those named in
+//! `SHIBAFU_INSECURE_REGISTRIES`; basic authentication from `SHIBAFU_REGISTRY_AUTH=USER:PASSWORD`,
+//! and the bearer token flow (a 401 names the token service; the token is fetched and the
+//! request sent again).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use super::super::progress::Progress;
+use super::super::{ImageError, Result};
+use super::challenge::{token_url, Challenge};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What a request carries; rebuilt for a second try after a token was fetched.
+pub enum Payload<'a> {
+    /// Nothing.
+    Empty,
+    /// Bytes in memory (manifests, configs).
+    Bytes(&'a [u8]),
+    /// A file, streamed (layers), with its progress report.
+    File(&'a Path, Arc<Mutex<Progress>>),
+}
+
+/// An answer: status, `Location`, the challenge of a 401, the body.
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `Location`, if any.
+    pub location: Option<String>,
+    /// The body.
+    pub body: Bytes,
+    challenge: Option<String>,
+}
+
+/// A client for one registry host.
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    base: String,
+    token: Mutex<Option<String>>,
+}
+
+/// A failure talking to a registry.
+pub fn failed(what: impl std::fmt::Display) -> ImageError {
+    ImageError::BadReference(format!("registry: {what}"))
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+impl Registry {
+    /// A client for the registry at `host` (`localhost:5000`, `registry-1.docker.io`).
+    pub fn new(host: &str) -> Result<Registry> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots().map_err(|e| failed(format!("TLS roots: {e}")))?.https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        let mut reg = Registry { rt, client, base: format!("https://{host}"), token: Mutex::new(None) };
+        if insecure(host) || (is_loopback(host) && !reg.speaks_tls()) {
+            reg.base = format!("http://{host}");
+        }
+        Ok(reg)
+    }
+
+    /// Whether the host answers HTTPS (a loopback registry may speak plain HTTP only). A
+    /// certificate that does not verify counts as TLS: the requests then fail saying so.
+    fn speaks_tls(&self) -> bool {
+        let req = Request::get(format!("{}/v2/", self.base)).body(empty()).expect("a GET builds");
+        self.rt.block_on(async {
+            match tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => chain(&e).contains("certificate"),
+                Err(_) => false,
+            }
+        })
+    }
+
+    /// Sends a request; on a 401 with a bearer challenge, fetches a token and sends it again.
+    pub fn call(&self, method: Method, path: &str, content_type: Option<&str>, payload: &Payload) -> Result<Answer> {
+        let first = self.send(method.clone(), path, content_type, payload)?;
+        if first.status != StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let Some(challenge) = first.challenge.as_deref().and_then(Challenge::parse) else { return Ok(first) };
+        self.fetch_token(&challenge)?;
+        self.send(method, path, content_type, payload)
+    }
+
+    fn send(&self, method: Method, path: &str, content_type: Option<&str>, payload: &Payload) -> Result<Answer> {
+        let url = self.url(path);
+        let body = match payload {
+            Payload::Empty => empty(),
+            Payload::Bytes(b) => Full::new(Bytes::copy_from_slice(b)).map_err(|never| match never {}).boxed(),
+            Payload::File(file, progress) => self.file_body(file, progress.clone())?,
+        };
+        let req = self.request(method.clone(), &url, content_type).body(body).map_err(failed)?;
+        self.rt.block_on(async {
+            let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {}", chain(&e))))?;
+            let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let (status, location, challenge) = (resp.status(), header("location"), header("www-authenticate"));
+            let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
+            Ok(Answer { status, location, body, challenge })
+        })
+    }
+
+    fn file_body(&self, file: &Path, progress: Arc<Mutex<Progress>>) -> Result<Body> {
+        let file: PathBuf = file.to_path_buf();
+        self.rt.block_on(async move {
+            let f = tokio::fs::File::open(&file).await.map_err(|e| failed(format!("read {}: {e}", file.display())))?;
+            let frames = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10).map_ok(move |chunk| {
+                progress.lock().expect("never poisoned").add(chunk.len() as u64);
+                hyper::body::Frame::data(chunk)
+            });
+            Ok(BodyExt::boxed(http_body_util::StreamBody::new(frames)))
+        })
+    }
+
+    /// An absolute URL for a path or a Location (which may be absolute already).
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") { path.to_string() } else { format!("{}{path}", self.base) }
+    }
+
+    /// A request with what every call carries: Accept, and the token or basic credentials.
+    fn request(&self, method: Method, url: &str, content_type: Option<&str>) -> hyper::http::request::Builder {
+        let mut req = Request::builder().method(method).uri(url).header("accept", ACCEPT);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        if let Some(token) = self.token.lock().expect("never poisoned").as_ref() {
+            req = req.header("authorization", format!("Bearer {token}"));
+        } else if let Some(basic) = basic_auth() {
+            req = req.header("authorization", basic);
+        }
+        req
+    }
+
+    fn fetch_token(&self, challenge: &Challenge) -> Result<()> {
+        let url = token_url(challenge);
+        let mut req = Request::get(&url);
+        if let Some(basic) = basic_auth() {
+            req = req.header("authorization", basic);
+        }
+        let req = req.body(empty()).map_err(failed)?;
+        let body = self.rt.block_on(async {
+            let resp = self.client.request(req).await.map_err(|e| failed(format!("token from {url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(failed(format!("token from {url}: {}", resp.status())));
+            }
+            Ok(resp.into_body().collect().await.map_err(|e| failed(format!("token from {url}: {e}")))?.to_bytes())
+        })?;
+        let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|e| failed(format!("token from {url}: {e}")))?;
+        let token = parsed.get("token").or_else(|| parsed.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| failed(format!("{url} gave no token")))?;
+        *self.token.lock().expect("never poisoned") = Some(token.to_string());
+        Ok(())
+    }
+
+    /// Streams a blob into the file `dest` (a layer never sits in memory).
+    pub fn download(&self, repo: &str, digest: &str, dest: &Path) -> Result<()> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let req = self.request(Method::GET, &url, None).body(empty()).map_err(failed)?;
+        self.rt.block_on(async {
+            let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {e}")))?;
+            if resp.status() != StatusCode::OK {
+                return Err(failed(format!("get blob {digest}: {}", resp.status())));
+            }
+            let size = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut progress = Progress::new(format!("pulling {}", short(digest)), size);
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?);
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| failed(format!("GET {url}: {e}")))?;
+                if let Some(data) = frame.data_ref() {
+                    std::io::Write::write_all(&mut out, data).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
+                    progress.add(data.len() as u64);
+                }
+            }
+            std::io::Write::flush(&mut out).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
+            progress.finish("pulled");
+            Ok(())
+        })
+    }
+}
+
+/// `sha256:1a2b3c4d5e6f`: enough of a digest to tell blobs apart on screen.
+pub fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+/// An error with its causes, which say what went wrong (a refused connection, a certificate).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+fn basic_auth() -> Option<String> {
+    use base64::Engine as _;
+    std::env::var("SHIBAFU_REGISTRY_AUTH").ok().map(|creds| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)))
+}
+
+/// `localhost[:port]`, `127.x.x.x[:port]`, `[::1][:port]`.
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+/// Hosts named in `SHIBAFU_INSECURE_REGISTRIES` (commas) are spoken to in plain HTTP.
+fn insecure(host: &str) -> bool {
+    std::env::var("SHIBAFU_INSECURE_REGISTRIES").is_ok_and(|list| list.split(',').any(|h| h.trim() == host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_known() {
+        assert!(is_loopback("localhost:5000") && is_loopback("127.0.0.1:5443") && is_loopback("localhost"));
+        assert!(!is_loopback("registry-1.docker.io") && !is_loopback("10.0.0.1:5000"));
+    }
+}
