@@ -52,6 +52,26 @@ pub struct ImageConfig {
     pub user: String,
 }
 
+/// The `config` object of an image config: Env (a PATH at least), Cmd, Entrypoint,
+/// WorkingDir and User, each only when set.
+pub fn runtime_config(config: &ImageConfig) -> serde_json::Value {
+    let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
+    let mut cfg = json!({ "Env": env });
+    if !config.cmd.is_empty() {
+        cfg["Cmd"] = json!(config.cmd);
+    }
+    if !config.entrypoint.is_empty() {
+        cfg["Entrypoint"] = json!(config.entrypoint);
+    }
+    if !config.working_dir.is_empty() {
+        cfg["WorkingDir"] = json!(config.working_dir);
+    }
+    if !config.user.is_empty() {
+        cfg["User"] = json!(config.user);
+    }
+    cfg
+}
+
 /// The image store of one data root.
 pub struct ImageStore<'a> {
     root: PathBuf,
@@ -100,20 +120,7 @@ impl<'a> ImageStore<'a> {
     /// Writes config and manifest for `layers` (bottom first) and tags them `reference`.
     pub fn store_image(&self, reference: &Reference, layers: &[LayerRow], config: &ImageConfig, created_by: &str) -> Result<ImageRow> {
         let created = now();
-        let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
-        let mut cfg = json!({ "Env": env });
-        if !config.cmd.is_empty() {
-            cfg["Cmd"] = json!(config.cmd);
-        }
-        if !config.entrypoint.is_empty() {
-            cfg["Entrypoint"] = json!(config.entrypoint);
-        }
-        if !config.working_dir.is_empty() {
-            cfg["WorkingDir"] = json!(config.working_dir);
-        }
-        if !config.user.is_empty() {
-            cfg["User"] = json!(config.user);
-        }
+        let cfg = runtime_config(config);
         let config_json = json!({
             "created": created,
             "architecture": "amd64",

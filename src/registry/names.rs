@@ -56,41 +56,7 @@ pub fn route(path: &str) -> Option<Route> {
 
 /// A repository name: path components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, at most 255 bytes.
 pub fn valid_repo(name: &str) -> bool {
-    name.len() <= 255 && !name.is_empty() && name.split('/').all(valid_component)
-}
-
-fn valid_component(c: &str) -> bool {
-    let bytes = c.as_bytes();
-    if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        if is_alnum(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator: ".", "_", "__" or a run of "-", then an alphanumeric.
-        let start = i;
-        match bytes[i] {
-            b'.' => i += 1,
-            b'_' => i += if bytes.get(i + 1) == Some(&b'_') { 2 } else { 1 },
-            b'-' => {
-                while bytes.get(i) == Some(&b'-') {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        if i == start || !bytes.get(i).is_some_and(|b| is_alnum(*b)) {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
+    name.len() <= 255 && !name.is_empty() && name.split('/').all(crate::image::reference::component_ok)
 }
 
 /// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

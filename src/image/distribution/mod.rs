@@ -59,21 +59,10 @@ impl std::fmt::Display for RemoteRef {
 
 /// A one-layer image's config: the layer's diff_id, a PATH, and `sh` to run.
 fn layer_config(diff_ids: &[String], config: &ImageConfig) -> Vec<u8> {
-    let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
-    let mut cfg = json!({"Env": env});
-    if !config.cmd.is_empty() {
-        cfg["Cmd"] = json!(config.cmd);
-    }
-    if !config.entrypoint.is_empty() {
-        cfg["Entrypoint"] = json!(config.entrypoint);
-    }
-    if !config.working_dir.is_empty() {
-        cfg["WorkingDir"] = json!(config.working_dir);
-    }
     serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": cfg,
+        "config": super::store::runtime_config(config),
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .expect("JSON serializes")
