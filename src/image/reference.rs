@@ -54,7 +54,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if parts.iter().all(|p| component_ok(p)) { Ok(()) } else { err() }
 }
 
-/// One path component of a repository name: `[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*`.
+/// One path component of a repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 pub fn component_ok(part: &str) -> bool {
     let bytes = part.as_bytes();
     if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
