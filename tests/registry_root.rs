@@ -151,8 +151,16 @@ const CONFORMANCE: &str = r#"
     check oci-subject "$M1" "$(hdr oci-subject -X PUT -H "Content-Type: $MT" --data-binary @$LAB/ref1 $R/v2/$N/manifests/$F1)"
     sed 's/application\/vnd.test.sig/application\/vnd.test.sbom/' $LAB/ref1 > $LAB/ref2; F2=$(dg $LAB/ref2)
     check second-referrer 201 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/ref2 $R/v2/$N/manifests/$F2)
+    # No artifactType: the config's media type stands for it.
+    printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.test.bagel","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2}],"subject":{"mediaType":"%s","digest":"%s","size":%s}}' $MT $E $E $MT $M1 $(stat -c %s $LAB/m1) > $LAB/ref3; F3=$(dg $LAB/ref3)
+    check config-type-referrer 201 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/ref3 $R/v2/$N/manifests/$F3)
+    check config-type-as-artifact-type 1 "$(curl -s "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.bagel" | grep -o '"digest"' | wc -l)"
+    # An index can refer to a subject too.
+    IT=application/vnd.oci.image.index.v1+json
+    printf '{"schemaVersion":2,"mediaType":"%s","artifactType":"application/vnd.test.bundle","manifests":[{"mediaType":"%s","digest":"%s","size":%s}],"subject":{"mediaType":"%s","digest":"%s","size":%s}}' $IT $MT $F1 $(stat -c %s $LAB/ref1) $MT $M1 $(stat -c %s $LAB/m1) > $LAB/idx; FI=$(dg $LAB/idx)
+    check index-subject "$M1" "$(hdr oci-subject -X PUT -H "Content-Type: $IT" --data-binary @$LAB/idx $R/v2/$N/manifests/$FI)"
     check referrers-type application/vnd.oci.image.index.v1+json "$(hdr content-type $R/v2/$N/referrers/$M1)"
-    check referrers-count 2 "$(curl -s $R/v2/$N/referrers/$M1 | grep -o '"digest"' | wc -l)"
+    check referrers-count 4 "$(curl -s $R/v2/$N/referrers/$M1 | grep -o '"digest"' | wc -l)"
     check referrers-filter 1 "$(curl -s "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig" | grep -o '"digest"' | wc -l)"
     check filters-applied artifactType "$(hdr oci-filters-applied "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig")"
     check referrers-annotation 1 "$(curl -s "$R/v2/$N/referrers/$M1?artifactType=application%2Fvnd.test.sig" | grep -c '"org.example":"sig"')"
