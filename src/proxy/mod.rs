@@ -5,5 +5,6 @@
 
 pub mod routes;
 mod server;
+mod upstream;
 
 pub use server::{serve, ProxyOptions};

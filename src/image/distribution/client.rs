@@ -62,7 +62,7 @@ impl Registry {
     /// A client for the registry at `host` (`localhost:5000`, `registry-1.docker.io`).
     pub fn new(host: &str) -> Result<Registry> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots().map_err(|e| failed(format!("TLS roots: {e}")))?.https_or_http().enable_http1().build();
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()?).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(https);
         let mut reg = Registry { rt, client, base: format!("https://{host}"), token: Mutex::new(None) };
         if insecure(host) || (is_loopback(host) && !reg.speaks_tls()) {
@@ -193,6 +193,23 @@ impl Registry {
 /// `sha256:1a2b3c4d5e6f`: enough of a digest to tell blobs apart on screen.
 pub fn short(digest: &str) -> &str {
     &digest[..digest.len().min(19)]
+}
+
+/// TLS with the system's root certificates (and SSL_CERT_FILE's). A machine with none (the
+/// lab VM has no ca-certificates) still talks to plain-HTTP registries; TLS ones then fail
+/// on their certificate, saying so.
+fn tls_config() -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// An error with its causes, which say what went wrong (a refused connection, a certificate).
