@@ -5,6 +5,5 @@
 
 pub mod routes;
 mod server;
-mod upstream;
 
 pub use server::{serve, ProxyOptions};

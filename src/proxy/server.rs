@@ -1,4 +1,4 @@
-//! The proxy's HTTP side: hyper for the listener and for the upstream connections.
+//! The proxy's HTTP side: hyper for both the listener and the pooled upstream client.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,10 +10,11 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::routes::{watch, RouteTable};
-use super::upstream::Upstreams;
 
 /// How `proxy serve` was asked to run.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 struct Proxy {
     routes: Arc<RouteTable>,
-    upstreams: Arc<Upstreams>,
+    client: Client<HttpConnector, Incoming>,
 }
 
 /// Serves until killed: one single-threaded runtime per CPU, each with its own listener on the
@@ -88,7 +89,11 @@ fn worker(listener: std::net::TcpListener, routes: Arc<RouteTable>) -> anyhow::R
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let proxy = Arc::new(Proxy { routes, upstreams: Arc::new(Upstreams::default()) });
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
+        let proxy = Arc::new(Proxy { routes, client });
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(conn) => conn,
@@ -116,26 +121,23 @@ impl Proxy {
         let Some((name, backend)) = self.routes.lookup(&host) else {
             return plain(StatusCode::NOT_FOUND, format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n"));
         };
-        // Origin form (`/path?query`), as an HTTP/1.1 server expects it.
-        if req.uri().scheme().is_some() {
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            let Ok(uri) = path.parse::<Uri>() else {
-                return plain(StatusCode::BAD_REQUEST, "bad request path\n".into());
-            };
-            *req.uri_mut() = uri;
-        }
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+            return plain(StatusCode::BAD_REQUEST, "bad request path\n".into());
+        };
+        *req.uri_mut() = uri;
         strip_hop_by_hop(req.headers_mut());
         let forwarded = HeaderValue::from_str(&peer.ip().to_string()).expect("an address is a header value");
         req.headers_mut().append(HeaderName::from_static("x-forwarded-for"), forwarded);
         if let Ok(h) = HeaderValue::from_str(&host) {
             req.headers_mut().insert(HeaderName::from_static("x-forwarded-host"), h);
         }
-        match self.upstreams.send(backend, req).await {
+        match self.client.request(req).await {
             Ok(mut resp) => {
                 strip_hop_by_hop(resp.headers_mut());
                 resp.map(|b| b.boxed())
             }
-            Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {name} ({backend}) is not answering: {}\n", cause(e.as_ref()))),
+            Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {name} ({backend}) is not answering: {}\n", cause(&e))),
         }
     }
 }
