@@ -95,7 +95,8 @@ const CONFORMANCE: &str = r#"
     L512=sha512:$(sha512sum $LAB/layer | cut -c1-128)
     check sha512-post 201 $(code -X POST --data-binary @$LAB/layer "$R/v2/$N/blobs/uploads/?digest=$L512")
     check sha512-get layer-bytes "$(curl -s $R/v2/$N/blobs/$L512)"
-    check sha512-wrong 400 $(code -X POST --data-binary 'other' "$R/v2/$N/blobs/uploads/?digest=$L512")
+    check sha512-wrong 400 $(code -X POST --data-binary 'other-bytes' "$R/v2/$N/blobs/uploads/?digest=$L512")
+    check sha512-wrong-stored-nothing no "$(test -e $SHIBAFU_ROOT/blobs/sha256/$(printf other-bytes | sha256sum | cut -c1-64) && echo yes || echo no)"
     head -c 42 /dev/urandom > $LAB/blobB; B=$(dg $LAB/blobB)
     head -c 22 $LAB/blobB > $LAB/c1; tail -c 20 $LAB/blobB > $LAB/c2
     loc=$(hdr location -X POST $R/v2/$N/blobs/uploads/)

@@ -129,12 +129,16 @@ fn close(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result
 }
 
 /// A blob named by sha512: stored under its sha256 as every blob is, then checked against the
-/// sha512 and given that name too; a mismatch leaves no sha512 name and no repository link.
+/// sha512 and given that name too; a mismatch stores nothing.
 fn close_sha512(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result<Response> {
     let (sha256, size) = tokio::task::block_in_place(|| writer.commit(None)).map_err(RegistryError::internal)?;
     let linked = tokio::task::block_in_place(|| reg.blobs.link_sha512(&sha256, digest)).map_err(RegistryError::internal)?;
     if !linked {
-        return Err(RegistryError::digest_invalid(format!("the upload's content does not have the digest {digest}; nothing was stored under it")));
+        // Stored only for the check: it goes again unless something else holds those bytes.
+        if !reg.db().registry_holds(&sha256)? && !reg.db().blob_in_local_store(&sha256)? {
+            let _ = std::fs::remove_file(reg.blobs.path(&sha256));
+        }
+        return Err(RegistryError::digest_invalid(format!("the upload's content does not have the digest {digest}; nothing was stored")));
     }
     reg.db().link_blob(repo, digest, size)?;
     Ok(stored(repo, digest))

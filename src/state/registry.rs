@@ -147,6 +147,16 @@ impl Db {
         Ok(n > 0)
     }
 
+    /// Whether a local image or layer records the blob (as its manifest, config or layer).
+    pub fn blob_in_local_store(&self, digest: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM layers WHERE blob_digest = ?1) + (SELECT count(*) FROM images WHERE manifest_digest = ?1 OR config_digest = ?1)",
+            [digest],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Every (repository, blob) link (for gc).
     pub fn blob_links(&self) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare("SELECT repo, digest FROM reg_blobs")?;
