@@ -123,10 +123,11 @@ impl Engine {
     /// Network namespaces, leases and published ports of containers that are gone. A run
     /// records its container before it touches the network, so no age check is needed.
     fn collect_networks(&self, done: &mut Collected) -> Result<()> {
-        let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
         let mut orphans: HashSet<String> = self.db.leases()?.into_iter().map(|l| l.container_id).collect();
         orphans.extend(self.db.ports()?.into_iter().map(|p| p.container_id));
         orphans.extend(read_dir(&self.run_dir.join("netns"))?.iter().map(|e| e.file_name().to_string_lossy().into_owned()));
+        // Read after the candidates: a run that made its network since is in this list.
+        let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
         for id in orphans.difference(&known) {
             self.detach_network(id)?;
             done.removed.push(format!("network of container {id}"));

@@ -56,12 +56,15 @@ impl Engine {
             let path = netns::path_for(&self.run_dir, req.id);
             netns::create(&path)?;
             attached.netns = Some(path.clone());
+            // Under the lock: `network rm` and `prune` must not take a bridge away mid-connect.
+            let lock = lock::take(&self.run_dir)?;
             for (k, net) in networks.iter().enumerate() {
-                self.ensure_network(net)?;
+                self.ensure_network_locked(net)?;
                 let address = self.connect(req.id, k, net, &path)?;
                 first_address.get_or_insert(address);
             }
             attached.ports = self.publish(req.id, first_address.expect("one network at least"), req.publish)?;
+            drop(lock);
         } else if !req.publish.is_empty() {
             return Err(EngineError::Invalid(format!("--publish needs a bridge network, not --network {}", req.mode)));
         }
@@ -70,23 +73,38 @@ impl Engine {
     }
 
     /// Tears a container's network down; safe to call again, and for a container with none.
+    /// Every step is tried even when one fails (the first failure is returned); a port's row
+    /// goes only once its rule is gone, so a later try still knows to remove it.
     pub fn detach_network(&self, id: &str) -> Result<()> {
-        let published = self.db.ports_of(id)?;
-        if !published.is_empty() {
-            let maps = published.iter().map(port_map).collect::<Result<Vec<_>>>()?;
-            let _lock = lock::take(&self.run_dir)?;
-            if Iptables.remove_ports(&maps).is_err() {
-                // A rule was gone already (a flushed firewall): rewrite our chains from the state.
-                self.db.unpublish(id)?;
-                self.sync_firewall()?;
+        let mut first_error = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
             }
-            self.db.unpublish(id)?;
-        }
+        };
+        note(self.unpublish(id));
         for lease in self.db.leases_of(id)? {
-            netlink::delete_link(&lease.host_veth)?;
+            note(netlink::delete_link(&lease.host_veth).map_err(EngineError::from));
         }
-        self.db.release_leases(id)?;
-        netns::remove(&netns::path_for(&self.run_dir, id))?;
+        note(self.db.release_leases(id).map_err(EngineError::from));
+        note(netns::remove(&netns::path_for(&self.run_dir, id)).map_err(EngineError::from));
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Removes a container's port rules, then its port rows.
+    fn unpublish(&self, id: &str) -> Result<()> {
+        let published = self.db.ports_of(id)?;
+        if published.is_empty() {
+            return Ok(());
+        }
+        let maps = published.iter().map(port_map).collect::<Result<Vec<_>>>()?;
+        let _lock = lock::take(&self.run_dir)?;
+        if Iptables.remove_ports(&maps).is_err() {
+            // A rule was gone already (a flushed firewall): rewrite our chains from the state,
+            // without this container's ports.
+            self.sync_firewall_without(Some(id))?;
+        }
+        self.db.unpublish(id)?;
         Ok(())
     }
 
@@ -99,18 +117,34 @@ impl Engine {
     /// Makes the network's bridge and firewall rules on first use; ten racing callers agree.
     pub fn ensure_network(&self, net: &Network) -> Result<()> {
         let _lock = lock::take(&self.run_dir)?;
-        if netlink::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix_len())? {
+        self.ensure_network_locked(net)
+    }
+
+    /// `ensure_network` with the lock held. A bridge whose set-up fails half-way is deleted
+    /// again, so the next run makes it whole instead of trusting a bridge with no rules.
+    fn ensure_network_locked(&self, net: &Network) -> Result<()> {
+        if !netlink::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix_len())? {
+            return Ok(());
+        }
+        let finish = || -> Result<()> {
             crate::network::sysctl("net/ipv4/ip_forward", "1")?;
             // DNAT from 127.0.0.1 (curl localhost:PORT) routes out through the bridge.
             crate::network::sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
-            self.sync_firewall()?;
-        }
-        Ok(())
+            self.sync_firewall()
+        };
+        finish().inspect_err(|_| {
+            let _ = netlink::delete_link(&net.bridge);
+        })
     }
 
     /// Rewrites our firewall chains from the state: every network whose bridge exists, every
     /// published port. Call with the network lock held.
     pub fn sync_firewall(&self) -> Result<()> {
+        self.sync_firewall_without(None)
+    }
+
+    /// `sync_firewall`, leaving out one container's ports.
+    fn sync_firewall_without(&self, container: Option<&str>) -> Result<()> {
         let mut live = Vec::new();
         for row in self.db.networks()? {
             let net = parse_network(&row)?;
@@ -118,7 +152,7 @@ impl Engine {
                 live.push(net);
             }
         }
-        let maps = self.db.ports()?.iter().map(port_map).collect::<Result<Vec<_>>>()?;
+        let maps = self.db.ports()?.iter().filter(|p| Some(p.container_id.as_str()) != container).map(port_map).collect::<Result<Vec<_>>>()?;
         Ok(Iptables.sync(&live, &maps)?)
     }
 
@@ -148,7 +182,7 @@ impl Engine {
         Ok(address)
     }
 
-    /// Records and installs the published ports of a container at `address`.
+    /// Records and installs the published ports of a container at `address` (network lock held).
     fn publish(&self, id: &str, address: Ipv4Addr, wanted: &[PortRequest]) -> Result<Vec<PortMap>> {
         if wanted.is_empty() {
             return Ok(Vec::new());
@@ -176,9 +210,10 @@ impl Engine {
         let pick = |last: u16, taken: &mut dyn FnMut(u16) -> bool| {
             ports::next_dynamic(last, |p| taken(p) || wanted.iter().any(|w| ports::in_use_on_host(w.host_ip, p, w.protocol)))
         };
+        // The caller holds the network lock: no `sync_firewall` can write these rows' rules
+        // between the rows and the append (which would leave a rule twice).
         let made = self.db.publish(&rows, pick, (ports::DYNAMIC_FIRST, ports::DYNAMIC_LAST))?;
         let maps = made.iter().map(port_map).collect::<Result<Vec<_>>>()?;
-        let _lock = lock::take(&self.run_dir)?;
         Iptables.add_ports(&maps)?;
         Ok(maps)
     }

@@ -47,11 +47,12 @@ impl Engine {
         if name == DEFAULT_NETWORK {
             return Err(EngineError::Invalid("the default network `bridge` cannot be removed; `network prune` removes its bridge while unused".into()));
         }
+        // Checked under the lock: a run connects under it too.
+        let _lock = lock::take(&self.run_dir)?;
         let users = self.db.leases_on(name)?;
         if let Some(first) = users.first() {
-            return Err(EngineError::Invalid(format!("network {name} is in use by {} container(s), e.g. {}", users.len(), &first.container_id[..12])));
+            return Err(EngineError::Invalid(format!("network {name} is in use by {} container(s), e.g. {}", users.len(), &first.container_id[..12.min(first.container_id.len())])));
         }
-        let _lock = lock::take(&self.run_dir)?;
         self.drop_bridge(&net)?;
         self.db.delete_network(name)?;
         Ok(())

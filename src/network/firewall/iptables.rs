@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use super::{jumps, network_rules, port_rule, FirewallDriver, Rule, DNAT_CHAIN, FORWARD_CHAIN, POSTROUTING_CHAIN};
+use super::{jumps, network_rules, port_rule, FirewallDriver, Rule, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN};
 use crate::explain;
 use crate::network::ports::PortMap;
 use crate::network::{Network, NetworkError, Result};
@@ -28,7 +28,7 @@ impl FirewallDriver for Iptables {
     }
 }
 
-const TABLES: [(&str, &[&str]); 2] = [("nat", &[DNAT_CHAIN, POSTROUTING_CHAIN]), ("filter", &[FORWARD_CHAIN])];
+const TABLES: [(&str, &[&str]); 2] = [("nat", &[DNAT_CHAIN, POSTROUTING_CHAIN]), ("filter", &[FORWARD_CHAIN, INPUT_CHAIN])];
 
 /// The batch that makes our chains exactly these networks' and ports' rules.
 pub fn render_sync(saved: &str, networks: &[Network], ports: &[PortMap]) -> String {
@@ -52,8 +52,9 @@ pub fn render_sync(saved: &str, networks: &[Network], ports: &[PortMap]) -> Stri
             lines.extend(rules.iter().filter(|r| r.table == table).map(|r| format!("-A {} {}", r.chain, r.spec)));
             for (_, builtin, spec) in &jumps {
                 if saved_jumps(saved, table, builtin).is_empty() {
-                    // FORWARD may end in the host's own DROP: our accepts go first.
-                    let verb = if *builtin == "FORWARD" { "-I FORWARD 1".to_string() } else { format!("-A {builtin}") };
+                    // FORWARD may end in the host's own DROP: our accepts go first; and our
+                    // INPUT drop must come before any accept of the host's.
+                    let verb = if matches!(*builtin, "FORWARD" | "INPUT") { format!("-I {builtin} 1") } else { format!("-A {builtin}") };
                     lines.push(format!("{verb} {spec}"));
                 }
             }

@@ -13,6 +13,8 @@ pub const DNAT_CHAIN: &str = "SHIBAFU-DNAT";
 pub const POSTROUTING_CHAIN: &str = "SHIBAFU-POSTROUTING";
 /// Our chain for forwarding (filter table, from FORWARD).
 pub const FORWARD_CHAIN: &str = "SHIBAFU-FORWARD";
+/// Our chain for what containers send to the host itself (filter table, from INPUT).
+pub const INPUT_CHAIN: &str = "SHIBAFU-INPUT";
 
 /// One rule: table, chain, and the match and target as iptables takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub trait FirewallDriver {
 
 /// A network's rules: masquerade what leaves for elsewhere, masquerade the host's own and the
 /// hairpin connections to published ports (so replies come back through us), and forward.
+/// route_localnet (for `curl localhost:PORT`) would also let a container reach the host's
+/// 127.0.0.1 services by sending to the bridge: only replies and DNAT may come in that way
+/// (as kube-proxy does after CVE-2020-8558).
 pub fn network_rules(net: &Network) -> Vec<Rule> {
     let (b, s) = (&net.bridge, net.subnet);
     vec![
@@ -53,6 +58,7 @@ pub fn network_rules(net: &Network) -> Vec<Rule> {
         Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -j ACCEPT")),
         Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")),
         Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate DNAT -j ACCEPT")),
+        Rule::new("filter", INPUT_CHAIN, format!("-i {b} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")),
     ]
 }
 
@@ -68,11 +74,12 @@ pub fn port_rule(p: &PortMap) -> Rule {
 }
 
 /// The jumps from the built-in chains to ours: (table, built-in chain, spec).
-pub fn jumps() -> [(&'static str, &'static str, String); 4] {
+pub fn jumps() -> [(&'static str, &'static str, String); 5] {
     [
         ("nat", "PREROUTING", format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}")),
         ("nat", "OUTPUT", format!("-m addrtype --dst-type LOCAL -j {DNAT_CHAIN}")),
         ("nat", "POSTROUTING", format!("-j {POSTROUTING_CHAIN}")),
         ("filter", "FORWARD", format!("-j {FORWARD_CHAIN}")),
+        ("filter", "INPUT", format!("-j {INPUT_CHAIN}")),
     ]
 }
