@@ -240,14 +240,15 @@ fn basic_auth_from_htpasswd() {
         echo wrong=$(curl -s -o /dev/null -w '%{http_code}' -u lab:nope http://127.0.0.1:5000/v2/)
         echo right=$(curl -s -o /dev/null -w '%{http_code}' -u lab:s3cret http://127.0.0.1:5000/v2/)
         if shibafu push busybox localhost:5000/lab/busybox:1 2>/dev/null; then echo pushed-without-creds; fi
-        SHIBAFU_REGISTRY_AUTH=lab:s3cret shibafu push busybox localhost:5000/lab/busybox:1 >/dev/null && echo pushed-with-creds
+        if SHIBAFU_REGISTRY_AUTH=elsewhere:5000=lab:s3cret shibafu push busybox localhost:5000/lab/busybox:1 2>/dev/null; then echo creds-for-another-host-used; fi
+        SHIBAFU_REGISTRY_AUTH=other:5000=x:y,localhost:5000=lab:s3cret shibafu push busybox localhost:5000/lab/busybox:1 >/dev/null && echo pushed-with-creds
         skopeo inspect --tls-verify=false --creds lab:s3cret docker://127.0.0.1:5000/lab/busybox:1 | grep -c Digest
         "#,
     );
     for want in ["anonymous=401", "Basic realm=\"shibafu registry\"", "wrong=401", "right=200", "pushed-with-creds"] {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
-    assert!(!out.contains("pushed-without-creds"), "{out}");
+    assert!(!out.contains("pushed-without-creds") && !out.contains("creds-for-another-host-used"), "{out}");
 }
 
 #[test]
@@ -302,7 +303,8 @@ fn a_zstd_layer_pulls_and_runs() {
 }
 
 /// A TLS front for our registry that wants a bearer token, as a public registry does: 401
-/// with a challenge naming /token, which hands out the token; with it, requests go through.
+/// with a challenge naming /token, which hands out the token; with it, requests go through,
+/// and blob GETs are redirected to a "CDN" path that refuses credentials.
 const BEARER_GATE: &str = r#"
 import http.client, http.server, json, ssl, sys
 CHALLENGE = 'Bearer realm="https://127.0.0.1:5443/token",service="lab",scope="repository:lab/busybox:pull"'
@@ -320,10 +322,18 @@ class Gate(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/token"):
             ok = "service=lab" in self.path and "scope=repository:lab/busybox:pull" in self.path
             return self.reply(200 if ok else 400, json.dumps({"token": "t0k3n"}).encode())
-        if self.headers.get("Authorization") != "Bearer t0k3n":
+        path = self.path
+        if path.startswith("/cdn/"):
+            # The "CDN" a blob is sent to (another host name): a signed URL, no credentials.
+            if self.headers.get("Authorization"):
+                return self.reply(400, b"credentials sent to the CDN")
+            path = path[len("/cdn"):]
+        elif self.headers.get("Authorization") != "Bearer t0k3n":
             return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", CHALLENGE)])
+        elif "/blobs/" in path and self.command == "GET":
+            return self.reply(307, b"", [("Location", "https://localhost:5443/cdn" + path)])
         up = http.client.HTTPConnection("127.0.0.1", 5000)
-        up.request(self.command, self.path)
+        up.request(self.command, path)
         r = up.getresponse()
         body = r.read()
         keep = [(k, v) for k, v in r.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
@@ -351,7 +361,7 @@ fn pull_speaks_tls_and_follows_the_bearer_token_flow() {
         cd $LAB
         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=lab-ca 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
-        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 1 -extfile ext 2>/dev/null
         python3 gate.py srv.pem srv.key &
         for i in $(seq 50); do curl -s --cacert ca.pem https://127.0.0.1:5443/v2/ >/dev/null && break; sleep 0.1; done

@@ -1,8 +1,9 @@
 //! A small blocking registry client over hyper: HTTPS (the system's roots, and SSL_CERT_FILE),
 //! plain HTTP for loopback registries that do not speak TLS and for those named in
-//! `SHIBAFU_INSECURE_REGISTRIES`; basic authentication from `SHIBAFU_REGISTRY_AUTH=USER:PASSWORD`,
-//! and the bearer token flow (a 401 names the token service; the token is fetched and the
-//! request sent again).
+//! `SHIBAFU_INSECURE_REGISTRIES`; basic authentication from
+//! `SHIBAFU_REGISTRY_AUTH=HOST=USER:PASSWORD[,...]` (sent to that host only); redirects of reads
+//! followed (without credentials elsewhere); and the bearer token flow (a 401 names the token
+//! service; the token is fetched and the request sent again).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,7 @@ pub struct Answer {
 pub struct Registry {
     rt: tokio::runtime::Runtime,
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    host: String,
     base: String,
     token: Mutex<Option<String>>,
 }
@@ -64,7 +66,7 @@ impl Registry {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config()?).https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        let mut reg = Registry { rt, client, base: format!("https://{host}"), token: Mutex::new(None) };
+        let mut reg = Registry { rt, client, host: host.into(), base: format!("https://{host}"), token: Mutex::new(None) };
         if insecure(host) || (is_loopback(host) && !reg.speaks_tls()) {
             reg.base = format!("http://{host}");
         }
@@ -105,6 +107,8 @@ impl Registry {
         let req = self.request(method.clone(), &url, content_type).body(body).map_err(failed)?;
         self.rt.block_on(async {
             let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {}", chain(&e))))?;
+            // A blob may live elsewhere (Docker Hub sends it to a CDN): follow, for reads only.
+            let resp = if matches!(method, Method::GET | Method::HEAD) { self.follow(method.clone(), resp).await? } else { resp };
             let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let (status, location, challenge) = (resp.status(), header("location"), header("www-authenticate"));
             let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
@@ -124,6 +128,32 @@ impl Registry {
         })
     }
 
+    /// Follows up to five redirects of a read. Credentials go only to the registry itself.
+    async fn follow(&self, method: Method, mut resp: hyper::Response<hyper::body::Incoming>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        for _ in 0..5 {
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let Some(location) = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(|l| self.url(l)) else { break };
+            let req = self.request(method.clone(), &location, None).body(empty()).map_err(failed)?;
+            resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {location}: {}", chain(&e))))?;
+        }
+        Ok(resp)
+    }
+
+    /// Whether a URL is on the registry itself (and may carry its credentials).
+    fn own(&self, url: &str) -> bool {
+        url.starts_with(&format!("{}/", self.base))
+    }
+
+    /// This registry's basic credentials, from `SHIBAFU_REGISTRY_AUTH=HOST=USER:PASSWORD[,...]`.
+    fn credentials(&self) -> Option<String> {
+        use base64::Engine as _;
+        let list = std::env::var("SHIBAFU_REGISTRY_AUTH").ok()?;
+        let creds = list.split(',').find_map(|entry| entry.trim().split_once('=').filter(|(h, _)| *h == self.host).map(|(_, c)| c.to_string()))?;
+        Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)))
+    }
+
     /// An absolute URL for a path or a Location (which may be absolute already).
     fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") { path.to_string() } else { format!("{}{path}", self.base) }
@@ -135,9 +165,12 @@ impl Registry {
         if let Some(t) = content_type {
             req = req.header("content-type", t);
         }
+        if !self.own(url) {
+            return req;
+        }
         if let Some(token) = self.token.lock().expect("never poisoned").as_ref() {
             req = req.header("authorization", format!("Bearer {token}"));
-        } else if let Some(basic) = basic_auth() {
+        } else if let Some(basic) = self.credentials() {
             req = req.header("authorization", basic);
         }
         req
@@ -146,7 +179,10 @@ impl Registry {
     fn fetch_token(&self, challenge: &Challenge) -> Result<()> {
         let url = token_url(challenge);
         let mut req = Request::get(&url);
-        if let Some(basic) = basic_auth() {
+        // The token service may sit elsewhere (auth.docker.io): it gets the credentials only
+        // over TLS, or on this machine.
+        let safe = url.starts_with("https://") || url.strip_prefix("http://").is_some_and(|rest| is_loopback(rest.split('/').next().unwrap_or("")));
+        if let Some(basic) = self.credentials().filter(|_| safe) {
             req = req.header("authorization", basic);
         }
         let req = req.body(empty()).map_err(failed)?;
@@ -169,6 +205,7 @@ impl Registry {
         let req = self.request(Method::GET, &url, None).body(empty()).map_err(failed)?;
         self.rt.block_on(async {
             let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {e}")))?;
+            let resp = self.follow(Method::GET, resp).await?;
             if resp.status() != StatusCode::OK {
                 return Err(failed(format!("get blob {digest}: {}", resp.status())));
             }
@@ -225,11 +262,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 fn empty() -> Body {
     Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
-}
-
-fn basic_auth() -> Option<String> {
-    use base64::Engine as _;
-    std::env::var("SHIBAFU_REGISTRY_AUTH").ok().map(|creds| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds)))
 }
 
 /// `localhost[:port]`, `127.x.x.x[:port]`, `[::1][:port]`.

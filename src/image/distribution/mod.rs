@@ -2,7 +2,7 @@
 //! image in the registry from other images' layers (cross-repository mounts, no bytes moved),
 //! push a local image, and pull one into the local store. Plain HTTP to the registry host of
 //! the reference (the lab's registries are on loopback). A blob the registry has is never sent.
-//! `SHIBAFU_REGISTRY_AUTH=USER:PASSWORD` sends basic authentication.
+//! `SHIBAFU_REGISTRY_AUTH=HOST=USER:PASSWORD` sends basic authentication to that host.
 
 use std::path::Path;
 
@@ -107,6 +107,7 @@ impl ImageStore<'_> {
             }
             for (d, id) in descs.into_iter().zip(ids) {
                 let digest = d.get("digest").and_then(Value::as_str).unwrap_or_default().to_string();
+                checked_hex(&digest)?;
                 if !reg.mount_blob(&target.repo, &digest, &src.repo)? && !reg.has_blob(&target.repo, &digest)? {
                     return Err(failed(format!("the registry would not mount {digest} from {} into {}", src.repo, target.repo)));
                 }
@@ -137,6 +138,7 @@ impl ImageStore<'_> {
         if m.get("manifests").is_some() {
             // An index (or a Docker manifest list): the linux/amd64 image of it.
             let digest = pick_platform(&m).ok_or_else(|| failed(format!("{source} has no linux/amd64 image")))?;
+            checked_hex(&digest)?;
             (bytes, m) = reg.manifest(&source.repo, &digest)?;
         }
         let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
@@ -145,19 +147,19 @@ impl ImageStore<'_> {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| failed(format!("scratch dir: {e}")))?;
         let write = |digest: &str, data: &[u8]| -> Result<()> {
-            let hex = digest.strip_prefix("sha256:").ok_or_else(|| failed(format!("{digest} is not sha256")))?;
-            std::fs::write(blobs.join(hex), data).map_err(|e| failed(format!("write {digest}: {e}")))
+            std::fs::write(blobs.join(checked_hex(digest)?), data).map_err(|e| failed(format!("write {digest}: {e}")))
         };
         let manifest_digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
         write(&manifest_digest, &bytes)?;
         let wanted = m.get("config").into_iter().chain(m.get("layers").and_then(Value::as_array).into_iter().flatten());
         for d in wanted {
             let digest = d.get("digest").and_then(Value::as_str).ok_or_else(|| failed("a descriptor without a digest"))?;
+            // The registry names the file: only 64 hex digits may become a path.
+            let hex = checked_hex(digest)?;
             if !self.blob_store().exists(digest) {
-                let hex = digest.strip_prefix("sha256:").ok_or_else(|| failed(format!("{digest} is not sha256")))?;
                 reg.download(&source.repo, digest, &blobs.join(hex))?;
             } else {
-                std::fs::copy(self.blob_store().path(digest), blobs.join(&digest[7..])).map_err(|e| failed(format!("copy {digest}: {e}")))?;
+                std::fs::copy(self.blob_store().path(digest), blobs.join(hex)).map_err(|e| failed(format!("copy {digest}: {e}")))?;
             }
         }
         let media_type = m.get("mediaType").and_then(Value::as_str).unwrap_or(super::store::MANIFEST_TYPE);
@@ -179,6 +181,15 @@ impl ImageStore<'_> {
 
 fn descriptor(layer: &LayerRow) -> Value {
     json!({"mediaType": layer.media_type, "digest": layer.blob_digest, "size": layer.size})
+}
+
+/// The hex part of a remote `sha256:<64 hex>` digest; anything else (`sha256:../../etc/x`)
+/// is refused before it can name a file.
+fn checked_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) => Ok(h),
+        _ => Err(failed(format!("the registry named a blob {digest:?}, which is not a sha256 digest"))),
+    }
 }
 
 /// The digest of an index's linux/amd64 manifest (or of its only one).
@@ -217,6 +228,14 @@ mod tests {
         assert_eq!(hub.to_string(), "registry-1.docker.io/library/busybox:1.36");
         assert!(RemoteRef::parse("library/busybox").is_none());
         assert_eq!(r.sibling("base/alpine:latest").unwrap().to_string(), "localhost:5000/base/alpine:latest");
+    }
+
+    #[test]
+    fn remote_digests_cannot_name_paths() {
+        assert!(checked_hex(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for bad in ["sha256:/etc/cron.d/x", "sha256:../../../../etc/x", "sha512:ab", &format!("sha256:{}", "A".repeat(64))] {
+            assert!(checked_hex(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
