@@ -136,9 +136,10 @@ const CONFORMANCE: &str = r#"
     check too-large 413 $(code -X PUT -H "Content-Type: $MT" --data-binary @$LAB/huge $R/v2/$N/manifests/huge)
     # A body far shorter than its Content-Length: the upload fails when the client gives up,
     # and nothing is stored or left staged.
+    staged_before=$(ls -A $SHIBAFU_ROOT/registry/uploads | wc -l)
     code --max-time 2 -X POST -H 'Content-Length: 99999999999' --data-binary 'short' "$R/v2/$N/blobs/uploads/?digest=$B" >/dev/null || true
     sleep 0.5
-    check huge-content-length-stored-nothing 0 "$(ls $SHIBAFU_ROOT/blobs/tmp | wc -l)"
+    check huge-content-length-stored-nothing $staged_before "$(ls -A $SHIBAFU_ROOT/registry/uploads | wc -l)"
     check uppercase-name 400 $(code $R/v2/Bad/Name/manifests/v1)
     check dotdot-name 400 $(code --path-as-is $R/v2/a/../b/manifests/v1)
     check range 206 $(code -r 0-3 $R/v2/$N/blobs/$L)
@@ -375,4 +376,23 @@ fn pull_speaks_tls_and_follows_the_bearer_token_flow() {
     assert!(out.contains("pulled-over-tls-with-a-token"), "{out}");
     assert!(!out.contains("trusted-an-unknown-ca"), "{out}");
     assert!(out.contains("invalid peer certificate"), "an untrusted certificate is named as the reason: {out}");
+}
+
+#[test]
+fn open_uploads_are_capped_and_a_restart_clears_what_they_staged() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {SERVE}
+        for i in $(seq 128); do curl -s -o /dev/null -X POST $R/v2/lab/x/blobs/uploads/; done
+        echo staged=$(ls -A $SHIBAFU_ROOT/registry/uploads | wc -l)
+        echo over-the-cap=$(curl -s -o /dev/null -w '%{{http_code}}' -X POST $R/v2/lab/x/blobs/uploads/)
+        kill %1; wait %1 || true
+        {SERVE}
+        echo after-restart=$(ls -A $SHIBAFU_ROOT/registry/uploads 2>/dev/null | wc -l)
+        echo open-again=$(curl -s -o /dev/null -w '%{{http_code}}' -X POST $R/v2/lab/x/blobs/uploads/)
+        "#
+    ));
+    for want in ["staged=128", "over-the-cap=429", "after-restart=0", "open-again=202"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
 }

@@ -35,6 +35,11 @@ impl Registry {
     pub fn open(root: &Path, htpasswd: Option<&Path>) -> anyhow::Result<Registry> {
         let auth = htpasswd.map(Htpasswd::load).transpose()?;
         let engine = crate::engine::Engine::open(root)?;
+        // Sessions live in this process only: what an earlier one staged is garbage.
+        let staged = super::uploads::uploads_dir(root);
+        if staged.exists() {
+            std::fs::remove_dir_all(&staged).map_err(|e| anyhow::anyhow!("clear {}: {e}", staged.display()))?;
+        }
         Ok(Registry { root: root.to_path_buf(), db: Mutex::new(engine.db), blobs: BlobStore::new(root), uploads: Mutex::new(HashMap::new()), auth })
     }
 
@@ -51,6 +56,14 @@ pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>) -> anyhow
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
         eprintln!("shibafu registry: serving http://{listen}/v2/ from {}", registry.root.display());
+        let expiring = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                super::uploads::expire(&expiring);
+            }
+        });
         let app = axum::Router::new().fallback(dispatch).with_state(registry);
         axum::serve(listener, app).await?;
         Ok(())

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
@@ -22,6 +23,36 @@ pub struct Upload {
     pub repo: String,
     /// The bytes so far (taken when the upload closes); one request at a time writes.
     writer: tokio::sync::Mutex<Option<BlobWriter>>,
+    /// When a request last used it.
+    touched: std::sync::Mutex<Instant>,
+}
+
+/// Open sessions at most (each holds a temp file and a 1 MiB write buffer); more is 429 until
+/// some close or expire.
+pub const MAX_SESSIONS: usize = 128;
+/// A session nobody used for this long is dropped with its bytes.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+impl Upload {
+    fn touch(&self) {
+        *self.touched.lock().expect("never poisoned") = Instant::now();
+    }
+}
+
+/// Drops sessions idle longer than `IDLE_LIMIT` (their temp files go with them).
+pub fn expire(reg: &Registry) {
+    reg.uploads.lock().expect("never poisoned").retain(|_, u| u.touched.lock().expect("never poisoned").elapsed() < IDLE_LIMIT);
+}
+
+/// A new staging writer: under `<root>/registry/uploads`, which `shibafu gc` leaves alone (an
+/// upload may sit idle for a while) and `registry serve` empties when it starts.
+fn staging(reg: &Registry) -> Result<BlobWriter> {
+    reg.blobs.writer_in(&uploads_dir(&reg.root)).map_err(RegistryError::internal)
+}
+
+/// Where uploads are staged.
+pub fn uploads_dir(root: &std::path::Path) -> std::path::PathBuf {
+    root.join("registry/uploads")
 }
 
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
@@ -39,15 +70,22 @@ pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, _headers: &Heade
         }
     }
     if let Some(digest) = &q.digest {
-        let mut writer = reg.blobs.writer().map_err(RegistryError::internal)?;
+        let mut writer = staging(reg)?;
         append(&mut writer, body).await?;
         return close(reg, repo, writer, digest);
     }
+    if reg.uploads.lock().expect("never poisoned").len() >= MAX_SESSIONS {
+        expire(reg);
+        if reg.uploads.lock().expect("never poisoned").len() >= MAX_SESSIONS {
+            return Err(RegistryError::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", format!("{MAX_SESSIONS} uploads are open; finish or cancel some"))
+                .with_header(header::RETRY_AFTER, "60".into()));
+        }
+    }
     let id = crate::engine::names::new_id();
-    let mut writer = reg.blobs.writer().map_err(RegistryError::internal)?;
+    let mut writer = staging(reg)?;
     append(&mut writer, body).await?;
     let size = writer.size();
-    let upload = Upload { repo: repo.into(), writer: tokio::sync::Mutex::new(Some(writer)) };
+    let upload = Upload { repo: repo.into(), writer: tokio::sync::Mutex::new(Some(writer)), touched: std::sync::Mutex::new(Instant::now()) };
     reg.uploads.lock().expect("never poisoned").insert(id.clone(), Arc::new(upload));
     Ok(progress(StatusCode::ACCEPTED, repo, &id, size))
 }
@@ -94,7 +132,10 @@ pub fn cancel(reg: &Arc<Registry>, repo: &str, id: &str) -> Result<Response> {
 fn session(reg: &Registry, repo: &str, id: &str) -> Result<Arc<Upload>> {
     let sessions = reg.uploads.lock().expect("never poisoned");
     match sessions.get(id) {
-        Some(s) if s.repo == repo => Ok(s.clone()),
+        Some(s) if s.repo == repo => {
+            s.touch();
+            Ok(s.clone())
+        }
         _ => Err(RegistryError::upload_unknown(id)),
     }
 }

@@ -64,10 +64,14 @@ impl BlobStore {
 
     /// A writer that becomes a blob on `commit`; dropped uncommitted, it leaves nothing.
     pub fn writer(&self) -> Result<BlobWriter> {
-        let tmp_dir = self.root.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(StorageError::io(format!("create {}", tmp_dir.display())))?;
+        self.writer_in(&self.root.join("tmp"))
+    }
+
+    /// `writer`, staging in `tmp_dir` (on the store's filesystem) instead of `blobs/tmp`.
+    pub fn writer_in(&self, tmp_dir: &Path) -> Result<BlobWriter> {
         std::fs::create_dir_all(self.root.join("sha256")).map_err(StorageError::io("create blobs/sha256"))?;
-        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(StorageError::io("create temp blob"))?;
+        std::fs::create_dir_all(tmp_dir).map_err(StorageError::io(format!("create {}", tmp_dir.display())))?;
+        let tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(StorageError::io("create temp blob"))?;
         Ok(BlobWriter { out: std::io::BufWriter::with_capacity(1 << 20, tmp), hasher: Sha256::new(), size: 0, store: self.clone() })
     }
 
