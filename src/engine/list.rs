@@ -72,9 +72,7 @@ impl Engine {
         }
         Ok(out)
     }
-}
 
-impl Engine {
     /// A container's published ports.
     pub fn ports(&self, name_or_id: &str) -> Result<Vec<PortMap>> {
         let c = self.find(name_or_id)?;

@@ -54,12 +54,10 @@ impl Engine {
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
-            None => match images.resolve(&opts.image) {
+            None => match (images.resolve(&opts.image), RemoteRef::parse(&opts.image)) {
                 // An image from a registry that is not here yet is pulled first.
-                Err(crate::image::ImageError::Unknown(_)) if RemoteRef::parse(&opts.image).is_some() => {
-                    images.pull(&RemoteRef::parse(&opts.image).expect("checked"))?
-                }
-                other => other?,
+                (Err(crate::image::ImageError::Unknown(_)), Some(remote)) => images.pull(&remote)?,
+                (found, _) => found?,
             },
         };
         let config = images.config(&image)?;

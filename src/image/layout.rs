@@ -287,8 +287,7 @@ impl Layout {
     }
 
     fn blob_path(&self, d: &Descriptor) -> Result<PathBuf> {
-        let hex = d.digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        match hex {
+        match crate::storage::sha256_hex(&d.digest) {
             Some(h) => Ok(self.dir.join("blobs/sha256").join(h)),
             None => Err(self.corrupt(format!("digest {:?} is not sha256:<64 lowercase hex>", d.digest))),
         }

@@ -28,7 +28,7 @@ pub async fn get(reg: &Arc<Registry>, repo: &str, digest: &str, headers: &Header
         .header(header::CONTENT_LENGTH, len)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
-        .header("docker-content-digest", digest);
+        .header(super::CONTENT_DIGEST, digest);
     if let Some((a, b)) = range {
         resp = resp.header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{size}"));
     }

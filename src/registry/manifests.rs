@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::error::{RegistryError, Result};
 use super::names::{valid_digest, valid_tag};
 use super::server::Registry;
+use super::CONTENT_DIGEST;
 use crate::state::registry::ManifestRow;
 
 /// OCI image manifest.
@@ -27,8 +28,6 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 
 /// The largest manifest taken (the spec asks for at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;
-
-const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 
 /// GET or HEAD a manifest.
 pub fn get(reg: &Arc<Registry>, repo: &str, reference: &str, head: bool) -> Result<Response> {

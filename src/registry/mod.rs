@@ -13,3 +13,6 @@ pub mod server;
 pub mod uploads;
 
 pub use server::{serve, Registry};
+
+/// The digest of what a response carries or a request stored.
+pub const CONTENT_DIGEST: axum::http::HeaderName = axum::http::HeaderName::from_static("docker-content-digest");

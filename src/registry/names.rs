@@ -70,8 +70,8 @@ pub fn valid_tag(tag: &str) -> bool {
 
 /// A digest this registry takes: `sha256:` and 64, or `sha512:` and 128, lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
-    let lower_hex = |h: &str, n: usize| h.len() == n && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    d.strip_prefix("sha256:").is_some_and(|h| lower_hex(h, 64)) || d.strip_prefix("sha512:").is_some_and(|h| lower_hex(h, 128))
+    let sha512 = d.strip_prefix("sha512:").is_some_and(|h| h.len() == 128 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    crate::storage::sha256_hex(d).is_some() || sha512
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, hea
         (Route::Referrers(repo, digest), Method::GET) => super::discovery::referrers(reg, &repo, &digest, q),
         (Route::Blob(repo, digest), Method::GET | Method::HEAD) => super::blobs::get(reg, &repo, &digest, headers, head).await,
         (Route::Blob(repo, digest), Method::DELETE) => super::blobs::delete(reg, &repo, &digest),
-        (Route::Uploads(repo), Method::POST) => super::uploads::start(reg, &repo, q, headers, body).await,
+        (Route::Uploads(repo), Method::POST) => super::uploads::start(reg, &repo, q, body).await,
         (Route::Upload(repo, id), Method::PATCH) => super::uploads::patch(reg, &repo, &id, headers, body).await,
         (Route::Upload(repo, id), Method::PUT) => super::uploads::finish(reg, &repo, &id, q, headers, body).await,
         (Route::Upload(repo, id), Method::GET) => super::uploads::status(reg, &repo, &id).await,

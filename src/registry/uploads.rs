@@ -15,6 +15,7 @@ use futures::StreamExt;
 use super::error::{RegistryError, Result};
 use super::names::{valid_digest, valid_repo};
 use super::server::{Params, Registry};
+use super::CONTENT_DIGEST;
 use crate::storage::blobs::BlobWriter;
 
 /// An upload session.
@@ -56,10 +57,9 @@ pub fn uploads_dir(root: &std::path::Path) -> std::path::PathBuf {
 }
 
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
-const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount, a whole blob, or a new session.
-pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, _headers: &HeaderMap, body: Body) -> Result<Response> {
+pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, body: Body) -> Result<Response> {
     if let (Some(digest), Some(from)) = (&q.mount, &q.from) {
         if valid_digest(digest) && valid_repo(from) {
             let size = reg.db().linked_blob(from, digest)?;

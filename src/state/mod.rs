@@ -161,6 +161,19 @@ impl Db {
         Ok(db)
     }
 
+    /// A write transaction that holds the lock from its start (two `run`s never both read
+    /// the free addresses or ports before either writes).
+    pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    /// Every row of a query, mapped by `f`.
+    pub(crate) fn query<T>(&self, sql: &str, args: impl rusqlite::Params, f: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(args, f)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     fn migrate(&mut self) -> Result<()> {
         // The common case reads only: every command opens the database.
         let current: usize = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

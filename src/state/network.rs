@@ -1,7 +1,7 @@
 //! Typed queries on networks, address leases and published ports. Handing out an address or a
 //! port is one IMMEDIATE transaction, so two `run`s never get the same one.
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 use super::{now, Db, Result, StateError};
 
@@ -74,16 +74,6 @@ fn overlap(a: &str, b: &str) -> bool {
 }
 
 impl Db {
-    fn immediate(&self) -> Result<Transaction<'_>> {
-        Ok(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?)
-    }
-
-    fn query<T>(&self, sql: &str, args: impl rusqlite::Params, f: fn(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<Vec<T>> {
-        let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map(args, f)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
     /// Every network, by name.
     pub fn networks(&self) -> Result<Vec<NetworkRow>> {
         self.query(&format!("{NETWORKS} ORDER BY name"), [], network_row)
@@ -118,11 +108,7 @@ impl Db {
     /// Gives a container an address on a network: `pick` chooses one given those in use.
     pub fn lease(&self, lease: &LeaseRow, pick: impl FnOnce(&[String]) -> Option<String>) -> Result<String> {
         let tx = self.immediate()?;
-        let used: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT address FROM leases WHERE network = ?1")?;
-            let rows = stmt.query_map([&lease.network], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-            rows
-        };
+        let used: Vec<String> = self.query("SELECT address FROM leases WHERE network = ?1", [&lease.network], |r| r.get(0))?;
         let address = pick(&used).ok_or_else(|| StateError::NetworkFull(lease.network.clone()))?;
         tx.execute(
             "INSERT INTO leases VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -158,11 +144,7 @@ impl Db {
     /// publishes on an overlapping address is refused.
     pub fn publish(&self, wanted: &[PortRow], mut pick: impl FnMut(u16, &mut dyn FnMut(u16) -> bool) -> Option<u16>, range: (u16, u16)) -> Result<Vec<PortRow>> {
         let tx = self.immediate()?;
-        let mut taken: Vec<PortRow> = {
-            let mut stmt = tx.prepare(PORTS)?;
-            let rows = stmt.query_map([], port_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            rows
-        };
+        let mut taken: Vec<PortRow> = self.query(PORTS, [], port_row)?;
         let mut last: u16 = tx.query_row("SELECT value FROM settings WHERE key = ?1", [LAST_PORT], |r| r.get::<_, String>(0)).optional()?.and_then(|v| v.parse().ok()).unwrap_or(range.0);
         let mut made = Vec::new();
         for want in wanted {

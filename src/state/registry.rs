@@ -61,7 +61,7 @@ impl Db {
 
     /// Records a manifest, and points `tag` at it.
     pub fn put_manifest(&self, m: &ManifestRow, tag: Option<&str>) -> Result<()> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.immediate()?;
         tx.execute(
             "INSERT OR REPLACE INTO reg_manifests VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![m.repo, m.digest, m.media_type, m.size as i64, m.subject, m.artifact_type, m.annotations, serde_json::to_string(&m.refs).expect("strings serialize")],
@@ -90,7 +90,7 @@ impl Db {
 
     /// Removes a manifest and every tag that points at it; false when there was none.
     pub fn delete_registry_manifest(&self, repo: &str, digest: &str) -> Result<bool> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.immediate()?;
         let gone = tx.execute("DELETE FROM reg_manifests WHERE repo = ?1 AND digest = ?2", [repo, digest])? > 0;
         tx.execute("DELETE FROM reg_tags WHERE repo = ?1 AND digest = ?2", [repo, digest])?;
         tx.commit()?;
@@ -99,8 +99,7 @@ impl Db {
 
     /// The tags of `repo`, in byte order.
     pub fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT tag FROM reg_tags WHERE repo = ?1")?;
-        let mut tags = stmt.query_map([repo], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        let mut tags: Vec<String> = self.query("SELECT tag FROM reg_tags WHERE repo = ?1", [repo], |r| r.get(0))?;
         tags.sort();
         Ok(tags)
     }
@@ -117,24 +116,19 @@ impl Db {
 
     /// Every repository, in byte order.
     pub fn repositories(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT repo FROM reg_blobs UNION SELECT repo FROM reg_manifests")?;
-        let mut repos = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        let mut repos: Vec<String> = self.query("SELECT repo FROM reg_blobs UNION SELECT repo FROM reg_manifests", [], |r| r.get(0))?;
         repos.sort();
         Ok(repos)
     }
 
     /// The manifests of `repo` whose subject is `digest`.
     pub fn referrers(&self, repo: &str, digest: &str) -> Result<Vec<ManifestRow>> {
-        let mut stmt = self.conn.prepare(&format!("{MANIFESTS} WHERE repo = ?1 AND subject = ?2 ORDER BY digest"))?;
-        let rows = stmt.query_map([repo, digest], manifest_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.query(&format!("{MANIFESTS} WHERE repo = ?1 AND subject = ?2 ORDER BY digest"), [repo, digest], manifest_row)
     }
 
     /// Every manifest of every repository (for gc).
     pub fn registry_manifests(&self) -> Result<Vec<ManifestRow>> {
-        let mut stmt = self.conn.prepare(MANIFESTS)?;
-        let rows = stmt.query_map([], manifest_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.query(MANIFESTS, [], manifest_row)
     }
 
     /// Whether any repository holds the blob, or it is a registry manifest's bytes.
@@ -159,9 +153,7 @@ impl Db {
 
     /// Every (repository, blob) link (for gc).
     pub fn blob_links(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare("SELECT repo, digest FROM reg_blobs")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.query("SELECT repo, digest FROM reg_blobs", [], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 }
 

@@ -159,7 +159,10 @@ impl ImageStore<'_> {
             if !self.blob_store().exists(digest) {
                 reg.download(&source.repo, digest, &blobs.join(hex))?;
             } else {
-                std::fs::copy(self.blob_store().path(digest), blobs.join(hex)).map_err(|e| failed(format!("copy {digest}: {e}")))?;
+                // Stored already: a hard link (the scratch dir is in the data root) lends it to
+                // the layout without reading it again.
+                let (from, to) = (self.blob_store().path(digest), blobs.join(hex));
+                std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(drop)).map_err(|e| failed(format!("copy {digest}: {e}")))?;
             }
         }
         let media_type = m.get("mediaType").and_then(Value::as_str).unwrap_or(super::store::MANIFEST_TYPE);
@@ -186,10 +189,7 @@ fn descriptor(layer: &LayerRow) -> Value {
 /// The hex part of a remote `sha256:<64 hex>` digest; anything else (`sha256:../../etc/x`)
 /// is refused before it can name a file.
 fn checked_hex(digest: &str) -> Result<&str> {
-    match digest.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) => Ok(h),
-        _ => Err(failed(format!("the registry named a blob {digest:?}, which is not a sha256 digest"))),
-    }
+    crate::storage::sha256_hex(digest).ok_or_else(|| failed(format!("the registry named a blob {digest:?}, which is not a sha256 digest")))
 }
 
 /// The digest of an index's linux/amd64 manifest (or of its only one).
