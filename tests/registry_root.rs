@@ -396,3 +396,51 @@ fn open_uploads_are_capped_and_a_restart_clears_what_they_staged() {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+/// The conformance suite's client reuses its connection after an upload is refused (416 for an
+/// out-of-order chunk) before the server read the chunk's bytes. The connection must still take
+/// the next request, or say `Connection: close` when it will not.
+const KEEP_ALIVE: &str = r#"
+import socket, time
+def response(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = s.recv(65536)
+        if not more:
+            return None, {}
+        data += more
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    want = int(headers.get("content-length", "0"))
+    while len(rest) < want:
+        rest += s.recv(65536)
+    return int(lines[0].split()[1]), headers
+s = socket.create_connection(("127.0.0.1", 5000))
+s.sendall(b"POST /v2/lab/k/blobs/uploads/ HTTP/1.1\r\nHost: r\r\nContent-Length: 0\r\n\r\n")
+status, h = response(s)
+print("session", status)
+s.sendall(f"PATCH {h['location']} HTTP/1.1\r\nHost: r\r\nContent-Length: 20\r\nContent-Range: 22-41\r\n\r\n".encode())
+time.sleep(0.05)
+s.sendall(b"x" * 20)
+status, h = response(s)
+print("out-of-order", status, h.get("connection", "keep-alive"))
+s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("next-on-the-connection", response(s)[0])
+big = 4 << 20
+s.sendall(f"PATCH /v2/lab/k/blobs/uploads/nosuch HTTP/1.1\r\nHost: r\r\nContent-Length: {big}\r\n\r\n".encode())
+try:
+    s.sendall(b"y" * big)
+except OSError:
+    pass
+status, h = response(s)
+print("unknown-with-a-big-body", status, h.get("connection", "keep-alive"))
+"#;
+
+#[test]
+fn a_refused_upload_leaves_its_connection_usable_or_says_it_closes() {
+    let out = Lab::new().ok(&format!("{SERVE}\npython3 - <<'PY'\n{KEEP_ALIVE}\nPY"));
+    for want in ["session 202", "out-of-order 416 keep-alive", "next-on-the-connection 200", "unknown-with-a-big-body 404 close"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -54,7 +54,7 @@ fn resolve(reg: &Registry, repo: &str, reference: &str) -> Result<String> {
 }
 
 /// PUT a manifest under a tag or its digest.
-pub async fn put(reg: &Arc<Registry>, repo: &str, reference: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
+pub async fn put(reg: &Arc<Registry>, repo: &str, reference: &str, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
     let bytes = read_limited(body, MAX_MANIFEST).await?;
     let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
     let tag = if reference.contains(':') {
@@ -97,11 +97,11 @@ pub fn delete(reg: &Arc<Registry>, repo: &str, reference: &str) -> Result<Respon
 }
 
 /// Reads a body of at most `limit` bytes; more is 413.
-pub async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>> {
+pub async fn read_limited(body: &mut Body, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RegistryError::manifest_invalid(format!("reading the manifest: {e}")))?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RegistryError::manifest_invalid(format!("reading the manifest: {e}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
         if out.len() + chunk.len() > limit {
             return Err(RegistryError::new(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", format!("manifests are limited to {limit} bytes")));
         }

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
 
 use super::auth::Htpasswd;
 use super::error::{RegistryError, Result};
@@ -88,14 +91,46 @@ pub struct Params {
     pub artifact_type: Option<String>,
 }
 
-async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, Query(q): Query<Params>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&reg, &method, &uri, &q, &headers, body).await {
+async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, Query(q): Query<Params>, headers: HeaderMap, mut body: Body) -> Response {
+    let mut resp = match handle(&reg, &method, &uri, &q, &headers, &mut body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    };
+    drain(&mut body, &headers, &mut resp).await;
+    resp
+}
+
+/// The most of an unread request body drained to keep its connection, and for how long.
+const DRAIN_LIMIT: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops what the handler left of the request body (an upload answered 416 or 404
+/// before its bytes were read), so the connection is ready for the next request. A rest larger
+/// than `DRAIN_LIMIT` or slower than `DRAIN_TIME`, or one the client holds back until told to go
+/// on (`Expect: 100-continue`), ends the connection instead, and the response says so: hyper
+/// would close it after a response that looked kept alive, and the client's next request on it
+/// would fail.
+async fn drain(body: &mut Body, headers: &HeaderMap, resp: &mut Response) {
+    if body.is_end_stream() {
+        return;
+    }
+    let waits = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let read_all = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > DRAIN_LIMIT {
+                return false;
+            }
+        }
+        true
+    };
+    if waits || !tokio::time::timeout(DRAIN_TIME, read_all).await.unwrap_or(false) {
+        resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     }
 }
 
-async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, headers: &HeaderMap, body: Body) -> Result<Response> {
+async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
     if let Some(auth) = &reg.auth {
         if !auth.allows(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
             return Err(RegistryError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required")

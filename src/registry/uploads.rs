@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use http_body_util::BodyExt;
 
 use super::error::{RegistryError, Result};
 use super::names::{valid_digest, valid_repo};
@@ -59,7 +59,7 @@ pub fn uploads_dir(root: &std::path::Path) -> std::path::PathBuf {
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount, a whole blob, or a new session.
-pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, body: Body) -> Result<Response> {
+pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, body: &mut Body) -> Result<Response> {
     if let (Some(digest), Some(from)) = (&q.mount, &q.from) {
         if valid_digest(digest) && valid_repo(from) {
             let size = reg.db().linked_blob(from, digest)?;
@@ -91,7 +91,7 @@ pub async fn start(reg: &Arc<Registry>, repo: &str, q: &Params, body: Body) -> R
 }
 
 /// `PATCH`: appends a chunk; with `Content-Range`, only at the current end.
-pub async fn patch(reg: &Arc<Registry>, repo: &str, id: &str, headers: &HeaderMap, body: Body) -> Result<Response> {
+pub async fn patch(reg: &Arc<Registry>, repo: &str, id: &str, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
     let session = session(reg, repo, id)?;
     let mut held = session.writer.lock().await;
     let writer = held.as_mut().ok_or_else(|| RegistryError::upload_unknown(id))?;
@@ -101,7 +101,7 @@ pub async fn patch(reg: &Arc<Registry>, repo: &str, id: &str, headers: &HeaderMa
 }
 
 /// `PUT ?digest=`: the last chunk (if any), then the digest check; the blob is stored.
-pub async fn finish(reg: &Arc<Registry>, repo: &str, id: &str, q: &Params, headers: &HeaderMap, body: Body) -> Result<Response> {
+pub async fn finish(reg: &Arc<Registry>, repo: &str, id: &str, q: &Params, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
     let session = session(reg, repo, id)?;
     let mut writer = session.writer.lock().await.take().ok_or_else(|| RegistryError::upload_unknown(id))?;
     let result = async {
@@ -141,12 +141,13 @@ fn session(reg: &Registry, repo: &str, id: &str) -> Result<Arc<Upload>> {
 }
 
 /// Streams a request body into the upload.
-async fn append(writer: &mut BlobWriter, body: Body) -> Result<()> {
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RegistryError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("reading the upload: {e}")))?;
-        // Into a 1 MiB buffer, hashed on the way: page-cache writes, no need to leave the task.
-        writer.write_all(&chunk)?;
+async fn append(writer: &mut BlobWriter, body: &mut Body) -> Result<()> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RegistryError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("reading the upload: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            // Into a 1 MiB buffer, hashed on the way: page-cache writes, no need to leave the task.
+            writer.write_all(&chunk)?;
+        }
     }
     Ok(())
 }
