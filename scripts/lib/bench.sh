@@ -24,6 +24,14 @@ time_one() {
     s=$(now); "${@:2}" >/dev/null 2>&1; e=$(now)
     echo $(( (e - s) / 1000 )) >> "$work/t.$1"
 }
+# time_cpu NAME COMMAND...: as time_one, and the command's own CPU time (user + system, its
+# children included) in microseconds into $work/t.NAME-cpu
+time_cpu() {
+    local s e TIMEFORMAT='%U %S' cpu
+    s=$(now); cpu=$( { time "${@:2}" >/dev/null 2>&1; } 2>&1 ); e=$(now)
+    echo $(( (e - s) / 1000 )) >> "$work/t.$1"
+    awk '{printf "%d\n", ($1 + $2) * 1e6}' <<< "$cpu" >> "$work/t.$1-cpu"
+}
 median() { sort -n "$work/t.$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
