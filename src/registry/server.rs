@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -74,7 +74,7 @@ pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>) -> anyhow
 }
 
 /// The query parameters any endpoint reads.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct Params {
     /// `?digest=` (uploads).
     pub digest: Option<String>,
@@ -87,11 +87,32 @@ pub struct Params {
     /// `?last=` (page start).
     pub last: Option<String>,
     /// `?artifactType=` (referrers filter).
-    #[serde(rename = "artifactType")]
     pub artifact_type: Option<String>,
 }
 
-async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, Query(q): Query<Params>, headers: HeaderMap, mut body: Body) -> Response {
+impl Params {
+    /// The parameters of a query string; the first of a repeated one counts (as in Docker's
+    /// registry), and what no endpoint reads is ignored, so any query string is accepted.
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut p = Params::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match key.as_ref() {
+                "digest" => &mut p.digest,
+                "mount" => &mut p.mount,
+                "from" => &mut p.from,
+                "n" => &mut p.n,
+                "last" => &mut p.last,
+                "artifactType" => &mut p.artifact_type,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| value.into_owned());
+        }
+        p
+    }
+}
+
+async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, headers: HeaderMap, mut body: Body) -> Response {
+    let q = Params::parse(uri.query());
     let mut resp = match handle(&reg, &method, &uri, &q, &headers, &mut body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -162,5 +183,21 @@ async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, hea
         (Route::Manifest(repo, reference), Method::PUT) => super::manifests::put(reg, &repo, &reference, headers, body).await,
         (Route::Manifest(repo, reference), Method::DELETE) => super::manifests::delete(reg, &repo, &reference),
         (_, m) => Err(RegistryError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", format!("{m} is not supported on {}", uri.path()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Params;
+
+    #[test]
+    fn query_parameters_are_decoded_and_the_first_of_a_repeated_one_counts() {
+        let p = Params::parse(Some("digest=sha256%3Aab&digest=sha256:cd&artifactType=application%2Fx&n=2&other=1"));
+        assert_eq!(p.digest.as_deref(), Some("sha256:ab"));
+        assert_eq!(p.artifact_type.as_deref(), Some("application/x"));
+        assert_eq!(p.n.as_deref(), Some("2"));
+        assert!(p.mount.is_none() && p.from.is_none() && p.last.is_none());
+        assert!(Params::parse(None).digest.is_none());
+        assert!(Params::parse(Some("%zz&=&&digest")).digest.is_some(), "odd queries parse, never fail");
     }
 }
