@@ -138,13 +138,16 @@ async fn drain(body: &mut Body, headers: &HeaderMap, resp: &mut Response) {
     let waits = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let read_all = async {
         let mut read = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len());
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            }
             if read > DRAIN_LIMIT {
                 return false;
             }
         }
-        true
     };
     if waits || !tokio::time::timeout(DRAIN_TIME, read_all).await.unwrap_or(false) {
         resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
