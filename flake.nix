@@ -405,6 +405,8 @@
           # One stamp per image store path: a new build of an image is imported once, on the
           # next boot; the stamps live in the data root, so wiping it imports everything again.
           stamps = "${cfg.dataRoot}/.nix-preloaded";
+          # The command line of the lab's units, on the lab's data root.
+          shibafuCmd = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot}";
         in
         {
           options.services.shibafu = {
@@ -518,7 +520,7 @@
                       serviceConfig = {
                         Type = "oneshot";
                         RemainAfterExit = true;
-                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} network up bridge";
+                        ExecStart = "${shibafuCmd} network up bridge";
                       };
                     };
 
@@ -528,7 +530,7 @@
                       description = "shibafu's OCI registry on port 5000 (phase 5), over the lab's data root";
                       after = [ "network.target" ];
                       serviceConfig = {
-                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} registry serve --port 5000";
+                        ExecStart = "${shibafuCmd} registry serve --port 5000";
                         Restart = "on-failure";
                       };
                     };
@@ -539,7 +541,7 @@
                       wantedBy = [ "shibafu-lab.target" ];
                       after = [ "shibafu-network.service" ];
                       serviceConfig = {
-                        ExecStart = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot} proxy serve --port 80 --domain platform.local";
+                        ExecStart = "${shibafuCmd} proxy serve --port 80 --domain platform.local";
                         Restart = "on-failure";
                       };
                     };

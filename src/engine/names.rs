@@ -2,22 +2,10 @@
 
 use std::io::Read;
 
-/// Checks a container name: 1-63 of `[A-Za-z0-9_.-]`, starting with a letter or digit (it
-/// becomes a DNS label in phase 6, and a path component never).
+/// Checks a container name: 1-63 of `[A-Za-z0-9_.-]`, starting with a letter or digit (the
+/// rule networks follow too).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid container name {:?}: use 1-63 of [A-Za-z0-9_.-], starting with a letter or digit", truncate(name)))
-    }
-}
-
-fn truncate(s: &str) -> String {
-    if s.len() > 40 { format!("{}...", &s[..40]) } else { s.to_string() }
+    crate::network::check_name("container name", name, 63).map_err(|e| e.to_string())
 }
 
 /// A new container ID: 64 random hex digits.

@@ -13,8 +13,7 @@ fn bridge_name(name: &str) -> String {
     if name.len() <= 12 {
         format!("br-{name}")
     } else {
-        let digest = Sha256::digest(name.as_bytes());
-        format!("br-{}", &digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12])
+        format!("br-{}", &format!("{:x}", Sha256::digest(name.as_bytes()))[..12])
     }
 }
 

@@ -31,6 +31,6 @@ impl Engine {
 
     /// A number that changes whenever another process commits to the state database.
     pub fn state_version(&self) -> Result<i64> {
-        Ok(self.db.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(crate::state::StateError::from)?)
+        Ok(self.db.data_version()?)
     }
 }

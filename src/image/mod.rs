@@ -22,6 +22,9 @@ pub enum ImageError {
     /// A malformed reference.
     #[error("{0}")]
     BadReference(String),
+    /// A registry could not be reached, or answered what we cannot use.
+    #[error("registry: {0}")]
+    Registry(String),
     /// An image ID prefix that fits several images.
     #[error("image ID {0:?} is ambiguous; give more digits")]
     Ambiguous(String),

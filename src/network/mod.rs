@@ -123,19 +123,19 @@ pub fn sysctl(key: &str, value: &str) -> Result<()> {
     std::fs::write(&path, value).map_err(NetworkError::io(format!("write {}", path.display())))
 }
 
-/// Checks a network or bridge name: letters, digits, `-`, `_`, `.`, at most `max` bytes.
+/// Checks a name as Docker does for containers and networks: letters, digits, `-`, `_`, `.`,
+/// starting with a letter or digit, at most `max` bytes (a DNS label in phase 6, a path
+/// component never).
 pub fn check_name(what: &str, name: &str, max: usize) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= max
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
-        Ok(())
-    } else {
-        Err(NetworkError::Invalid(format!(
-            "invalid {what} {name:?}: use up to {max} letters, digits, '-', '_' or '.', starting with a letter or digit"
-        )))
+        return Ok(());
     }
+    let shown: String = if name.chars().count() > 40 { name.chars().take(40).chain("...".chars()).collect() } else { name.into() };
+    Err(NetworkError::Invalid(format!("invalid {what} {shown:?}: use up to {max} letters, digits, '-', '_' or '.', starting with a letter or digit")))
 }
 
 #[cfg(test)]

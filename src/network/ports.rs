@@ -119,11 +119,6 @@ pub fn in_use_on_host(ip: Ipv4Addr, port: u16, protocol: Protocol) -> bool {
     }
 }
 
-/// Whether two host addresses overlap (equal, or either is every address).
-pub fn ips_overlap(a: Ipv4Addr, b: Ipv4Addr) -> bool {
-    a == b || a.is_unspecified() || b.is_unspecified()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +149,5 @@ mod tests {
     fn maps_print_like_docker() {
         let m = PortMap { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 30001, container_ip: Ipv4Addr::new(172, 20, 0, 2), container_port: 80, protocol: Protocol::Tcp };
         assert_eq!(m.to_string(), "0.0.0.0:30001->80/tcp");
-        assert!(ips_overlap(Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST));
-        assert!(!ips_overlap(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::LOCALHOST));
     }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::{RegistryError, Result};
-use super::names::valid_digest;
+use super::names::check_digest;
 use super::server::Registry;
 
 /// A blob of `repo`, whole or a range of it.
@@ -43,9 +43,7 @@ pub async fn get(reg: &Arc<Registry>, repo: &str, digest: &str, headers: &Header
 
 /// Takes a blob out of `repo`.
 pub fn delete(reg: &Arc<Registry>, repo: &str, digest: &str) -> Result<Response> {
-    if !valid_digest(digest) {
-        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a sha256 digest")));
-    }
+    check_digest(digest)?;
     if !reg.db().unlink_blob(repo, digest)? {
         return Err(RegistryError::blob_unknown(digest));
     }
@@ -54,9 +52,7 @@ pub fn delete(reg: &Arc<Registry>, repo: &str, digest: &str) -> Result<Response>
 
 /// The size of a blob `repo` holds and the store has; 404 otherwise.
 pub fn linked_size(reg: &Registry, repo: &str, digest: &str) -> Result<u64> {
-    if !valid_digest(digest) {
-        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a sha256 digest")));
-    }
+    check_digest(digest)?;
     match reg.db().linked_blob(repo, digest)? {
         Some(size) if reg.blobs.exists(digest) => Ok(size),
         _ => Err(RegistryError::blob_unknown(digest)),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::{RegistryError, Result};
 use super::manifests::OCI_INDEX;
-use super::names::valid_digest;
+use super::names::check_digest;
 use super::server::{Params, Registry};
 
 /// `GET /v2/<name>/tags/list`.
@@ -59,9 +59,7 @@ fn listed(body: Value, next: Option<String>) -> Response {
 /// `GET /v2/<name>/referrers/<digest>[?artifactType=...]`: an image index of the manifests
 /// whose subject is `digest` (empty when there are none, never 404).
 pub fn referrers(reg: &Arc<Registry>, repo: &str, digest: &str, q: &Params) -> Result<Response> {
-    if !valid_digest(digest) {
-        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a sha256 digest")));
-    }
+    check_digest(digest)?;
     let rows = reg.db().referrers(repo, digest)?;
     let filter = q.artifact_type.as_deref().filter(|t| !t.is_empty());
     let manifests: Vec<Value> = rows

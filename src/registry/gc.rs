@@ -6,14 +6,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use rusqlite::{Transaction, TransactionBehavior};
-
 use crate::engine::Engine;
 
 /// What `registry gc` removed (or, with `dry_run`, would remove), one line each.
 pub fn collect(root: &Path, dry_run: bool) -> anyhow::Result<Vec<String>> {
     let engine = Engine::open(root)?;
-    let tx = Transaction::new_unchecked(&engine.db.conn, TransactionBehavior::Immediate)?;
+    let tx = engine.db.immediate()?;
     let mut marked: HashSet<(String, String)> = HashSet::new();
     for m in engine.db.registry_manifests()? {
         marked.extend(m.refs.iter().map(|d| (m.repo.clone(), d.clone())));

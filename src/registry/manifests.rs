@@ -9,10 +9,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::error::{RegistryError, Result};
-use super::names::{valid_digest, valid_tag};
+use super::names::{check_digest, valid_digest, valid_tag};
 use super::server::Registry;
 use super::CONTENT_DIGEST;
 use crate::state::registry::ManifestRow;
@@ -47,7 +46,7 @@ pub fn get(reg: &Arc<Registry>, repo: &str, reference: &str, head: bool) -> Resu
 /// A tag's digest, or the digest given.
 fn resolve(reg: &Registry, repo: &str, reference: &str) -> Result<String> {
     if reference.contains(':') {
-        return if valid_digest(reference) { Ok(reference.into()) } else { Err(RegistryError::digest_invalid(format!("{reference:?} is not a sha256 digest"))) };
+        return check_digest(reference).map(|()| reference.into());
     }
     // An invalid tag names nothing: 404, as the spec's conformance tests want.
     reg.db().tag_digest(repo, reference)?.ok_or_else(|| RegistryError::manifest_unknown(reference))
@@ -56,7 +55,7 @@ fn resolve(reg: &Registry, repo: &str, reference: &str) -> Result<String> {
 /// PUT a manifest under a tag or its digest.
 pub async fn put(reg: &Arc<Registry>, repo: &str, reference: &str, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
     let bytes = read_limited(body, MAX_MANIFEST).await?;
-    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let digest = crate::storage::sha256_digest(&bytes);
     let tag = if reference.contains(':') {
         if reference != digest {
             return Err(RegistryError::digest_invalid(format!("the manifest's digest is {digest}, not {reference}")));
@@ -82,9 +81,7 @@ pub async fn put(reg: &Arc<Registry>, repo: &str, reference: &str, headers: &Hea
 /// DELETE a tag (the manifest stays) or a manifest (its tags go too).
 pub fn delete(reg: &Arc<Registry>, repo: &str, reference: &str) -> Result<Response> {
     let gone = if reference.contains(':') {
-        if !valid_digest(reference) {
-            return Err(RegistryError::digest_invalid(format!("{reference:?} is not a sha256 digest")));
-        }
+        check_digest(reference)?;
         reg.db().delete_registry_manifest(repo, reference)?
     } else {
         reg.db().delete_tag(repo, reference)?
@@ -131,7 +128,7 @@ pub fn describe(repo: &str, digest: &str, size: u64, bytes: &[u8], content_type:
     };
     let digest_of = |d: &Value| -> Result<String> {
         let text = d.get("digest").and_then(Value::as_str).ok_or_else(|| RegistryError::manifest_invalid("a descriptor without a digest"))?;
-        if valid_digest(text) { Ok(text.to_string()) } else { Err(RegistryError::manifest_invalid(format!("descriptor digest {text:?} is not sha256"))) }
+        if valid_digest(text) { Ok(text.to_string()) } else { Err(RegistryError::manifest_invalid(format!("descriptor digest {text:?} is not a digest (sha256:<64 hex digits> or sha512:<128>)"))) }
     };
     let list = |key: &str| -> Result<Vec<String>> {
         match json.get(key) {

@@ -1,6 +1,8 @@
 //! The distribution spec's grammar: repository names, tags, digests, and which endpoint a
 //! path names (a repository name may hold slashes, so paths are read from their end).
 
+use super::error::RegistryError;
+
 /// What a `/v2/...` path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -59,19 +61,23 @@ pub fn valid_repo(name: &str) -> bool {
     name.len() <= 255 && !name.is_empty() && name.split('/').all(crate::image::reference::component_ok)
 }
 
-/// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+/// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}` (the local images' grammar too).
 pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+    crate::image::reference::check_tag(tag).is_ok()
 }
 
 /// A digest this registry takes: `sha256:` and 64, or `sha512:` and 128, lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
-    let sha512 = d.strip_prefix("sha512:").is_some_and(|h| h.len() == 128 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
-    crate::storage::sha256_hex(d).is_some() || sha512
+    crate::storage::sha256_hex(d).is_some() || d.strip_prefix("sha512:").is_some_and(|h| crate::storage::is_lower_hex(h, 128))
+}
+
+/// `valid_digest`, as the spec's DIGEST_INVALID when it fails.
+pub fn check_digest(d: &str) -> Result<(), RegistryError> {
+    if valid_digest(d) {
+        Ok(())
+    } else {
+        Err(RegistryError::digest_invalid(format!("{d:?} is not a digest (sha256:<64 hex digits> or sha512:<128>)")))
+    }
 }
 
 #[cfg(test)]

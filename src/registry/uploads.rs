@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::error::{RegistryError, Result};
-use super::names::{valid_digest, valid_repo};
+use super::names::{check_digest, valid_digest, valid_repo};
 use super::server::{Params, Registry};
 use super::CONTENT_DIGEST;
 use crate::storage::blobs::BlobWriter;
@@ -154,9 +154,7 @@ async fn append(writer: &mut BlobWriter, body: &mut Body) -> Result<()> {
 
 /// Checks the digest and stores the blob in the repository.
 fn close(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result<Response> {
-    if !valid_digest(digest) {
-        return Err(RegistryError::digest_invalid(format!("{digest:?} is not a digest (sha256:<64 hex digits> or sha512:<128>)")));
-    }
+    check_digest(digest)?;
     if digest.starts_with("sha512:") {
         return close_sha512(reg, repo, writer, digest);
     }

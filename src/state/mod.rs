@@ -167,6 +167,11 @@ impl Db {
         Ok(rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?)
     }
 
+    /// A number that changes whenever another connection commits (`PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Every row of a query, mapped by `f`.
     pub(crate) fn query<T>(&self, sql: &str, args: impl rusqlite::Params, f: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<Vec<T>> {
         let mut stmt = self.conn.prepare(sql)?;

@@ -99,9 +99,7 @@ impl Db {
 
     /// The tags of `repo`, in byte order.
     pub fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        let mut tags: Vec<String> = self.query("SELECT tag FROM reg_tags WHERE repo = ?1", [repo], |r| r.get(0))?;
-        tags.sort();
-        Ok(tags)
+        self.query("SELECT tag FROM reg_tags WHERE repo = ?1 ORDER BY tag", [repo], |r| r.get(0))
     }
 
     /// Whether `repo` holds anything at all.
@@ -116,9 +114,7 @@ impl Db {
 
     /// Every repository, in byte order.
     pub fn repositories(&self) -> Result<Vec<String>> {
-        let mut repos: Vec<String> = self.query("SELECT repo FROM reg_blobs UNION SELECT repo FROM reg_manifests", [], |r| r.get(0))?;
-        repos.sort();
-        Ok(repos)
+        self.query("SELECT repo FROM reg_blobs UNION SELECT repo FROM reg_manifests ORDER BY repo", [], |r| r.get(0))
     }
 
     /// The manifests of `repo` whose subject is `digest`.

@@ -54,7 +54,12 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// The 64 lowercase hex digits of a well-formed `sha256:` digest; None for anything else
 /// (so a digest from outside can name a file only when it is one).
 pub fn sha256_hex(digest: &str) -> Option<&str> {
-    digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    digest.strip_prefix("sha256:").filter(|h| is_lower_hex(h, 64))
+}
+
+/// Whether `text` is `len` lowercase hex digits.
+pub fn is_lower_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The hex part of a `sha256:<hex>` digest.

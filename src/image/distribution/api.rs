@@ -54,7 +54,7 @@ impl Registry {
 
     /// Pushes a manifest under `tag`; returns its digest.
     pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: &[u8]) -> Result<String> {
-        let digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let digest = crate::storage::sha256_digest(bytes);
         let a = self.call(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"), Some(media_type), &Payload::Bytes(bytes))?;
         expect(a, &[StatusCode::CREATED], &format!("push the manifest of {repo}:{tag}"))?;
         Ok(digest)

@@ -55,7 +55,7 @@ pub struct Registry {
 
 /// A failure talking to a registry.
 pub fn failed(what: impl std::fmt::Display) -> ImageError {
-    ImageError::BadReference(format!("registry: {what}"))
+    ImageError::Registry(what.to_string())
 }
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";

@@ -149,7 +149,7 @@ impl ImageStore<'_> {
         let write = |digest: &str, data: &[u8]| -> Result<()> {
             std::fs::write(blobs.join(checked_hex(digest)?), data).map_err(|e| failed(format!("write {digest}: {e}")))
         };
-        let manifest_digest = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let manifest_digest = crate::storage::sha256_digest(&bytes);
         write(&manifest_digest, &bytes)?;
         let wanted = m.get("config").into_iter().chain(m.get("layers").and_then(Value::as_array).into_iter().flatten());
         for d in wanted {
