@@ -65,6 +65,41 @@ fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> ni
     Ok(dir)
 }
 
+/// Opens the directory `path` under `root`, creating every missing component (mode 0755),
+/// where no component may be a symlink: a symlink on the way is ELOOP, a non-directory
+/// ENOTDIR. For archives, whose entries name real paths and never go through a link.
+pub fn mkdir_all_no_links<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
+    let beneath = |dir: std::os::fd::BorrowedFd, rel: &Path| open_dir_no_links(dir, rel);
+    let rel = relative(path);
+    if rel.as_os_str().is_empty() {
+        return beneath(root.as_fd(), Path::new("."));
+    }
+    match beneath(root.as_fd(), &rel) {
+        Err(Errno::ENOENT) => {}
+        found => return found,
+    }
+    let mut dir = beneath(root.as_fd(), Path::new("."))?;
+    for part in rel.components() {
+        match mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        dir = beneath(dir.as_fd(), Path::new(part.as_os_str()))?;
+    }
+    Ok(dir)
+}
+
+/// Opens the existing directory `path` beneath `root` (an O_PATH descriptor), where no
+/// component may be a symlink (ELOOP) nor climb above `root` (EXDEV).
+pub fn open_dir_no_links<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
+    let rel = relative(path);
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how)
+}
+
 /// Opens the file `path` inside `root`, creating it (and its parents) when missing.
 pub fn touch<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
     let root = root.as_fd();
@@ -108,6 +143,23 @@ mod tests {
         assert!(!outside.join("made").exists());
         assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir());
         assert!(root.join("x").is_dir());
+    }
+
+    #[test]
+    fn mkdir_all_no_links_refuses_any_symlink_on_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        symlink(tmp.path(), root.join("abs")).unwrap();
+        symlink("real", root.join("rel")).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        let rootfd = nix::fcntl::open(&root, OFlag::O_PATH, Mode::empty()).unwrap();
+        mkdir_all_no_links(&rootfd, Path::new("real/a/b")).unwrap();
+        assert!(root.join("real/a/b").is_dir());
+        assert_eq!(mkdir_all_no_links(&rootfd, Path::new("abs/x")).unwrap_err(), Errno::ELOOP);
+        assert_eq!(mkdir_all_no_links(&rootfd, Path::new("rel/y")).unwrap_err(), Errno::ELOOP);
+        assert_eq!(mkdir_all_no_links(&rootfd, Path::new("file/z")).unwrap_err(), Errno::ENOTDIR);
+        assert!(!tmp.path().join("x").exists() && !root.join("real/y").exists());
     }
 
     #[test]

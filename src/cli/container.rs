@@ -208,16 +208,5 @@ pub fn logs(root: &Path, name: &str, follow: bool) -> Result<i32> {
 
 /// `512m`, `1g`, `65536` -> bytes.
 pub fn parse_size(text: &str) -> Result<i64> {
-    let lower = text.trim().to_lowercase();
-    let (num, mult) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        Some('b') => (&lower[..lower.len() - 1], 1),
-        _ => (lower.as_str(), 1),
-    };
-    match num.parse::<i64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
-        _ => bail!("invalid size {text:?}: use a positive number with an optional k, m or g"),
-    }
+    crate::storage::limits::parse_size(text).map(|n| n as i64).map_err(anyhow::Error::msg)
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::engine::names::check_name;
 use crate::engine::Engine;
 use crate::storage::pack::PackOptions;
 
@@ -25,7 +24,7 @@ pub enum LayerCommand {
 
 /// Runs `prepare-layer NAME SOURCE`.
 pub fn prepare(root: &Path, name: &str, source: &Path, keep_mtime: bool) -> Result<i32> {
-    check_name(name).map_err(anyhow::Error::msg)?;
+    crate::network::check_name("layer name", name, 63)?;
     let engine = Engine::open(root)?;
     let layer = engine.images().prepare_layer(name, source, PackOptions { keep_mtime, whiteouts: Default::default() })?;
     println!("{name} {} ({})", layer.diff_id, super::image::human_size(layer.size));

@@ -1,6 +1,6 @@
 //! `gc`: removes what nothing uses any more, and what a crashed run left behind: layers and
 //! blobs no image, container or layer name refers to, half-written temp files and staging
-//! dirs (older than ten minutes, so a running import keeps its own), and container directories
+//! dirs that no live process owns (a running import keeps its own), and container directories
 //! with no container, and the network (namespace, veth, lease, ports, rules) of containers
 //! that are gone.
 
@@ -140,11 +140,12 @@ impl Engine {
 const SCRATCH_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) in `dir`; with `all`, every
-/// entry (a temp dir). Only old ones: a young one may belong to an import running right now.
+/// entry (a temp dir). Only abandoned ones: each is owned (flocked) by the process writing
+/// it for as long as it lives (see storage::scratch).
 fn collect_scratch(dir: &Path, all: bool, done: &mut Collected) -> Result<()> {
     for entry in read_dir(dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_old(&entry) && (all || name.starts_with(".unpack-") || name.starts_with(".layout-")) {
+        if (all || name.starts_with(".unpack-") || name.starts_with(".layout-")) && crate::storage::scratch::abandoned(&entry.path()) {
             done.bytes += size_of(&entry.path());
             remove(&entry.path())?;
             done.removed.push(format!("leftover {}", entry.path().display()));

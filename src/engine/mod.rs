@@ -58,15 +58,15 @@ pub enum EngineError {
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     /// Other I/O.
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
 }
 
 impl EngineError {
     /// Wraps an I/O error.
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
         let what = what.into();
-        move |source| EngineError::Io { what, source }
+        move |err| EngineError::Io { what, err }
     }
 
     /// Docker's exit code for this failure.
@@ -98,6 +98,9 @@ impl Engine {
     /// Opens `root`, creating its layout. Runtime state goes to /run/shibafu for the default
     /// root and to `<root>/run` for any other (or to `SHIBAFU_RUN`).
     pub fn open(root: &Path) -> Result<Engine> {
+        if root.exists() && !root.is_dir() {
+            return Err(EngineError::Invalid(format!("the data root {} is not a directory: give --root (or SHIBAFU_ROOT) a directory", root.display())));
+        }
         for dir in ["", "containers", "layers", "blobs/sha256", "tmp"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;

@@ -51,6 +51,7 @@ pub enum RunOutcome {
 impl Engine {
     /// Runs a container.
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
+        opts.limits.check()?;
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,

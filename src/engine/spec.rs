@@ -42,6 +42,29 @@ pub struct Limits {
     pub pids: Option<i64>,
 }
 
+/// Docker's smallest memory limit: below it a container cannot even start.
+pub const MIN_MEMORY: i64 = 6 << 20;
+
+impl Limits {
+    /// Refuses limits no cgroup can honour, with Docker's rules: memory of at least 6 MiB,
+    /// CPUs from 0.01 to the machine's count, pids positive or -1 for no limit.
+    pub fn check(&self) -> Result<()> {
+        if let Some(m) = self.memory.filter(|m| *m < MIN_MEMORY) {
+            return Err(EngineError::Invalid(format!("invalid --memory {m} bytes: the smallest limit is 6 MiB (6m)")));
+        }
+        if let Some(c) = self.cpus {
+            let have = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if !c.is_finite() || c < 0.01 || c > have as f64 {
+                return Err(EngineError::Invalid(format!("invalid --cpus {c}: give a number from 0.01 to {have}.00, as there are {have} CPUs")));
+            }
+        }
+        if let Some(p) = self.pids.filter(|p| *p == 0 || *p < -1) {
+            return Err(EngineError::Invalid(format!("invalid --pids-limit {p}: give a positive number, or -1 for no limit")));
+        }
+        Ok(())
+    }
+}
+
 /// What makes a container's spec.
 pub struct SpecInput<'a> {
     /// The image's settings.

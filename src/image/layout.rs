@@ -98,6 +98,7 @@ impl ImageStore<'_> {
         }
         // A tar is unpacked (safely, as any layer is) into a scratch directory first.
         let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(self.layers_dir().parent().unwrap_or(Path::new("/tmp"))).map_err(|e| unreadable(path, e))?;
+        let _owned = crate::storage::scratch::own_dir(scratch.path()).map_err(|e| unreadable(path, e))?;
         unpack::unpack_into(File::open(path).map_err(|e| unreadable(path, e))?, scratch.path())?;
         self.import_layout_dir(scratch.path(), path, reference)
     }

@@ -112,6 +112,12 @@ impl<'a> ImageStore<'a> {
 
     /// Stores a rootfs tarball (plain or gzip) as a one-layer image named `reference`.
     pub fn import_rootfs(&self, tarball: &Path, reference: &Reference) -> Result<ImageRow> {
+        if tarball.is_dir() {
+            return Err(ImageError::Unreadable {
+                path: tarball.display().to_string(),
+                reason: "a directory, but no OCI image layout (it has no oci-layout file); give a tar, or make a layer of the directory with `shibafu prepare-layer NAME DIR` and run it with --layers".into(),
+            });
+        }
         let layer = self.take_layer(tarball)?;
         let source = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.store_image(reference, &[layer], &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() }, &format!("shibafu image import {source}"))

@@ -30,15 +30,15 @@ pub enum NetworkError {
     #[error("firewall: {0}")]
     Firewall(String),
     /// Other I/O.
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
 }
 
 impl NetworkError {
     /// Wraps an I/O error.
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
         let what = what.into();
-        move |source| NetworkError::Io { what, source }
+        move |err| NetworkError::Io { what, err }
     }
 }
 

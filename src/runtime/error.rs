@@ -36,24 +36,24 @@ pub enum RuntimeError {
     #[error("{kind} hook {path} failed: {reason}")]
     Hook { kind: String, path: String, reason: String },
     /// A system call failed.
-    #[error("{what}: {source}")]
-    Sys { what: String, source: nix::Error },
+    #[error("{what}: {err}")]
+    Sys { what: String, err: nix::Error },
     /// An I/O operation failed.
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
 }
 
 impl RuntimeError {
     /// Wraps an errno with a description of what was being done.
     pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> RuntimeError {
         let what = what.into();
-        move |source| RuntimeError::Sys { what, source }
+        move |err| RuntimeError::Sys { what, err }
     }
 
     /// Wraps an I/O error with a description of what was being done.
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
         let what = what.into();
-        move |source| RuntimeError::Io { what, source }
+        move |err| RuntimeError::Io { what, err }
     }
 
     /// The message to pass on to whoever wraps it in `Init` again (without a second prefix).

@@ -72,6 +72,8 @@ impl BlobStore {
         std::fs::create_dir_all(self.root.join("sha256")).map_err(StorageError::io("create blobs/sha256"))?;
         std::fs::create_dir_all(tmp_dir).map_err(StorageError::io(format!("create {}", tmp_dir.display())))?;
         let tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(StorageError::io("create temp blob"))?;
+        // Owned while open: a writer that dies leaves a file `gc` knows to remove.
+        super::scratch::own(std::os::fd::AsFd::as_fd(tmp.as_file())).map_err(StorageError::io("lock temp blob"))?;
         Ok(BlobWriter { out: std::io::BufWriter::with_capacity(1 << 20, tmp), hasher: Sha256::new(), size: 0, store: self.clone() })
     }
 

@@ -2,7 +2,9 @@
 
 pub mod blobs;
 pub mod overlay;
+pub mod limits;
 pub mod pack;
+pub mod scratch;
 pub mod unpack;
 
 /// Errors of the storage layer.
@@ -14,6 +16,10 @@ pub enum StorageError {
     /// The archive is unreadable: corrupt, truncated, or not a tar at all.
     #[error("unreadable archive {what}: {reason}")]
     BadArchive { what: String, reason: String },
+    /// The archive goes past a limit (its unpacked size, its compression ratio, or what
+    /// follows its end).
+    #[error("{0}")]
+    OverLimit(String),
     /// Content did not match its digest.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
@@ -21,24 +27,24 @@ pub enum StorageError {
     #[error("{0} layers are more than one overlay mount can stack; flatten some (commit) first")]
     TooManyLayers(usize),
     /// A system call failed.
-    #[error("{what}: {source}")]
-    Sys { what: String, source: nix::Error },
+    #[error("{what}: {err}")]
+    Sys { what: String, err: nix::Error },
     /// An I/O operation failed.
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
 }
 
 impl StorageError {
     /// Wraps an I/O error with what was being done.
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
         let what = what.into();
-        move |source| StorageError::Io { what, source }
+        move |err| StorageError::Io { what, err }
     }
 
     /// Wraps an errno with what was being done.
     pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> StorageError {
         let what = what.into();
-        move |source| StorageError::Sys { what, source }
+        move |err| StorageError::Sys { what, err }
     }
 }
 
