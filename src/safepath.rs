@@ -95,7 +95,7 @@ pub fn open_dir_no_links<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
     let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     openat2(root, rel, how)
 }

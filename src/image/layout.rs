@@ -300,6 +300,9 @@ impl Layout {
 
     /// A small blob (manifest, config, index), verified.
     fn blob(&self, d: &Descriptor) -> Result<Vec<u8>> {
+        if d.size > MAX_JSON {
+            return Err(self.corrupt(format!("blob {} is {} bytes by its descriptor, larger than the {MAX_JSON} a manifest, index or config may have", d.digest, d.size)));
+        }
         let mut bytes = Vec::new();
         self.open_blob(d)?.take(d.size + 1).read_to_end(&mut bytes).map_err(|e| unreadable(Path::new(&d.digest), e))?;
         let actual = crate::storage::sha256_digest(&bytes);
