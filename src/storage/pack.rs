@@ -166,7 +166,8 @@ impl<W: Write> Packer<W> {
             self.builder.append_data(&mut header, name, io::empty()).map_err(io_err("pack"))
         } else if ft.is_file() {
             header.set_entry_type(EntryType::Regular);
-            let file = File::open(path).map_err(io_err("open"))?;
+            // Never through a link: a running container may swap the file for one to a host file.
+            let file = std::os::unix::fs::OpenOptionsExt::custom_flags(File::options().read(true), libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(io_err("open"))?;
             // Exactly the size in the header: a file that shrinks while packed is an error,
             // not a malformed tar (a running container may be writing it).
             let mut exact = ExactReader { inner: io::Read::take(file, meta.len()), left: meta.len() };

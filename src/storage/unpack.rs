@@ -1,8 +1,11 @@
-//! Safe layer unpacking. Every entry is created relative to the layer's own root with confined
-//! path resolution (openat2 RESOLVE_IN_ROOT), so neither `..`, absolute names, nor a symlink
-//! made by an earlier entry can write outside the tree. Such entries, and links pointing out
-//! of the tree, are refused. OCI whiteouts become overlay whiteouts. The layer is built in a
-//! staging directory and renamed into place only when the whole archive was read.
+//! Safe layer unpacking. Every entry is created in a directory opened beneath the layer's own
+//! root without following any symlink (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so
+//! neither `..`, absolute names, nor a symlink made by an earlier entry can lead a write out of
+//! the tree. Such entries, links pointing out of the tree, whiteouts of `.` or `..`, and entries
+//! that replace a directory are refused. OCI whiteouts become overlay whiteouts. The unpacked
+//! size and the compression ratio have limits (see `limits`). The layer is built in a staging
+//! directory, owned by this process (see `scratch`), and renamed into place only when the whole
+//! archive was read.
 
 use std::cell::Cell;
 use std::ffi::OsStr;
