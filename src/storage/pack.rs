@@ -10,7 +10,11 @@ use std::fs::{File, Metadata};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
@@ -59,8 +63,9 @@ pub fn pack_dir(dir: &Path, options: PackOptions, out: impl Write) -> Result<Pac
 
 /// Writes `dir` as a plain tar to `out` (the same entries `pack_dir` compresses).
 pub fn write_tar(dir: &Path, options: PackOptions, out: impl Write) -> Result<()> {
-    let mut packer = Packer { builder: tar::Builder::new(out), options, links: HashMap::new() };
-    packer.walk(dir, Path::new(""))?;
+    let mut packer = Packer { builder: tar::Builder::new(out), options, links: HashMap::new(), root: dir.to_path_buf() };
+    let top = nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(StorageError::sys(format!("open {}", dir.display())))?;
+    packer.walk(top, Path::new(""))?;
     packer.builder.finish().map_err(StorageError::io("finish the tar"))
 }
 
@@ -111,27 +116,36 @@ struct Packer<W: Write> {
     options: PackOptions,
     /// (dev, inode) of files with several links -> the first name packed.
     links: HashMap<(u64, u64), PathBuf>,
+    /// The tree packed, for messages.
+    root: PathBuf,
 }
 
 impl<W: Write> Packer<W> {
-    /// Packs the entries of `dir` (whose name in the tar is `rel`), sorted by name, depth first.
-    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<()> {
-        let mut names: Vec<OsString> = std::fs::read_dir(dir)
-            .map_err(StorageError::io(format!("read {}", dir.display())))?
+    /// Packs the entries of the open directory `dir` (whose name in the tar is `rel`), sorted
+    /// by name, depth first. Each entry is reached through its directory's descriptor and never
+    /// followed: the tree may be a running container's, whose files can turn into links to
+    /// host paths at any moment.
+    fn walk(&mut self, dir: OwnedFd, rel: &Path) -> Result<()> {
+        let shown = self.root.join(rel);
+        let at = crate::safepath::proc_fd_path(&dir);
+        let mut names: Vec<OsString> = std::fs::read_dir(&at)
+            .map_err(StorageError::io(format!("read {}", shown.display())))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()
-            .map_err(StorageError::io(format!("read {}", dir.display())))?;
+            .map_err(StorageError::io(format!("read {}", shown.display())))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            let path = dir.join(&name);
+            let path = at.join(&name);
             let name_in_tar = rel.join(&name);
-            let meta = std::fs::symlink_metadata(&path).map_err(StorageError::io(format!("stat {}", path.display())))?;
+            let meta = std::fs::symlink_metadata(&path).map_err(StorageError::io(format!("stat {}", shown.join(&name).display())))?;
             self.entry(&path, &name_in_tar, &meta)?;
             if meta.is_dir() {
                 if self.options.whiteouts == Whiteouts::ToOci && xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y") {
                     self.whiteout(&name_in_tar.join(".wh..wh..opq"))?;
                 }
-                self.walk(&path, &name_in_tar)?;
+                let sub = nix::fcntl::openat(&dir, name.as_os_str(), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(StorageError::sys(format!("open {} (did it change while packing? stop the container first)", shown.join(&name).display())))?;
+                self.walk(sub, &name_in_tar)?;
             }
         }
         Ok(())
@@ -150,8 +164,9 @@ impl<W: Write> Packer<W> {
             return self.whiteout(&parent.join(hidden));
         }
         let mut header = self.header(meta);
-        let io_err = |what: &str| StorageError::io(format!("{what} {}", path.display()));
-        self.xattrs(path)?;
+        let shown = self.root.join(name);
+        let io_err = |what: &str| StorageError::io(format!("{what} {}", shown.display()));
+        self.xattrs(path, name)?;
         if meta.nlink() > 1 && !ft.is_dir() {
             if let Some(first) = self.links.get(&(meta.dev(), meta.ino())).cloned() {
                 header.set_entry_type(EntryType::Link);
@@ -171,7 +186,7 @@ impl<W: Write> Packer<W> {
             // Exactly the size in the header: a file that shrinks while packed is an error,
             // not a malformed tar (a running container may be writing it).
             let mut exact = ExactReader { inner: io::Read::take(file, meta.len()), left: meta.len() };
-            self.builder.append_data(&mut header, name, &mut exact).map_err(|e| StorageError::io(format!("pack {} (did it change while packing? stop the container first)", path.display()))(e))
+            self.builder.append_data(&mut header, name, &mut exact).map_err(|e| StorageError::io(format!("pack {} (did it change while packing? stop the container first)", shown.display()))(e))
         } else if ft.is_symlink() {
             header.set_entry_type(EntryType::Symlink);
             header.set_size(0);
@@ -213,7 +228,7 @@ impl<W: Write> Packer<W> {
     }
 
     /// Extended attributes as PAX records before the entry (overlay's own are not content).
-    fn xattrs(&mut self, path: &Path) -> Result<()> {
+    fn xattrs(&mut self, path: &Path, name: &Path) -> Result<()> {
         let mut records: Vec<(String, Vec<u8>)> = xattr_names(path)
             .into_iter()
             .filter(|n| !n.starts_with("trusted.overlay."))
@@ -225,7 +240,7 @@ impl<W: Write> Packer<W> {
         records.sort();
         self.builder
             .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(StorageError::io(format!("pack xattrs of {}", path.display())))
+            .map_err(StorageError::io(format!("pack xattrs of {}", self.root.join(name).display())))
     }
 }
 
