@@ -266,3 +266,48 @@ fn gc_removes_the_network_of_a_container_that_vanished() {
     ));
     assert!(out.contains("leases-before-gc=1") && out.contains("unchanged"), "{out}");
 }
+
+#[test]
+fn networks_are_isolated_and_a_container_on_both_reaches_each() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu network create frontend 172.21.0.0/24 >/dev/null
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        db_id=$(shibafu run -d --name db --network backend busybox sh -c 'nc -ll -p 5432 -e echo tcp-ok & sleep 1000')
+        web_id=$(shibafu run -d --name web --network frontend busybox sh -c 'nc -ll -p 5432 -e echo tcp-ok & sleep 1000')
+        api_id=$(shibafu run -d --name api --network backend --network frontend busybox sleep 1000)
+        ip_of() { shibafu exec $1 ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1; }
+        db=$(ip_of db); web=$(ip_of web)
+        # UDP: an echo server and a client in the containers' own network namespaces.
+        in_ns() { id=$1; shift; nsenter --net=$SHIBAFU_ROOT/run/netns/$id "$@"; }
+        udp_server='import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5353))
+while True:
+    d, a = s.recvfrom(100); s.sendto(b"udp-ok", a)'
+        udp_client='import socket, sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.sendto(b"x", (sys.argv[1], 5353))
+try: print(s.recv(100).decode())
+except OSError: pass'
+        in_ns $db_id python3 -c "$udp_server" & in_ns $web_id python3 -c "$udp_server" &
+        sleep 0.5
+        try() {  # try FROM FROM_ID TO: ping, TCP and UDP
+            shibafu exec $1 ping -c1 -W1 $3 >/dev/null 2>&1 && p=ping || p=-
+            t=$(shibafu exec $1 timeout 2 nc $3 5432 </dev/null 2>/dev/null | tr -d '\n')
+            u=$(in_ns $2 python3 -c "$udp_client" $3 | tr -d '\n')
+            echo "$1->$3: $p ${t:--} ${u:--}"
+        }
+        try web $web_id $db; try db $db_id $web; try api $api_id $db; try api $api_id $web
+        busybox ping -c1 -W1 $db >/dev/null && echo host-reaches-db
+        busybox ping -c1 -W1 $web >/dev/null && echo host-reaches-web
+        iptables -S SHIBAFU-FORWARD | grep -c DROP | sed 's/^/drops=/'
+        shibafu rm -f db web api >/dev/null
+        shibafu network rm frontend backend >/dev/null
+        echo "drops-after=$(iptables -S SHIBAFU-FORWARD 2>/dev/null | grep -c DROP || true)"
+        "#,
+    );
+    assert!(out.lines().any(|l| l.starts_with("web->") && l.ends_with(": - - -")), "frontend may not reach backend: {out}");
+    assert!(out.lines().any(|l| l.starts_with("db->") && l.ends_with(": - - -")), "nor back: {out}");
+    assert!(out.lines().any(|l| l.starts_with("api->172.22") && l.ends_with(": ping tcp-ok udp-ok")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("api->172.21") && l.ends_with(": ping tcp-ok udp-ok")), "{out}");
+    assert!(out.contains("host-reaches-db") && out.contains("host-reaches-web"), "{out}");
+    assert!(out.contains("drops=2"), "frontend and backend, both ways: {out}");
+    assert!(out.contains("drops-after=0"), "{out}");
+}

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use super::{jumps, network_rules, port_rule, FirewallDriver, Rule, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN};
+use super::{isolation_rules, jumps, network_rules, port_rule, FirewallDriver, Rule, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN};
 use crate::explain;
 use crate::network::ports::PortMap;
 use crate::network::{Network, NetworkError, Result};
@@ -32,7 +32,7 @@ const TABLES: [(&str, &[&str]); 2] = [("nat", &[DNAT_CHAIN, POSTROUTING_CHAIN]),
 
 /// The batch that makes our chains exactly these networks' and ports' rules.
 pub fn render_sync(saved: &str, networks: &[Network], ports: &[PortMap]) -> String {
-    let rules: Vec<Rule> = networks.iter().flat_map(network_rules).chain(ports.iter().map(port_rule)).collect();
+    let rules: Vec<Rule> = isolation_rules(networks).into_iter().chain(networks.iter().flat_map(network_rules)).chain(ports.iter().map(port_rule)).collect();
     let mut out = String::new();
     for (table, chains) in TABLES {
         let mut lines = Vec::new();
@@ -171,6 +171,17 @@ mod tests {
         let saved = "*nat\n:SHIBAFU-DNAT - [0:0]\n:SHIBAFU-POSTROUTING - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j SHIBAFU-DNAT\n-A POSTROUTING -j SHIBAFU-POSTROUTING\n-A POSTROUTING -j HOST\nCOMMIT\n*filter\n-A FORWARD -j HOST-RULES\nCOMMIT\n";
         insta::assert_snapshot!(render_sync(saved, &[], &[]));
         assert_eq!(render_sync(EMPTY, &[], &[]), "");
+    }
+
+    #[test]
+    fn networks_are_isolated_from_each_other_before_any_accept() {
+        let backend = Network::parse("backend", "br-backend", "172.22.0.0/24", "172.22.0.1").unwrap();
+        let batch = render_sync(EMPTY, &[bridge(), backend], &[]);
+        let forward: Vec<&str> = batch.lines().filter(|l| l.starts_with("-A SHIBAFU-FORWARD")).collect();
+        assert_eq!(forward[0], "-A SHIBAFU-FORWARD -i ctr0 -o br-backend -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP");
+        assert_eq!(forward[1], "-A SHIBAFU-FORWARD -i br-backend -o ctr0 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP");
+        assert!(forward[2].ends_with("-j ACCEPT"), "{batch}");
+        assert!(render_sync(EMPTY, &[bridge()], &[]).lines().all(|l| !l.contains("DROP") || l.contains("SHIBAFU-INPUT")));
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub fn network_rules(net: &Network) -> Vec<Rule> {
     ]
 }
 
+/// Isolation between networks: nothing is forwarded from one of our bridges to another, but
+/// for replies and for connections to a published port (DNAT), which the host offers to all.
+/// A container on both networks talks to each directly, on its own interface there. These
+/// rules come before every network's accepts.
+pub fn isolation_rules(networks: &[Network]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for from in networks {
+        for to in networks.iter().filter(|n| n.bridge != from.bridge) {
+            rules.push(Rule::new(
+                "filter",
+                FORWARD_CHAIN,
+                format!("-i {} -o {} -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP", from.bridge, to.bridge),
+            ));
+        }
+    }
+    rules
+}
+
 /// A published port's rule: DNAT from the host port to the container.
 pub fn port_rule(p: &PortMap) -> Rule {
     let dest = if p.host_ip.is_unspecified() { String::new() } else { format!("-d {}/32 ", p.host_ip) };
