@@ -693,3 +693,43 @@ PY
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+/// Four places, all taken by uploads whose bodies stopped coming: a new connection is answered
+/// 503 with the spec's JSON at once (nothing waits to give way), and the stalled uploads are
+/// closed at the idle timeout, after which a new client is served again.
+const ALL_BUSY: &str = r#"
+stalled = []
+for i in range(4):
+    s = socket.create_connection(ADDR)
+    s.sendall(b"POST /v2/lab/stall/blobs/uploads/?digest=sha256:" + b"0" * 64 + b" HTTP/1.1\r\nHost: r\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    stalled.append(s)
+time.sleep(1)
+refused = socket.create_connection(ADDR)
+refused.settimeout(10)
+status, headers, body = response(refused)
+print("refused", status, headers.get("retry-after"), json.loads(body)["errors"][0]["code"])
+gone = [wait_closed(s, 30) for s in stalled]
+print("stalled-closed", sum(g is not None for g in gone))
+fresh = socket.create_connection(ADDR)
+fresh.settimeout(10)
+fresh.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("fresh", response(fresh)[0])
+"#;
+
+#[test]
+fn when_every_connection_is_busy_a_new_one_is_refused_and_stalled_bodies_go_at_the_idle_timeout() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        LIMITS="--max-connections 4 --header-timeout 2 --idle-timeout 3"
+        {SERVE_LIMITED}
+        python3 - <<'PY'
+{HTTP_PY}
+{ALL_BUSY}
+PY
+        echo staged=$(ls -A $SHIBAFU_ROOT/registry/uploads | wc -l)
+        "#
+    ));
+    for want in ["refused 503 1 TOOMANYREQUESTS", "stalled-closed 4", "fresh 200", "staged=0"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}

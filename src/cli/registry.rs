@@ -57,8 +57,10 @@ pub struct ConnectionLimits {
     /// not timed: a slow upload that keeps moving goes on.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
-    /// Seconds a kept-alive connection may wait for its next request before it is closed
-    /// (longer than the 90 s Go clients keep idle connections, so they close first).
+    /// Seconds a kept-alive connection may wait for its next request, or a request's bytes may
+    /// stand still both ways (a body that stopped coming, a response nobody reads), before the
+    /// connection is closed (longer than the 90 s Go clients keep idle connections, so they
+    /// close first).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
 }

@@ -8,8 +8,9 @@
 //! when every connection is busy is the new one refused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -19,6 +20,9 @@ pub struct Conn {
     id: u64,
     state: Mutex<ConnState>,
     evicted: Notify,
+    accepted: Instant,
+    /// When bytes last moved either way, in milliseconds after `accepted`.
+    moved: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -79,6 +83,33 @@ impl Conn {
         Some(w.number)
     }
 
+    /// Notes that bytes moved (read or written).
+    pub fn bytes_moved(&self) {
+        let ms = u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.moved.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When bytes last moved either way (or the connection was accepted).
+    pub fn last_moved(&self) -> Instant {
+        self.accepted + Duration::from_millis(self.moved.load(Ordering::Relaxed))
+    }
+
+    /// Resolves when the connection is busy with a request and no byte moved either way for
+    /// `limit`: a body that stopped coming, a response the client stopped reading (waits for a
+    /// head are the head timer's).
+    pub async fn stalled(&self, limit: Duration) {
+        loop {
+            let deadline = self.last_moved() + limit;
+            if Instant::now() < deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+            } else if self.wait().is_none() {
+                return;
+            } else {
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+
     /// Resolves when the table gave this connection's place to a new one.
     pub async fn evicted(&self) {
         self.evicted.notified().await;
@@ -125,7 +156,7 @@ impl Conns {
         }
         // Waiting from the start: a connection whose task has not run yet is not busy.
         let waiting = Some(Wait { number: 0, since: Instant::now(), first_byte: None });
-        let conn = Arc::new(Conn { id, state: Mutex::new(ConnState { waits: 0, waiting }), evicted: Notify::new() });
+        let conn = Arc::new(Conn { id, state: Mutex::new(ConnState { waits: 0, waiting }), evicted: Notify::new(), accepted: Instant::now(), moved: AtomicU64::new(0) });
         open.insert(id, conn.clone());
         Admission::Admitted(conn)
     }

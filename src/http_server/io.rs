@@ -1,5 +1,6 @@
 //! The connection's socket as hyper sees it: it notes when request bytes arrive (for the head
-//! timer) and refuses a head over the size limit before hyper has it whole.
+//! timer) and when any bytes move (for the stall guard), and refuses a head over the size limit
+//! before hyper has it whole.
 
 use std::io;
 use std::pin::Pin;
@@ -36,6 +37,13 @@ impl Guarded {
         self.refused.filter(|_| self.flushed)
     }
 
+    fn wrote(&self, n: usize) -> Poll<io::Result<usize>> {
+        if n > 0 {
+            self.conn.bytes_moved();
+        }
+        Poll::Ready(Ok(n))
+    }
+
     /// The socket, for the answer and the close.
     pub fn into_stream(self) -> TcpStream {
         self.stream
@@ -49,6 +57,7 @@ impl AsyncRead for Guarded {
         if buf.filled().len() == before {
             return Poll::Ready(Ok(()));
         }
+        self.conn.bytes_moved();
         let Some(wait) = self.conn.bytes_arrived() else {
             return Poll::Ready(Ok(()));
         };
@@ -69,12 +78,14 @@ impl AsyncRead for Guarded {
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         self.flushed = false;
-        Pin::new(&mut self.stream).poll_write(cx, data)
+        let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data))?;
+        self.wrote(written)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         self.flushed = false;
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, bufs))?;
+        self.wrote(written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -8,7 +8,9 @@
 //! - A header timeout (from the accept, or from a kept-alive request's first byte, to the end of
 //!   its head) and an idle timeout (a kept-alive connection waiting for its next request), both
 //!   through hyper's own head timer (`head`). Bodies are not timed: a slow upload that keeps
-//!   moving is never cut.
+//!   moving is never cut; a request whose bytes stop moving both ways for the idle timeout (a
+//!   body that stopped coming, a response nobody reads) is closed, as nginx's
+//!   client_body_timeout and send_timeout do.
 //! - A head size limit, answered in the service's own error format, where hyper would answer 414
 //!   or 431 with an empty body (`io`).
 
@@ -45,7 +47,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a request head may take to arrive.
     pub header_timeout: Duration,
-    /// How long a kept-alive connection may wait for its next request.
+    /// How long a kept-alive connection may wait for its next request, and a request's bytes
+    /// may stand still.
     pub idle_timeout: Duration,
 }
 
@@ -162,6 +165,7 @@ where
     tokio::select! {
         _ = http.serve_connection(TokioIo::new(&mut io), service) => {}
         () = conn.evicted() => return,
+        () = conn.stalled(limits.idle_timeout) => return,
     }
     if let Some(status) = io.refused() {
         let message = if status == StatusCode::URI_TOO_LONG {
