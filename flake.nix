@@ -546,6 +546,9 @@
                       serviceConfig = {
                         ExecStart = "${shibafuCmd} proxy serve --port 80 --domain platform.local";
                         Restart = "on-failure";
+                        # Descriptors for 4096 connections (its default limit) with an upstream
+                        # connection each, and room for the upstream pools.
+                        LimitNOFILE = 16384;
                       };
                     };
 
