@@ -110,16 +110,19 @@ where
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
-                // Out of descriptors (files held besides connections) or memory: free the place
-                // that waited longest and pause, rather than spin on a listener that stays ready.
-                conns.evict_one();
+            // The client left before it was taken, or a firewall refused it: that one only.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EPROTO | libc::EPERM)) => continue,
+            Err(e) => {
+                // Out of descriptors (files held besides connections) or memory, most likely:
+                // free the place that waited longest and pause, rather than spin on a listener
+                // that stays ready.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    conns.evict_one();
+                }
                 eprintln!("shibafu: accept on {}: {e}; pausing 100 ms", listener.local_addr().map_or("?".into(), |a| a.to_string()));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            // The client left before it was taken (ECONNABORTED and the like).
-            Err(_) => continue,
         };
         last_id += 1;
         match conns.admit(last_id) {
