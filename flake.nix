@@ -532,6 +532,9 @@
                       serviceConfig = {
                         ExecStart = "${shibafuCmd} registry serve --port 5000";
                         Restart = "on-failure";
+                        # Descriptors for 4096 connections (its default limit) with a blob file
+                        # each, and room to spare; registry serve takes its limit from this.
+                        LimitNOFILE = 16384;
                       };
                     };
 
@@ -543,6 +546,9 @@
                       serviceConfig = {
                         ExecStart = "${shibafuCmd} proxy serve --port 80 --domain platform.local";
                         Restart = "on-failure";
+                        # Descriptors for 4096 connections (its default limit) with an upstream
+                        # connection each, and room for the upstream pools.
+                        LimitNOFILE = 16384;
                       };
                     };
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod engine;
 pub mod explain;
+pub mod http_server;
 pub mod image;
 pub mod network;
 pub mod proxy;

@@ -310,4 +310,79 @@ except OSError: pass'
     assert!(out.contains("host-reaches-db") && out.contains("host-reaches-web"), "{out}");
     assert!(out.contains("drops=2"), "frontend and backend, both ways: {out}");
     assert!(out.contains("drops-after=0"), "{out}");
+
+/// The proxy serves through the same connection handling as the registry: a head sent a byte a
+/// second is cut at the header timeout, a kept-alive connection goes at the idle timeout, and a
+/// 200 KB path is answered 414 in the proxy's own words (plain text), not with hyper's empty 414.
+const PROXY_LIMITS: &str = r#"
+import socket, select, time
+ADDR = ("127.0.0.1", 80)
+def wait_closed(s, limit):
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if select.select([s], [], [], 0.05)[0]:
+            try:
+                if s.recv(65536) == b"":
+                    return time.monotonic() - start
+            except OSError:
+                return time.monotonic() - start
+    return None
+def head_and_body(s):
+    data = b""
+    while True:
+        more = s.recv(65536)
+        if not more:
+            break
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode().split("\r\n"), body.decode()
+slow = socket.create_connection(ADDR)
+slow.sendall(b"GET / HTTP/1.1\r\nHost: x.localhost\r\nX-Slow: ")
+start, cut = time.monotonic(), None
+for _ in range(30):
+    try:
+        slow.send(b"x")
+    except OSError:
+        cut = time.monotonic() - start
+        break
+    if wait_closed(slow, 1.0) is not None:
+        cut = time.monotonic() - start
+        break
+print("slowloris", "never" if cut is None else ("early" if cut < 1.5 else "at-header-timeout"))
+kept = socket.create_connection(ADDR)
+kept.sendall(b"GET / HTTP/1.1\r\nHost: nosuch.localhost\r\n\r\n")
+print("kept-first", kept.recv(65536).split(b"\r\n")[0].decode())
+gone = wait_closed(kept, 30)
+print("kept-idle", "never" if gone is None else ("early" if gone < 2.5 else "at-idle-timeout"))
+long = socket.create_connection(ADDR)
+long.settimeout(10)
+try:
+    long.sendall(b"GET /" + b"a" * 200_000 + b" HTTP/1.1\r\nHost: x.localhost\r\n\r\n")
+except OSError:
+    pass
+lines, body = head_and_body(long)
+print("long-path", lines[0], [l for l in lines if l.lower().startswith("content-type")], body.strip())
+"#;
+
+#[test]
+fn the_proxy_closes_slow_and_idle_connections_and_answers_long_heads_itself() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        shibafu proxy serve --port 80 --header-timeout 2 --idle-timeout 4 2>$LAB/proxy.log &
+        for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1/ && break; sleep 0.1; done
+        python3 - <<'PY'
+{PROXY_LIMITS}
+PY
+        echo after=$(curl -s -H 'Host: nosuch.localhost' -o /dev/null -w '%{{http_code}}' http://127.0.0.1/)
+        "#
+    ));
+    for want in [
+        "slowloris at-header-timeout",
+        "kept-first HTTP/1.1 404 Not Found",
+        "kept-idle at-idle-timeout",
+        "long-path HTTP/1.1 414 URI Too Long ['content-type: text/plain; charset=utf-8'] the request line is over 65536 bytes",
+        "after=404",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
 }

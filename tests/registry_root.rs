@@ -444,3 +444,292 @@ fn a_refused_upload_leaves_its_connection_usable_or_says_it_closes() {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+/// Starts `registry serve` on 127.0.0.1:5000 with the flags in $LIMITS (and through the command
+/// in $WRAP, if set), and waits for it.
+const SERVE_LIMITED: &str = r#"
+    ${WRAP:-} shibafu registry serve --port 5000 --address 127.0.0.1 $LIMITS 2>$LAB/registry.log &
+    PID=$!
+    for i in $(seq 50); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
+"#;
+
+/// Socket helpers the connection tests share: a raw HTTP/1.1 client that reads one response.
+const HTTP_PY: &str = r#"
+import json, select, socket, sys, time
+ADDR = ("127.0.0.1", 5000)
+def response(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = s.recv(65536)
+        if not more:
+            return None, {}, b""
+        data += more
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    want = int(headers.get("content-length", "0"))
+    while len(rest) < want:
+        more = s.recv(65536)
+        if not more:
+            break
+        rest += more
+    return int(lines[0].split()[1]), headers, rest
+def closed(s):
+    """Whether the server closed s (EOF or reset), without waiting."""
+    if not select.select([s], [], [], 0)[0]:
+        return False
+    try:
+        return s.recv(65536) == b""
+    except OSError:
+        return True
+def wait_closed(s, limit):
+    """Seconds until the server closes s, or None if it is still open after `limit`."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if select.select([s], [], [], 0.05)[0] and closed(s):
+            return time.monotonic() - start
+    return None
+"#;
+
+/// 300 idle and 300 slowloris connections against a server that takes 64 connections and has
+/// 256 descriptors: each new connection takes the place of the one that waited longest, so the
+/// server never holds more than its limit, a fresh client is answered, and a connection busy
+/// with an upload is never the one to go.
+const FLOOD: &str = r#"
+pid = int(sys.argv[1])
+def sockets():
+    return sum(1 for fd in __import__("os").listdir(f"/proc/{pid}/fd") if __import__("os").readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"))
+body = b"slow-upload-body"
+digest = "sha256:" + __import__("hashlib").sha256(body).hexdigest()
+upload = socket.create_connection(ADDR)
+upload.sendall(f"POST /v2/lab/flood/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: r\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:4])
+time.sleep(0.2)
+idle = [socket.create_connection(ADDR) for _ in range(300)]
+slow = []
+for _ in range(300):
+    s = socket.create_connection(ADDR)
+    s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+    slow.append(s)
+upload.sendall(body[4:8])
+for s in slow:
+    try:
+        s.send(b"a")
+    except OSError:
+        pass
+# The server catches up with the accepts (bounded: it either gets there or the counts say not).
+for _ in range(100):
+    if sum(closed(s) for s in idle + slow if s.fileno() >= 0) >= 600 - 64:
+        break
+    time.sleep(0.1)
+shut = {"idle": 0, "slow": 0}
+for kind, group in (("idle", idle), ("slow", slow)):
+    for s in group:
+        if closed(s):
+            shut[kind] += 1
+            s.close()
+print("closed-idle", shut["idle"], "closed-slow", shut["slow"])
+print("server-sockets", sockets())
+fresh = socket.create_connection(ADDR)
+fresh.settimeout(10)
+fresh.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+print("fresh", response(fresh)[0])
+upload.sendall(body[8:])
+upload.settimeout(10)
+print("busy-upload", response(upload)[0])
+print("still-open", sum(1 for s in idle + slow if s.fileno() >= 0))
+"#;
+
+#[test]
+fn hundreds_of_idle_and_slow_connections_leave_a_fresh_client_its_answer() {
+    let lab = Lab::new();
+    let out = lab.ok(&format!(
+        r#"
+        LIMITS="--max-connections 64 --header-timeout 60 --idle-timeout 60"
+        # The server gets 256 descriptors, soft and hard: without its limit, 600 connections
+        # would leave it none (accept fails with EMFILE) and nobody would be answered.
+        WRAP="prlimit --nofile=256:256"
+        {SERVE_LIMITED}
+        grep -q 'at most 64 connections' $LAB/registry.log
+        python3 - $PID <<'PY'
+{HTTP_PY}
+{FLOOD}
+PY
+        echo blob=$(curl -s http://127.0.0.1:5000/v2/lab/flood/blobs/sha256:$(printf slow-upload-body | sha256sum | cut -c1-64))
+        "#
+    ));
+    let field = |k: &str| -> usize { out.split_whitespace().skip_while(|w| *w != k).nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{k} missing: {out}")) };
+    assert!(field("server-sockets") <= 64 + 1, "the server holds its limit of 64 connections and its listener: {out}");
+    assert!(field("closed-idle") + field("closed-slow") >= 600 - 64, "the rest gave way: {out}");
+    assert!(field("closed-slow") > 0 && field("closed-idle") > 0, "{out}");
+    assert!(out.contains("fresh 200"), "a fresh client is answered: {out}");
+    assert!(out.contains("busy-upload 201") && out.contains("blob=slow-upload-body"), "the busy upload never gave way: {out}");
+}
+
+/// The timeouts, short by flag: a head sent a byte a second is cut at the header timeout (from
+/// its first byte on a kept-alive connection), a kept-alive connection is closed at the idle
+/// timeout (not the shorter header timeout), a fresh connection that says nothing at the header
+/// timeout, and an upload body far slower than both still arrives whole.
+const TIMEOUTS: &str = r#"
+slowloris = socket.create_connection(ADDR)
+slowloris.sendall(b"GET /v2/ HTTP/1.1\r\nX-Slow: ")
+start, cut = time.monotonic(), None
+for i in range(30):
+    try:
+        slowloris.send(b"x")
+    except OSError:
+        cut = time.monotonic() - start
+        break
+    if wait_closed(slowloris, 1.0) is not None:
+        cut = time.monotonic() - start
+        break
+print("slowloris-cut", "never" if cut is None else ("early" if cut < 1.5 else "at-header-timeout"))
+silent = socket.create_connection(ADDR)
+gone = wait_closed(silent, 30)
+print("silent-fresh", "never" if gone is None else ("early" if gone < 1.5 else "at-header-timeout"))
+kept = socket.create_connection(ADDR)
+kept.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("kept-first", response(kept)[0])
+print("kept-after-3s-open", wait_closed(kept, 3) is None)
+kept.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("kept-second", response(kept)[0])
+gone = wait_closed(kept, 30)
+print("kept-idle", "never" if gone is None else ("early" if gone < 4.5 else "at-idle-timeout"))
+# A second request trickled on a kept-alive connection: its header timeout runs from its first byte.
+trickle = socket.create_connection(ADDR)
+trickle.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+response(trickle)
+trickle.sendall(b"G")
+gone = wait_closed(trickle, 30)
+print("kept-trickle", "never" if gone is None else ("early" if gone < 1.5 else ("at-header-timeout" if gone < 5 else "at-idle-timeout")))
+body = bytes(range(32))
+digest = "sha256:" + __import__("hashlib").sha256(body).hexdigest()
+upload = socket.create_connection(ADDR)
+upload.sendall(f"POST /v2/lab/slow/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: r\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+start = time.monotonic()
+for i in range(0, len(body), 2):
+    upload.sendall(body[i:i + 2])
+    time.sleep(0.5)
+upload.settimeout(10)
+print("slow-upload", response(upload)[0], "longer-than-both-timeouts", time.monotonic() - start > 6)
+"#;
+
+#[test]
+fn slow_heads_and_idle_connections_are_closed_on_their_timeouts_and_slow_bodies_are_not() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        LIMITS="--header-timeout 2 --idle-timeout 6"
+        {SERVE_LIMITED}
+        python3 - <<'PY'
+{HTTP_PY}
+{TIMEOUTS}
+PY
+        echo blob=$(curl -s http://127.0.0.1:5000/v2/lab/slow/blobs/sha256:$(python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(32)))' | sha256sum | cut -c1-64) | od -An -tx1 | tr -d ' \n')
+        "#
+    ));
+    for want in [
+        "slowloris-cut at-header-timeout",
+        "silent-fresh at-header-timeout",
+        "kept-first 200",
+        "kept-after-3s-open True",
+        "kept-second 200",
+        "kept-idle at-idle-timeout",
+        "kept-trickle at-header-timeout",
+        "slow-upload 201 longer-than-both-timeouts True",
+        "blob=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+/// Request heads over the limits: answered with the spec's JSON error, by our code, whether
+/// hyper would have answered itself (a 200 KB path: past the `http` crate's 64 KiB URI limit;
+/// 70 KB of headers) or let it through (a 60 KB path).
+const LONG_HEADS: &str = r#"
+def ask(head):
+    s = socket.create_connection(ADDR)
+    s.settimeout(10)
+    try:
+        s.sendall(head)
+    except OSError:
+        pass
+    status, headers, body = response(s)
+    return status, headers.get("content-type"), json.loads(body)["errors"][0]["code"]
+print("path-200k", *ask(b"GET /v2/" + b"a" * 200_000 + b"/tags/list HTTP/1.1\r\nHost: r\r\n\r\n"))
+print("path-60k", *ask(b"GET /v2/" + b"a" * 60_000 + b"/tags/list HTTP/1.1\r\nHost: r\r\n\r\n"))
+print("headers-70k", *ask(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"b" * 1000) for i in range(70)) + b"\r\n"))
+s = socket.create_connection(ADDR)
+s.settimeout(10)
+s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("kept-alive", response(s)[0])
+try:
+    s.sendall(b"GET /v2/" + b"a" * 200_000 + b" HTTP/1.1\r\nHost: r\r\n\r\n")
+except OSError:
+    pass
+status, headers, body = response(s)
+print("then-200k-on-it", status, json.loads(body)["errors"][0]["code"])
+"#;
+
+#[test]
+fn over_long_request_heads_get_the_specs_json_error() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        LIMITS=
+        {SERVE_LIMITED}
+        python3 - <<'PY'
+{HTTP_PY}
+{LONG_HEADS}
+PY
+        echo after=$(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:5000/v2/)
+        "#
+    ));
+    for want in [
+        "path-200k 414 application/json UNSUPPORTED",
+        "path-60k 414 application/json UNSUPPORTED",
+        "headers-70k 431 application/json UNSUPPORTED",
+        "kept-alive 200",
+        "then-200k-on-it 414 UNSUPPORTED",
+        "after=200",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+/// Four places, all taken by uploads whose bodies stopped coming: a new connection is answered
+/// 503 with the spec's JSON at once (nothing waits to give way), and the stalled uploads are
+/// closed at the idle timeout, after which a new client is served again.
+const ALL_BUSY: &str = r#"
+stalled = []
+for i in range(4):
+    s = socket.create_connection(ADDR)
+    s.sendall(b"POST /v2/lab/stall/blobs/uploads/?digest=sha256:" + b"0" * 64 + b" HTTP/1.1\r\nHost: r\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    stalled.append(s)
+time.sleep(1)
+refused = socket.create_connection(ADDR)
+refused.settimeout(10)
+status, headers, body = response(refused)
+print("refused", status, headers.get("retry-after"), json.loads(body)["errors"][0]["code"])
+gone = [wait_closed(s, 30) for s in stalled]
+print("stalled-closed", sum(g is not None for g in gone))
+fresh = socket.create_connection(ADDR)
+fresh.settimeout(10)
+fresh.sendall(b"GET /v2/ HTTP/1.1\r\nHost: r\r\n\r\n")
+print("fresh", response(fresh)[0])
+"#;
+
+#[test]
+fn when_every_connection_is_busy_a_new_one_is_refused_and_stalled_bodies_go_at_the_idle_timeout() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        LIMITS="--max-connections 4 --header-timeout 2 --idle-timeout 3"
+        {SERVE_LIMITED}
+        python3 - <<'PY'
+{HTTP_PY}
+{ALL_BUSY}
+PY
+        echo staged=$(ls -A $SHIBAFU_ROOT/registry/uploads | wc -l)
+        "#
+    ));
+    for want in ["refused 503 1 TOOMANYREQUESTS", "stalled-closed 4", "fresh 200", "staged=0"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}

@@ -4,6 +4,7 @@ pub mod container;
 pub mod distribution;
 pub mod image;
 pub mod layer;
+pub mod limits;
 pub mod network;
 pub mod proxy;
 pub mod registry;

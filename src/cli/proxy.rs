@@ -23,14 +23,16 @@ pub enum ProxyCommand {
         /// A domain to route besides localhost (repeatable): APP.DOMAIN goes to container APP.
         #[arg(long = "domain")]
         domains: Vec<String>,
+        #[command(flatten)]
+        limits: super::limits::ConnectionLimits,
     },
 }
 
 /// Runs a `proxy` command.
 pub fn proxy(root: &Path, cmd: ProxyCommand) -> Result<i32> {
-    let ProxyCommand::Serve { port, address, domains } = cmd;
+    let ProxyCommand::Serve { port, address, domains, limits } = cmd;
     // Open once here so a bad root is an error now, not in the watcher.
     crate::engine::Engine::open(root)?;
-    serve(ProxyOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domains, refresh: Duration::from_millis(100) })?;
+    serve(ProxyOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domains, refresh: Duration::from_millis(100), limits: limits.limits()? })?;
     Ok(0)
 }

@@ -24,6 +24,8 @@ pub enum RegistryCommand {
         /// Require basic authentication with the users of this htpasswd file (bcrypt).
         #[arg(long)]
         htpasswd: Option<PathBuf>,
+        #[command(flatten)]
+        limits: super::limits::ConnectionLimits,
     },
     /// Remove what no manifest refers to: repositories' blob links, then the blobs nothing
     /// (registry or local images) wants.
@@ -40,8 +42,8 @@ pub enum RegistryCommand {
 /// Runs a `registry` command.
 pub fn registry(root: &Path, cmd: RegistryCommand) -> Result<i32> {
     match cmd {
-        RegistryCommand::Serve { port, address, storage, htpasswd } => {
-            crate::registry::serve(storage.as_deref().unwrap_or(root), SocketAddr::new(address, port), htpasswd.as_deref())?;
+        RegistryCommand::Serve { port, address, storage, htpasswd, limits } => {
+            crate::registry::serve(storage.as_deref().unwrap_or(root), SocketAddr::new(address, port), htpasswd.as_deref(), limits.limits()?)?;
         }
         RegistryCommand::Gc { dry_run, storage } => {
             for line in crate::registry::gc::collect(storage.as_deref().unwrap_or(root), dry_run)? {

@@ -1,6 +1,5 @@
 //! The proxy's HTTP side: hyper for both the listener and the pooled upstream client.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,9 +11,10 @@ use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 use super::routes::{watch, RouteTable};
+use crate::http_server::Limits;
 
 /// How `proxy serve` was asked to run.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ProxyOptions {
     pub domains: Vec<String>,
     /// How often to look for changed containers.
     pub refresh: Duration,
+    /// Connections, head and idle timeouts (the connection limit is the whole proxy's).
+    pub limits: Limits,
 }
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -54,11 +56,13 @@ pub fn serve(opts: ProxyOptions) -> anyhow::Result<()> {
     for _ in 1..workers {
         listeners.push(listen(opts.listen)?);
     }
+    // Each worker keeps its own share of the connections, as nginx's worker_connections.
+    let limits = Limits { max_connections: (opts.limits.max_connections / workers).max(1), ..opts.limits };
     let threads: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
             let routes = routes.clone();
-            std::thread::spawn(move || worker(listener, routes))
+            std::thread::spawn(move || worker(listener, routes, limits))
         })
         .collect();
     for t in threads {
@@ -85,7 +89,7 @@ fn listen(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(std_socket)
 }
 
-fn worker(listener: std::net::TcpListener, routes: Arc<RouteTable>) -> anyhow::Result<()> {
+fn worker(listener: std::net::TcpListener, routes: Arc<RouteTable>, limits: Limits) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -94,25 +98,18 @@ fn worker(listener: std::net::TcpListener, routes: Arc<RouteTable>) -> anyhow::R
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
         let proxy = Arc::new(Proxy { routes, client });
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    eprintln!("shibafu proxy: accept: {e}");
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        let handler = move |req, peer| {
             let proxy = proxy.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
+            async move { proxy.handle(req, peer).await }
+        };
+        match crate::http_server::serve(listener, limits, plain_error, handler).await {}
     })
+}
+
+/// What the proxy answers on its own before a request reaches it (a head too large, a full
+/// house): plain text, as its other errors.
+fn plain_error(_status: StatusCode, message: &str) -> (&'static str, String) {
+    ("text/plain; charset=utf-8", format!("{message}\n"))
 }
 
 impl Proxy {

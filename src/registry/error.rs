@@ -79,10 +79,14 @@ impl From<std::io::Error> for RegistryError {
     }
 }
 
+/// The spec's error body: `{"errors":[{"code","message","detail"}]}`.
+pub fn json_body(code: &str, message: &str) -> String {
+    serde_json::json!({"errors": [{"code": code, "message": message, "detail": null}]}).to_string()
+}
+
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"errors": [{"code": self.code, "message": self.message, "detail": null}]});
-        let mut resp = (self.status, [("content-type", "application/json")], body.to_string()).into_response();
+        let mut resp = (self.status, [("content-type", "application/json")], json_body(self.code, &self.message)).into_response();
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 resp.headers_mut().insert(name, v);

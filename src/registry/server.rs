@@ -1,4 +1,5 @@
-//! The registry's HTTP side: one handler reads the path (names hold slashes) and dispatches.
+//! The registry's HTTP side: one handler reads the path (names hold slashes) and dispatches;
+//! `crate::http_server` accepts and bounds the connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,16 +8,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use hyper::body::Body as _;
+use hyper::body::{Body as _, Incoming};
 
 use super::auth::Htpasswd;
 use super::error::{RegistryError, Result};
 use super::names::{route, valid_repo, Route};
 use super::uploads::Upload;
+use crate::http_server::Limits;
 use crate::state::Db;
 use crate::storage::blobs::BlobStore;
 
@@ -52,13 +53,20 @@ impl Registry {
     }
 }
 
-/// Serves the registry on `listen` until killed.
-pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>) -> anyhow::Result<()> {
+/// Serves the registry on `listen` until killed, within `limits` (connections, head and idle
+/// timeouts, head size: see `crate::http_server`).
+pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>, limits: Limits) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::open(root, htpasswd)?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
-        eprintln!("shibafu registry: serving http://{listen}/v2/ from {}", registry.root.display());
+        eprintln!(
+            "shibafu registry: serving http://{listen}/v2/ from {} (at most {} connections, {} s for a request head, {} s idle)",
+            registry.root.display(),
+            limits.max_connections,
+            limits.header_timeout.as_secs_f64(),
+            limits.idle_timeout.as_secs_f64()
+        );
         let expiring = registry.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -67,10 +75,16 @@ pub fn serve(root: &Path, listen: SocketAddr, htpasswd: Option<&Path>) -> anyhow
                 super::uploads::expire(&expiring);
             }
         });
-        let app = axum::Router::new().fallback(dispatch).with_state(registry);
-        axum::serve(listener, app).await?;
-        Ok(())
+        match crate::http_server::serve(listener, limits, error_body, move |req, _peer| dispatch(registry.clone(), req)).await {}
     })
+}
+
+/// The spec's JSON error for what the server answers before a request reaches `dispatch`: a head
+/// over the size limit is UNSUPPORTED (the spec's code for "an invalid set of parameters"; the
+/// name may be fine and the rest too long), a full house TOOMANYREQUESTS.
+fn error_body(status: StatusCode, message: &str) -> (&'static str, String) {
+    let code = if status == StatusCode::SERVICE_UNAVAILABLE { "TOOMANYREQUESTS" } else { "UNSUPPORTED" };
+    ("application/json", super::error::json_body(code, message))
 }
 
 /// The query parameters any endpoint reads.
@@ -111,7 +125,9 @@ impl Params {
     }
 }
 
-async fn dispatch(State(reg): State<Arc<Registry>>, method: Method, uri: Uri, headers: HeaderMap, mut body: Body) -> Response {
+async fn dispatch(reg: Arc<Registry>, req: Request<Incoming>) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers, mut body) = (parts.method, parts.uri, parts.headers, Body::new(body));
     let q = Params::parse(uri.query());
     let mut resp = match handle(&reg, &method, &uri, &q, &headers, &mut body).await {
         Ok(resp) => resp,
@@ -154,7 +170,16 @@ async fn drain(body: &mut Body, headers: &HeaderMap, resp: &mut Response) {
     }
 }
 
+/// The longest request target (path and query) served: names, tags, digests and the uploads'
+/// query parameters make a few hundred bytes; longer is refused with the spec's JSON before any
+/// work (and heads over `crate::http_server::HEAD_LIMIT` never get here: the server answers them alike).
+const MAX_TARGET: usize = 8 * 1024;
+
 async fn handle(reg: &Arc<Registry>, method: &Method, uri: &Uri, q: &Params, headers: &HeaderMap, body: &mut Body) -> Result<Response> {
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_TARGET {
+        return Err(RegistryError::new(StatusCode::URI_TOO_LONG, "UNSUPPORTED", format!("the request target is {target} bytes, over the {MAX_TARGET} this registry takes")));
+    }
     if let Some(auth) = &reg.auth {
         if !auth.allows(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
             return Err(RegistryError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required")
