@@ -310,6 +310,7 @@ except OSError: pass'
     assert!(out.contains("host-reaches-db") && out.contains("host-reaches-web"), "{out}");
     assert!(out.contains("drops=2"), "frontend and backend, both ways: {out}");
     assert!(out.contains("drops-after=0"), "{out}");
+}
 
 /// The proxy serves through the same connection handling as the registry: a head sent a byte a
 /// second is cut at the header timeout, a kept-alive connection goes at the idle timeout, and a
