@@ -387,3 +387,44 @@ PY
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+#[test]
+fn an_internal_network_has_no_way_out_and_inspect_shows_who_is_on_it() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {internet}
+        shibafu network create --internal db 172.23.0.0/24 >/dev/null
+        shibafu run -d --name pg --network db busybox sleep 1000 >/dev/null
+        shibafu run -d --name app --network db --network bridge busybox sleep 1000 >/dev/null
+        shibafu exec pg ip route | sed 's/^/pg-route: /'
+        shibafu exec app ip route | grep default | sed 's/^/app-route: /'
+        shibafu exec pg ping -c1 -W1 198.51.100.1 >/dev/null 2>&1 && echo pg-out || echo pg-stays-in
+        shibafu exec app ping -c1 -W1 198.51.100.1 >/dev/null 2>&1 && echo app-out || echo app-stays-in
+        shibafu exec app ping -c1 -W1 172.23.0.2 >/dev/null 2>&1 && echo app-reaches-pg
+        shibafu network inspect db
+        iptables -t nat -S SHIBAFU-POSTROUTING | grep -c '172.23.0.0/24 ! -o br-db' | sed 's/^/masquerade-out=/' || true
+        "#,
+        internet = common::internet()
+    ));
+    assert!(!out.lines().any(|l| l.starts_with("pg-route: default")), "no default route on an internal network: {out}");
+    assert!(out.contains("app-route: default via 172.20.0.1 dev eth1"), "the default route goes through the first network with a way out: {out}");
+    assert!(out.contains("pg-stays-in") && out.contains("app-out") && out.contains("app-reaches-pg"), "{out}");
+    assert!(out.contains("masquerade-out=0"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out[out.find('[').unwrap()..out.rfind(']').unwrap() + 1]).unwrap();
+    let db = &json[0];
+    assert_eq!(db["name"], "db");
+    assert_eq!(db["internal"], true);
+    assert_eq!(db["network_interface"], "br-db");
+    assert_eq!(db["subnets"][0]["subnet"], "172.23.0.0/24");
+    assert_eq!(db["subnets"][0]["gateway"], "172.23.0.1");
+    let containers = db["containers"].as_object().unwrap();
+    let mut seen: Vec<(String, String)> = containers
+        .values()
+        .map(|c| {
+            let (iface, v) = c["interfaces"].as_object().unwrap().iter().next().unwrap();
+            (format!("{}:{iface}", c["name"].as_str().unwrap()), v["subnets"][0]["ipnet"].as_str().unwrap().to_string())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [("app:eth0".to_string(), "172.23.0.3/24".to_string()), ("pg:eth0".to_string(), "172.23.0.2/24".to_string())]);
+}

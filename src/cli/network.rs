@@ -1,4 +1,4 @@
-//! `network`: create, ls, rm, prune.
+//! `network`: create, ls, inspect, rm, up, prune.
 
 use std::path::Path;
 
@@ -12,10 +12,20 @@ use crate::engine::Engine;
 pub enum NetworkCommand {
     /// Make a bridge network: NAME and a subnet such as 172.21.0.0/24.
     Create {
+        /// No way out: no NAT, nothing forwarded elsewhere, no default route through it (a
+        /// database network).
+        #[arg(long)]
+        internal: bool,
         /// The network's name.
         name: String,
         /// Its subnet (CIDR); the first address is the gateway.
         subnet: String,
+    },
+    /// Show networks as JSON (Podman's form): subnet, gateway, bridge, containers and addresses.
+    Inspect {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -41,9 +51,13 @@ pub enum NetworkCommand {
 pub fn network(root: &Path, cmd: NetworkCommand) -> Result<i32> {
     let engine = Engine::open(root)?;
     match cmd {
-        NetworkCommand::Create { name, subnet } => {
-            let net = engine.create_network(&name, &subnet)?;
+        NetworkCommand::Create { internal, name, subnet } => {
+            let net = engine.create_network(&name, &subnet, internal)?;
             println!("{}", net.name);
+        }
+        NetworkCommand::Inspect { names } => {
+            let shown = names.iter().map(|n| engine.inspect_network(n)).collect::<crate::engine::Result<Vec<_>>>()?;
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         NetworkCommand::Ls => {
             println!("{:<16}  {:<16}  {:<18}  {:<15}  CONTAINERS", "NAME", "BRIDGE", "SUBNET", "GATEWAY");

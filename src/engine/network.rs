@@ -58,9 +58,11 @@ impl Engine {
             attached.netns = Some(path.clone());
             // Under the lock: `network rm` and `prune` must not take a bridge away mid-connect.
             let lock = lock::take(&self.run_dir)?;
+            // The default route goes through the first network that has a way out.
+            let routed = networks.iter().position(|n| !n.internal);
             for (k, net) in networks.iter().enumerate() {
                 self.ensure_network_locked(net)?;
-                let address = self.connect(req.id, k, net, &path)?;
+                let address = self.connect(req.id, k, net, &path, routed == Some(k))?;
                 first_address.get_or_insert(address);
             }
             attached.ports = self.publish(req.id, first_address.expect("one network at least"), req.publish)?;
@@ -156,8 +158,9 @@ impl Engine {
         Ok(Iptables.sync(&live, &maps)?)
     }
 
-    /// Leases an address and makes the veth pair for network number `k` of a container.
-    fn connect(&self, id: &str, k: usize, net: &Network, path: &Path) -> Result<Ipv4Addr> {
+    /// Leases an address and makes the veth pair for network number `k` of a container; the
+    /// default route goes through it when `route`.
+    fn connect(&self, id: &str, k: usize, net: &Network, path: &Path, route: bool) -> Result<Ipv4Addr> {
         let lease = LeaseRow {
             network: net.name.clone(),
             address: String::new(),
@@ -177,7 +180,7 @@ impl Engine {
             netns: path.to_path_buf(),
             address,
             prefix: net.subnet.prefix_len(),
-            gateway: (k == 0).then_some(net.gateway),
+            gateway: route.then_some(net.gateway),
         })?;
         Ok(address)
     }
@@ -244,7 +247,9 @@ impl Engine {
 
 /// A recorded network, parsed.
 pub fn parse_network(row: &NetworkRow) -> Result<Network> {
-    Ok(Network::parse(&row.name, &row.bridge, &row.subnet, &row.gateway)?)
+    let mut net = Network::parse(&row.name, &row.bridge, &row.subnet, &row.gateway)?;
+    net.internal = row.internal;
+    Ok(net)
 }
 
 /// A recorded published port, parsed.

@@ -18,16 +18,58 @@ fn bridge_name(name: &str) -> String {
 }
 
 impl Engine {
-    /// Records a new bridge network; its bridge is made when a container first joins it.
-    pub fn create_network(&self, name: &str, subnet: &str) -> Result<Network> {
+    /// Records a new bridge network; its bridge is made when a container first joins it. An
+    /// `internal` one has no way out. A subnet that overlaps another network's, or a route of
+    /// the host's, is refused.
+    pub fn create_network(&self, name: &str, subnet: &str, internal: bool) -> Result<Network> {
         check_name("network name", name, 32)?;
         if ["none", "host"].contains(&name) {
             return Err(EngineError::Invalid(format!("{name:?} is a network mode, not a name a network can take")));
         }
         let subnet = ipam::parse_subnet(subnet)?;
-        let row = NetworkRow { name: name.into(), bridge: bridge_name(name), subnet: subnet.to_string(), gateway: ipam::gateway_of(subnet).to_string() };
+        let ours: Vec<String> = self.db.networks()?.into_iter().map(|n| n.bridge).collect();
+        if let Some((dest, dev)) = netlink::routes()?.into_iter().find(|(dest, dev)| !ours.contains(dev) && (dest.contains(&subnet.network()) || subnet.contains(&dest.network()))) {
+            return Err(EngineError::Invalid(format!("subnet {subnet} covers the host's route to {dest} (dev {dev}); choose one apart from it")));
+        }
+        let row = NetworkRow {
+            name: name.into(),
+            bridge: bridge_name(name),
+            subnet: subnet.to_string(),
+            gateway: ipam::gateway_of(subnet).to_string(),
+            internal,
+            created_at: String::new(),
+        };
         self.db.insert_network(&row)?;
         parse_network(&row)
+    }
+
+    /// A network as `network inspect` shows it (Podman's JSON): subnet, gateway, bridge, and
+    /// the containers on it with their addresses.
+    pub fn inspect_network(&self, name: &str) -> Result<serde_json::Value> {
+        let row = self.db.network(name)?.ok_or_else(|| EngineError::Invalid(format!("no such network: {name} (see `shibafu network ls`)")))?;
+        let net = parse_network(&row)?;
+        let mut containers = serde_json::Map::new();
+        for lease in self.db.leases_on(name)? {
+            let cname = self.db.containers_by_id(&lease.container_id)?.into_iter().next().map(|c| c.name).unwrap_or_default();
+            let ipnet = format!("{}/{}", lease.address, net.subnet.prefix_len());
+            containers.insert(
+                lease.container_id.clone(),
+                serde_json::json!({"name": cname, "interfaces": {lease.interface: {"subnets": [{"ipnet": ipnet, "gateway": net.gateway.to_string()}]}}}),
+            );
+        }
+        Ok(serde_json::json!({
+            "name": net.name,
+            "id": format!("{:x}", Sha256::digest(net.name.as_bytes())),
+            "driver": "bridge",
+            "network_interface": net.bridge,
+            "created": row.created_at,
+            "subnets": [{"subnet": net.subnet.to_string(), "gateway": net.gateway.to_string()}],
+            "ipv6_enabled": false,
+            "internal": net.internal,
+            "dns_enabled": true,
+            "ipam_options": {"driver": "host-local"},
+            "containers": containers,
+        }))
     }
 
     /// Every network with how many containers are on it.

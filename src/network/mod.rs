@@ -59,6 +59,8 @@ pub struct Network {
     pub subnet: Ipv4Net,
     /// The bridge's own address, the containers' default route.
     pub gateway: Ipv4Addr,
+    /// No way out: no NAT and nothing forwarded to elsewhere; no default route through it.
+    pub internal: bool,
 }
 
 impl Network {
@@ -66,7 +68,7 @@ impl Network {
     pub fn parse(name: &str, bridge: &str, subnet: &str, gateway: &str) -> Result<Network> {
         let subnet: Ipv4Net = subnet.parse().map_err(|_| NetworkError::Invalid(format!("network {name}: bad subnet {subnet:?}")))?;
         let gateway = gateway.parse().map_err(|_| NetworkError::Invalid(format!("network {name}: bad gateway {gateway:?}")))?;
-        Ok(Network { name: name.into(), bridge: bridge.into(), subnet, gateway })
+        Ok(Network { name: name.into(), bridge: bridge.into(), subnet, gateway, internal: false })
     }
 }
 

@@ -84,6 +84,40 @@ pub fn link_exists(name: &str) -> Result<bool> {
     on_thread(move || with_handle(async move |h| Ok(index_of(&h, &name).await?.is_some())))
 }
 
+/// The host's IPv4 routes in its main table, but the default one: (destination, device).
+pub fn routes() -> Result<Vec<(ipnet::Ipv4Net, String)>> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    on_thread(|| {
+        with_handle(async |h| {
+            let mut out = Vec::new();
+            let mut dump = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+            while let Some(route) = dump.try_next().await.map_err(failed("list the host's routes"))? {
+                let (prefix, main) = (route.header.destination_prefix_length, route.header.table == 254);
+                let dest = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+                    _ => None,
+                });
+                let oif = route.attributes.iter().find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None });
+                let (Some(dest), true, true) = (dest, prefix > 0, main) else { continue };
+                let Ok(net) = ipnet::Ipv4Net::new(dest, prefix) else { continue };
+                out.push((net, oif.map(|i| i.to_string()).unwrap_or_default()));
+            }
+            for (_, dev) in out.iter_mut() {
+                if let Ok(index) = dev.parse::<u32>() {
+                    let mut links = h.link().get().match_index(index).execute();
+                    if let Ok(Some(link)) = links.try_next().await {
+                        *dev = link.attributes.iter().find_map(|a| match a {
+                            rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                            _ => None,
+                        }).unwrap_or_else(|| dev.clone());
+                    }
+                }
+            }
+            Ok(out)
+        })
+    })
+}
+
 /// Makes the bridge with its gateway address, up, unless it exists; true when it was made.
 pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
     let bridge = bridge.to_string();

@@ -133,6 +133,8 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL,
         PRIMARY KEY (repo, tag)
     );",
+    // Phase 6: internal networks (no way out, no NAT).
+    "ALTER TABLE networks ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// An open state database.

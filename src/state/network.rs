@@ -16,6 +16,10 @@ pub struct NetworkRow {
     pub subnet: String,
     /// The bridge's address.
     pub gateway: String,
+    /// No way out: no NAT, nothing forwarded elsewhere (`network create --internal`).
+    pub internal: bool,
+    /// When it was made (RFC 3339; empty for the default network).
+    pub created_at: String,
 }
 
 /// One container's address on one network.
@@ -51,7 +55,7 @@ pub struct PortRow {
 }
 
 fn network_row(r: &rusqlite::Row) -> rusqlite::Result<NetworkRow> {
-    Ok(NetworkRow { name: r.get(0)?, bridge: r.get(1)?, subnet: r.get(2)?, gateway: r.get(3)? })
+    Ok(NetworkRow { name: r.get(0)?, bridge: r.get(1)?, subnet: r.get(2)?, gateway: r.get(3)?, internal: r.get(4)?, created_at: r.get(5)? })
 }
 
 fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<LeaseRow> {
@@ -62,12 +66,20 @@ fn port_row(r: &rusqlite::Row) -> rusqlite::Result<PortRow> {
     Ok(PortRow { container_id: r.get(0)?, host_ip: r.get(1)?, host_port: r.get(2)?, container_ip: r.get(3)?, container_port: r.get(4)?, protocol: r.get(5)? })
 }
 
-const NETWORKS: &str = "SELECT name, bridge, subnet, gateway FROM networks";
+const NETWORKS: &str = "SELECT name, bridge, subnet, gateway, internal, created_at FROM networks";
 const LEASES: &str = "SELECT network, address, container_id, interface, host_veth FROM leases";
 const PORTS: &str = "SELECT container_id, host_ip, host_port, container_ip, container_port, protocol FROM ports";
 
 /// The key under `settings` of the last dynamic port handed out.
 const LAST_PORT: &str = "last_dynamic_port";
+
+/// Whether two subnets (CIDR text) share an address.
+fn subnets_overlap(a: &str, b: &str) -> bool {
+    match (a.parse::<ipnet::Ipv4Net>(), b.parse::<ipnet::Ipv4Net>()) {
+        (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
+        _ => a == b,
+    }
+}
 
 fn overlap(a: &str, b: &str) -> bool {
     a == b || a == "0.0.0.0" || b == "0.0.0.0"
@@ -94,7 +106,14 @@ impl Db {
             let what = if c.name == n.name { format!("a network named {:?} exists already", n.name) } else { format!("network {:?} has that subnet or bridge already", c.name) };
             return Err(StateError::NetworkExists(what));
         }
-        tx.execute("INSERT INTO networks VALUES (?1, ?2, ?3, ?4, ?5)", params![n.name, n.bridge, n.subnet, n.gateway, now()])?;
+        let all = tx.prepare(NETWORKS)?.query_map([], network_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        if let Some(c) = all.iter().find(|c| subnets_overlap(&c.subnet, &n.subnet)) {
+            return Err(StateError::NetworkExists(format!("subnet {} overlaps network {:?}'s {}; choose one apart from it", n.subnet, c.name, c.subnet)));
+        }
+        tx.execute(
+            "INSERT INTO networks (name, bridge, subnet, gateway, created_at, internal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![n.name, n.bridge, n.subnet, n.gateway, now(), n.internal],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -230,11 +249,20 @@ mod tests {
     #[test]
     fn networks_refuse_clashes() {
         let db = Db::in_memory().unwrap();
-        let n = NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into() };
+        let n = NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into(), internal: false, created_at: String::new() };
         db.insert_network(&n).unwrap();
         assert!(db.insert_network(&n).is_err());
         let same_subnet = NetworkRow { name: "other".into(), bridge: "br-other".into(), ..n.clone() };
         assert!(db.insert_network(&same_subnet).is_err());
+        let wider = NetworkRow { name: "wide".into(), bridge: "br-wide".into(), subnet: "172.22.0.0/16".into(), ..n.clone() };
+        let err = db.insert_network(&wider).unwrap_err().to_string();
+        assert!(err.contains("overlaps network \"backend\"'s 172.22.0.0/24"), "{err}");
+        let inside = NetworkRow { name: "in".into(), bridge: "br-in".into(), subnet: "172.20.0.128/25".into(), ..n.clone() };
+        assert!(db.insert_network(&inside).unwrap_err().to_string().contains("\"bridge\""));
+        let apart = NetworkRow { name: "apart".into(), bridge: "br-apart".into(), subnet: "172.23.0.0/24".into(), internal: true, ..n.clone() };
+        db.insert_network(&apart).unwrap();
+        assert!(db.network("apart").unwrap().unwrap().internal);
+        db.delete_network("apart").unwrap();
         db.delete_network("backend").unwrap();
         assert_eq!(db.networks().unwrap().len(), 1);
     }

@@ -185,6 +185,26 @@ mod tests {
     }
 
     #[test]
+    fn an_internal_network_has_no_way_out() {
+        let mut db = Network::parse("db", "br-db", "172.23.0.0/24", "172.23.0.1").unwrap();
+        db.internal = true;
+        let batch = render_sync(EMPTY, &[db], &[]);
+        assert!(!batch.contains("! -o br-db -j MASQUERADE"), "no NAT out: {batch}");
+        let forward: Vec<&str> = batch.lines().filter(|l| l.starts_with("-A SHIBAFU-FORWARD")).collect();
+        assert_eq!(
+            forward,
+            [
+                "-A SHIBAFU-FORWARD -i br-db -o br-db -j ACCEPT",
+                "-A SHIBAFU-FORWARD -i br-db -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                "-A SHIBAFU-FORWARD -i br-db -j DROP",
+                "-A SHIBAFU-FORWARD -o br-db -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                "-A SHIBAFU-FORWARD -o br-db -m conntrack --ctstate DNAT -j ACCEPT",
+                "-A SHIBAFU-FORWARD -o br-db -j DROP",
+            ]
+        );
+    }
+
+    #[test]
     fn ports_are_added_and_deleted_by_the_same_spec() {
         let mut local = web();
         local.host_ip = Ipv4Addr::LOCALHOST;

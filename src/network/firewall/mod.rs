@@ -49,17 +49,31 @@ pub trait FirewallDriver {
 /// route_localnet (for `curl localhost:PORT`) would also let a container reach the host's
 /// 127.0.0.1 services by sending to the bridge: only replies and DNAT may come in that way
 /// (as kube-proxy does after CVE-2020-8558).
+/// An internal network (`--internal`) has no way out: no masquerade for what leaves, and only
+/// replies leave its bridge (to the published ports' clients); nothing else comes in but
+/// replies and connections to published ports.
 pub fn network_rules(net: &Network) -> Vec<Rule> {
     let (b, s) = (&net.bridge, net.subnet);
-    vec![
-        Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} ! -o {b} -j MASQUERADE")),
-        Rule::new("nat", POSTROUTING_CHAIN, format!("-o {b} -m addrtype --src-type LOCAL -j MASQUERADE")),
-        Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE")),
-        Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -j ACCEPT")),
-        Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")),
-        Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate DNAT -j ACCEPT")),
-        Rule::new("filter", INPUT_CHAIN, format!("-i {b} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")),
-    ]
+    let mut rules = Vec::new();
+    if !net.internal {
+        rules.push(Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} ! -o {b} -j MASQUERADE")));
+    }
+    rules.push(Rule::new("nat", POSTROUTING_CHAIN, format!("-o {b} -m addrtype --src-type LOCAL -j MASQUERADE")));
+    rules.push(Rule::new("nat", POSTROUTING_CHAIN, format!("-s {s} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE")));
+    if net.internal {
+        rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -o {b} -j ACCEPT")));
+        rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")));
+        rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -j DROP")));
+    } else {
+        rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-i {b} -j ACCEPT")));
+    }
+    rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")));
+    rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -m conntrack --ctstate DNAT -j ACCEPT")));
+    if net.internal {
+        rules.push(Rule::new("filter", FORWARD_CHAIN, format!("-o {b} -j DROP")));
+    }
+    rules.push(Rule::new("filter", INPUT_CHAIN, format!("-i {b} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")));
+    rules
 }
 
 /// Isolation between networks: nothing is forwarded from one of our bridges to another, but
