@@ -221,3 +221,35 @@ fn limits_without_their_controller_are_refused_and_leave_no_cgroup() {
         );
     }
 }
+
+#[test]
+fn exec_lands_in_the_containers_cgroup_and_its_device_rules() {
+    let lab = Lab::new();
+    let out = lab.ok(&format!(
+        "{prepare}
+         shibafu run -d --name d --layers base,evil sleep 100 >/dev/null
+         shibafu exec d sh -c '{PROBE}'
+         echo procs=$(shibafu exec d cat /sys/fs/cgroup/cgroup.procs | wc -l)
+         shibafu rm -f d >/dev/null",
+        prepare = prepare(&lab)
+    ));
+    assert_host_opens(&out);
+    assert_verdicts(&out, "exec", ALL_REFUSED);
+    // The container's own cgroup (its cgroup namespace root) holds sleep and the exec'd cat.
+    assert!(out.contains("procs=2"), "{out}");
+}
+
+#[test]
+fn a_container_a_script_leaves_running_leaves_no_cgroup_behind() {
+    let lab = Lab::new();
+    let out = lab.ok(
+        "SHIBAFU_EXPLAIN_FILE=$LAB/explain shibafu run -d busybox sleep 1000 >/dev/null
+         grep -o 'mkdir -p /sys/fs/cgroup/.*shibafu/.*' $LAB/explain | cut -d' ' -f3",
+    );
+    let cgroup = std::path::PathBuf::from(out.trim());
+    // The script's PID namespace took the container's processes with it, but not its cgroup,
+    // which is the host's: the harness removes it when the lab goes.
+    assert!(cgroup.starts_with("/sys/fs/cgroup") && cgroup.exists(), "{out}");
+    drop(lab);
+    assert!(!cgroup.exists(), "{} is left behind", cgroup.display());
+}
