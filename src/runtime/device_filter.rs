@@ -327,7 +327,8 @@ mod tests {
             "deny a *:* rwm", "allow c *:* m", "allow b *:* m", "allow c 1:3 rwm", "allow c 1:5 rwm", "allow c 5:0 rwm", "allow c 136:* rwm",
         ];
         // (rules, type, access, major, minor, verdict)
-        let table: &[(&[&str], u32, u32, u32, u32, bool)] = &[
+        type Case<'a> = (&'a [&'a str], u32, u32, u32, u32, bool);
+        let table: &[Case] = &[
             (&[], C, R, 1, 3, false),
             (&docker, C, R | W, 1, 3, true),
             (&docker, C, R | W, 10, 200, false),
