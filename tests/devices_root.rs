@@ -253,3 +253,21 @@ fn a_container_a_script_leaves_running_leaves_no_cgroup_behind() {
     drop(lab);
     assert!(!cgroup.exists(), "{} is left behind", cgroup.display());
 }
+
+#[test]
+fn without_any_cgroup_v2_device_rules_are_refused_and_a_plain_spec_still_runs() {
+    // This test's own mount namespace hides the hybrid layout's v2 tree: a v1-only host.
+    let out = Lab::new().ok(
+        "mount -t tmpfs none /sys/fs/cgroup/unified
+         shibafu run --rm busybox true 2>&1 || echo code=$?
+         shibafu bundle busybox $LAB/b sh -c 'echo ran-without-cgroup' >/dev/null
+         python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); del s[\"linux\"][\"resources\"]; json.dump(s, open(sys.argv[1], \"w\"))' $LAB/b/config.json
+         shibafu runtime --root $LAB/rt run -b $LAB/b plain",
+    );
+    assert!(
+        out.contains("cgroup devices cannot be applied: this host mounts no cgroup v2 hierarchy (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified is cgroup2)")
+            && out.contains("code=125"),
+        "device rules need cgroup v2, and the engine always writes them:\n{out}"
+    );
+    assert!(out.contains("ran-without-cgroup"), "a spec asking nothing of cgroups runs as before:\n{out}");
+}
