@@ -64,7 +64,9 @@ pub struct Lab {
 
 /// When a script ends with containers still running, the kernel kills them with their PID
 /// namespace, but their cgroups (which are the host's) stay: remove them here, even when the
-/// test failed, and their `shibafu` parent once empty.
+/// test failed, and their `shibafu` parent once empty. runc leaves that parent behind in every
+/// hierarchy it used (each v1 controller on a hybrid host): remove it too when empty (an
+/// rmdir fails while another test's container still lives there).
 impl Drop for Lab {
     fn drop(&mut self) {
         for cgroup in self.runtime_cgroups() {
@@ -78,6 +80,11 @@ impl Drop for Lab {
             if let Some(parent) = cgroup.parent().filter(|p| p.ends_with("shibafu")) {
                 let _ = std::fs::remove_dir(parent);
             }
+        }
+        let top = std::path::PathBuf::from("/sys/fs/cgroup");
+        let hierarchies = std::fs::read_dir(&top).into_iter().flatten().flatten().map(|e| e.path());
+        for hierarchy in std::iter::once(top.clone()).chain(hierarchies) {
+            let _ = std::fs::remove_dir(hierarchy.join("shibafu"));
         }
     }
 }
