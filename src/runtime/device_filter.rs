@@ -137,7 +137,7 @@ fn bad(reason: String) -> RuntimeError {
     RuntimeError::Init(format!("{reason} (linux.resources.devices)"))
 }
 
-/// One spec rule; None for a rule that can never match (type p, or no access at all).
+/// One spec rule; None for a rule that can never match (type p).
 fn from_spec(r: &LinuxDeviceCgroup) -> Result<Option<Rule>> {
     let kind = match r.typ().unwrap_or_default() {
         LinuxDeviceType::A => Kind::Any,
@@ -151,8 +151,8 @@ fn from_spec(r: &LinuxDeviceCgroup) -> Result<Option<Rule>> {
         Some(n) => Err(bad(format!("device rule {r}: {what} {n} is out of range (use -1 for any)"))),
     };
     let mut access = 0;
-    // Absent (or empty) access means every access, as runc reads it.
-    let text = r.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+    // No guess at what a rule without access meant (runc refuses it too).
+    let text = r.access().as_deref().filter(|a| !a.is_empty()).ok_or_else(|| bad(format!("device rule {r}: access is empty: give r, w and/or m")))?;
     for c in text.chars() {
         access |= match c {
             'r' => ACC_READ,
@@ -423,6 +423,8 @@ mod tests {
         assert!(e.contains("may only hold r, w and m"), "{e}");
         let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":true,"type":"c","major":-7,"access":"r"}]}"#).unwrap();
         assert!(rules(Some(&r), &[]).unwrap_err().to_string().contains("out of range"));
+        let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false}]}"#).unwrap();
+        assert!(rules(Some(&r), &[]).unwrap_err().to_string().contains("access is empty"));
     }
 
     #[test]
