@@ -673,6 +673,23 @@
               assert before == after, f"layers/ grew with containers: {before} -> {after}"
         '';
 
+        devices = labTest pkgs "devices" ''
+          with subtest("issue 12: host device nodes in a layer stay shut in a container"):
+              machine.succeed(
+                  "mkdir -p /tmp/evil/evil /tmp/base",
+                  "cp -a /dev/kmsg /dev/cpu_dma_latency /tmp/evil/evil/",
+                  "tar -C /tmp/evil -cf /tmp/evil.tar evil",
+                  "shibafu export busybox | tar -C /tmp/base -xf -",
+                  "shibafu prepare-layer base /tmp/base",
+                  "shibafu prepare-layer evil /tmp/evil.tar",
+              )
+              probe = "for f in /evil/*; do (: < $f) 2>&1; done; echo x > /dev/null && echo null-ok"
+              out = machine.succeed(f"shibafu run --rm --layers base,evil sh -c '{probe}' </dev/null")
+              for name in ("kmsg", "cpu_dma_latency"):
+                  assert f"can't open /evil/{name}: Operation not permitted" in out, f"/evil/{name} opened:\n{out}"
+              assert "null-ok" in out, f"/dev/null failed:\n{out}"
+        '';
+
         phase2 = labTest pkgs "phase2" ''
           with subtest("phase 2: ctr0, a veth and an address per container, NAT to the pretend internet"):
               machine.wait_for_unit("shibafu-network.service")

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
 };
 
@@ -13,15 +13,16 @@ use crate::network::NetworkMode;
 use crate::image::ImageConfig;
 use crate::runtime::spec::default_spec;
 
-/// Docker's default capabilities, less CAP_MKNOD: without a device cgroup (not enforced by this
-/// runtime) a container could otherwise make and open the host's disks.
-pub const DEFAULT_CAPS: [Capability; 13] = [
+/// Docker's default capabilities. CAP_MKNOD is among them because the device cgroup
+/// (DEFAULT_DEVICES) lets a container make any node but open only the harmless ones.
+pub const DEFAULT_CAPS: [Capability; 14] = [
     Capability::AuditWrite,
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fowner,
     Capability::Fsetid,
     Capability::Kill,
+    Capability::Mknod,
     Capability::NetBindService,
     Capability::NetRaw,
     Capability::Setfcap,
@@ -29,6 +30,25 @@ pub const DEFAULT_CAPS: [Capability; 13] = [
     Capability::Setpcap,
     Capability::Setuid,
     Capability::SysChroot,
+];
+
+/// Docker's default device cgroup rules, as (allow, type, major, minor, access), in order (the
+/// last match wins): deny everything, then allow mknod of any node (opening one is still
+/// denied), and every access to null, zero, full, random, urandom, tty, console, ptmx and the
+/// pty slaves (-1 = any minor).
+pub const DEFAULT_DEVICES: [(bool, LinuxDeviceType, i64, i64, &str); 12] = [
+    (false, LinuxDeviceType::A, -1, -1, "rwm"),
+    (true, LinuxDeviceType::C, -1, -1, "m"),
+    (true, LinuxDeviceType::B, -1, -1, "m"),
+    (true, LinuxDeviceType::C, 1, 3, "rwm"),
+    (true, LinuxDeviceType::C, 1, 5, "rwm"),
+    (true, LinuxDeviceType::C, 1, 7, "rwm"),
+    (true, LinuxDeviceType::C, 1, 8, "rwm"),
+    (true, LinuxDeviceType::C, 1, 9, "rwm"),
+    (true, LinuxDeviceType::C, 5, 0, "rwm"),
+    (true, LinuxDeviceType::C, 5, 1, "rwm"),
+    (true, LinuxDeviceType::C, 5, 2, "rwm"),
+    (true, LinuxDeviceType::C, 136, -1, "rwm"),
 ];
 
 /// cgroup limits asked for on the command line.
@@ -131,7 +151,7 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build().expect("namespace builds"));
     linux.set_namespaces(Some(namespaces));
-    linux.set_resources(resources(input.limits));
+    linux.set_resources(Some(resources(input.limits)));
     linux.set_cgroups_path(input.cgroup.clone());
     spec.set_linux(Some(linux));
     Ok(spec)
@@ -165,11 +185,17 @@ pub fn apply_network(spec: &mut Spec, mode: &NetworkMode, attached: &Attached) {
     spec.set_mounts(Some(mounts));
 }
 
-fn resources(limits: &Limits) -> Option<oci_spec::runtime::LinuxResources> {
-    if limits.memory.is_none() && limits.cpus.is_none() && limits.pids.is_none() {
-        return None;
-    }
-    let mut r = LinuxResourcesBuilder::default();
+/// Docker's device rules, and the limits asked for.
+fn resources(limits: &Limits) -> oci_spec::runtime::LinuxResources {
+    let devices = DEFAULT_DEVICES.iter().map(|&(allow, typ, major, minor, access)| {
+        let rule = LinuxDeviceCgroupBuilder::default().allow(allow).access(access);
+        // Docker writes no type for "all", and no number for "any".
+        let rule = if typ == LinuxDeviceType::A { rule } else { rule.typ(typ) };
+        let rule = if major < 0 { rule } else { rule.major(major) };
+        let rule = if minor < 0 { rule } else { rule.minor(minor) };
+        rule.build().expect("device rule builds")
+    });
+    let mut r = LinuxResourcesBuilder::default().devices(devices.collect::<Vec<_>>());
     if let Some(m) = limits.memory {
         r = r.memory(LinuxMemoryBuilder::default().limit(m).build().expect("memory builds"));
     }
@@ -179,7 +205,7 @@ fn resources(limits: &Limits) -> Option<oci_spec::runtime::LinuxResources> {
     if let Some(p) = limits.pids {
         r = r.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids builds"));
     }
-    Some(r.build().expect("resources build"))
+    r.build().expect("resources build")
 }
 
 /// The image's environment, then ours (a later KEY replaces an earlier one), PATH guaranteed.

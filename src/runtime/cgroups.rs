@@ -1,23 +1,33 @@
-//! cgroup v2: one directory per container under /sys/fs/cgroup, with memory, cpu and pids
-//! limits. Hosts without a v2 hierarchy (hybrid or v1) run containers without a cgroup, and
-//! refuse limits with a clear error.
+//! cgroup v2: one directory per container, with memory, cpu and pids limits and the device
+//! program (device_filter.rs). The hierarchy is /sys/fs/cgroup on a unified host, or
+//! /sys/fs/cgroup/unified on a hybrid one (v1 controllers, plus a v2 tree without controllers:
+//! devices are enforced there, limits are refused). Without any v2 hierarchy, containers that
+//! ask nothing of cgroups run without one; limits or device rules are refused with the reason.
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::error::{Result, RuntimeError};
+use super::{bpf, device_filter};
 use crate::explain;
 
-/// Where the unified hierarchy is mounted.
+/// Where a unified host mounts the cgroup v2 hierarchy.
 pub const MOUNT: &str = "/sys/fs/cgroup";
+
+/// Where a hybrid host (systemd's "hybrid" layout) mounts its cgroup v2 hierarchy.
+pub const HYBRID_MOUNT: &str = "/sys/fs/cgroup/unified";
 
 /// The directory that holds our containers' cgroups by default (`shibafu/<id>`).
 pub const DEFAULT_PARENT: &str = "shibafu";
 
-/// Whether /sys/fs/cgroup is a cgroup v2 hierarchy.
-pub fn v2_available() -> bool {
-    nix::sys::statfs::statfs(MOUNT).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+/// The cgroup v2 hierarchy to use: /sys/fs/cgroup when it is one, else the hybrid layout's.
+pub fn v2_mount() -> Option<&'static Path> {
+    [MOUNT, HYBRID_MOUNT].into_iter().map(Path::new).find(|m| is_cgroup2(m))
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// The limit files to write, as (file, value), for the spec's resources.
@@ -66,27 +76,64 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates the cgroup at `relative` (under /sys/fs/cgroup) and writes the limits. Without a
-    /// v2 hierarchy: no cgroup, or an error if limits were asked for.
-    pub fn create(relative: &Path, resources: Option<&LinuxResources>) -> Result<Option<Cgroup>> {
+    /// Creates the cgroup at `relative` (under the v2 hierarchy), writes the limits and attaches
+    /// the device program for the spec's rules and the devices the runtime creates (`created`:
+    /// the spec's `linux.devices`). Without a v2 hierarchy: no cgroup, or an error if limits or
+    /// device rules were asked for.
+    pub fn create(relative: &Path, resources: Option<&LinuxResources>, created: &[LinuxDevice]) -> Result<Option<Cgroup>> {
         let limits = limits(resources);
-        if !v2_available() {
-            if limits.is_empty() {
+        let rules = device_filter::rules(resources, created)?;
+        let Some(mount) = v2_mount() else {
+            let mut asked: Vec<&str> = limits.iter().map(|(f, _)| *f).collect();
+            if device_filter::asked(resources) {
+                asked.push("devices");
+            }
+            if asked.is_empty() {
                 return Ok(None);
             }
-            let asked: Vec<&str> = limits.iter().map(|(f, _)| *f).collect();
-            return Err(RuntimeError::NoCgroupV2(asked.join(", ")));
-        }
+            return Err(RuntimeError::NoCgroupV2 {
+                asked: asked.join(", "),
+                why: format!(
+                    "this host mounts no cgroup v2 hierarchy (neither {MOUNT} nor {HYBRID_MOUNT} is cgroup2): limits are cgroup v2 files, and device rules a BPF program attached to a cgroup v2 directory"
+                ),
+            });
+        };
         let rel = crate::safepath::relative(relative);
-        let path = Path::new(MOUNT).join(&rel);
-        enable_controllers(&rel)?;
+        let path = mount.join(&rel);
+        enable_controllers(mount, &rel)?;
         explain::step(|| format!("mkdir -p {}", path.display()));
         std::fs::create_dir_all(&path).map_err(RuntimeError::io(format!("create cgroup {}", path.display())))?;
         let cgroup = Cgroup { path };
-        for (file, value) in limits {
-            cgroup.write(file, &value)?;
+        if let Err(e) = cgroup.configure(mount, &limits, &rules) {
+            let _ = cgroup.remove();
+            return Err(e);
         }
         Ok(Some(cgroup))
+    }
+
+    fn configure(&self, mount: &Path, limits: &[(&'static str, String)], rules: &[device_filter::Rule]) -> Result<()> {
+        let controllers = std::fs::read_to_string(self.path.join("cgroup.controllers")).unwrap_or_default();
+        let missing: Vec<&str> = limits
+            .iter()
+            .map(|(file, _)| *file)
+            .filter(|file| !controllers.split_whitespace().any(|c| file.split('.').next() == Some(c)))
+            .collect();
+        if !missing.is_empty() {
+            let layout = if mount == Path::new(HYBRID_MOUNT) { " (a hybrid layout: the controllers are on cgroup v1)" } else { "" };
+            return Err(RuntimeError::NoCgroupV2 {
+                asked: missing.join(", "),
+                why: format!("the cgroup v2 hierarchy at {}{layout} does not offer their controllers to {}", mount.display(), self.path.display()),
+            });
+        }
+        for (file, value) in limits {
+            self.write(file, value)?;
+        }
+        let insns = device_filter::program(rules);
+        explain::step(|| {
+            format!("bpftool cgroup attach {} device name shibafu_device multi   # {} BPF instructions: {}", self.path.display(), insns.len(), device_filter::describe(rules))
+        });
+        let prog = bpf::load_device_program(&insns)?;
+        bpf::attach_device_program(&prog, &self.path)
     }
 
     /// Moves a process into the cgroup.
@@ -130,7 +177,8 @@ impl Cgroup {
     }
 
     fn remove_empty_default_parent(&self) {
-        if let Some(parent) = self.path.parent().filter(|p| *p == Path::new(MOUNT).join(DEFAULT_PARENT)) {
+        let ours = |p: &Path| [MOUNT, HYBRID_MOUNT].iter().any(|m| p == Path::new(m).join(DEFAULT_PARENT));
+        if let Some(parent) = self.path.parent().filter(|p| ours(p)) {
             // Fails, as it should, while other containers still live there.
             let _ = std::fs::remove_dir(parent);
         }
@@ -144,8 +192,8 @@ impl Cgroup {
 }
 
 /// Turns on memory, cpu and pids for the children of every ancestor of `relative`.
-fn enable_controllers(relative: &Path) -> Result<()> {
-    let mut dir = PathBuf::from(MOUNT);
+fn enable_controllers(mount: &Path, relative: &Path) -> Result<()> {
+    let mut dir = mount.to_path_buf();
     enable_in(&dir);
     for part in relative.parent().map(|p| p.components().collect::<Vec<_>>()).unwrap_or_default() {
         dir.push(part);

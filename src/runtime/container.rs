@@ -111,8 +111,10 @@ impl Runtime {
         undo.child = Some(pid);
 
         let cgroup_path = cgroup_path(&spec, id);
-        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let cgroup = Cgroup::create(&cgroup_path, resources)?;
+        let linux = spec.linux().as_ref();
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        let created = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
+        let cgroup = Cgroup::create(&cgroup_path, resources, created)?;
         if let Some(cg) = &cgroup {
             cg.add(pid.as_raw())?;
         }

@@ -26,9 +26,14 @@ pub enum RuntimeError {
     /// The process exists but cannot be executed.
     #[error("exec: {0:?}: permission denied")]
     CannotExecute(String),
-    /// cgroup limits were asked for but the host has no usable cgroup v2 hierarchy.
-    #[error("cgroup limits ({0}) need a cgroup v2 hierarchy at /sys/fs/cgroup, and this host has none (hybrid or v1 layout); boot with systemd.unified_cgroup_hierarchy=1, or drop the limits")]
-    NoCgroupV2(String),
+    /// cgroup limits or device rules were asked for, and the host's cgroup v2 cannot give them.
+    #[error("cgroup {asked} cannot be applied: {why}; boot with systemd.unified_cgroup_hierarchy=1, or drop them from the container's settings")]
+    NoCgroupV2 {
+        /// The limit files (memory.max, ...) or "devices".
+        asked: String,
+        /// What the host lacks.
+        why: String,
+    },
     /// The container's init process failed while setting up; the text comes from inside.
     #[error("container init failed: {0}")]
     Init(String),

@@ -1,9 +1,11 @@
 //! The OCI runtime (phases 0 and 1): takes a bundle, exactly like runc, and knows nothing of
 //! images, networks or the database.
 
+pub mod bpf;
 pub mod capabilities;
 pub mod cgroups;
 pub mod container;
+pub mod device_filter;
 pub mod devices;
 pub mod error;
 pub mod exec;

@@ -64,6 +64,33 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
 }
 
+/// When a script ends with containers still running, the kernel kills them with their PID
+/// namespace, but their cgroups (which are the host's) stay: remove them here, even when the
+/// test failed, and their `shibafu` parent once empty. runc leaves that parent behind in every
+/// hierarchy it used (each v1 controller on a hybrid host): remove it too when empty (an
+/// rmdir fails while another test's container still lives there).
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for cgroup in self.runtime_cgroups() {
+            for _ in 0..2000 {
+                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+                match std::fs::remove_dir(&cgroup) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                    _ => break,
+                }
+            }
+            if let Some(parent) = cgroup.parent().filter(|p| p.ends_with("shibafu")) {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        let top = std::path::PathBuf::from("/sys/fs/cgroup");
+        let hierarchies = std::fs::read_dir(&top).into_iter().flatten().flatten().map(|e| e.path());
+        for hierarchy in std::iter::once(top.clone()).chain(hierarchies) {
+            let _ = std::fs::remove_dir(hierarchy.join("shibafu"));
+        }
+    }
+}
+
 /// What a script printed and how it ended.
 pub struct Ran {
     /// Standard output.
@@ -101,6 +128,27 @@ impl Lab {
             err: String::from_utf8_lossy(&out.stderr).into_owned(),
             code: out.status.code().unwrap_or(-1),
         }
+    }
+
+    /// The cgroups of the lab's runtime containers (from every runtime record under the lab).
+    fn runtime_cgroups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![(self.dir.path().to_path_buf(), 0)];
+        while let Some((dir, depth)) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() && depth < 4 && entry.file_name() != "layers" && entry.file_name() != "blobs" {
+                    dirs.push((path, depth + 1));
+                } else if kind.is_file() && entry.file_name() == "state.json" {
+                    let record: serde_json::Value = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+                    if let Some(cgroup) = record.get("cgroup").and_then(|c| c.as_str()) {
+                        out.push(PathBuf::from(cgroup));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Like `sh`, but fails the test unless the script exits 0.
