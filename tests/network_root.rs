@@ -428,3 +428,26 @@ fn an_internal_network_has_no_way_out_and_inspect_shows_who_is_on_it() {
     seen.sort();
     assert_eq!(seen, [("app:eth0".to_string(), "172.23.0.3/24".to_string()), ("pg:eth0".to_string(), "172.23.0.2/24".to_string())]);
 }
+
+#[test]
+fn replies_leave_by_the_interface_their_request_came_in_on() {
+    // The port is published from eth0 on an internal network; the default route is eth1's.
+    let out = Lab::new().ok(&format!(
+        r#"
+        {internet}
+        # Strict reverse-path filtering (the lab's own namespace): a reply that left by the
+        # wrong interface arrives on a bridge its source does not route to, and is dropped.
+        sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
+        shibafu network create --internal db 172.23.0.0/24 >/dev/null
+        shibafu run -d --name web --network db --network bridge -p 8080:80 busybox nc -ll -p 80 -e echo hello-from-web >/dev/null
+        sleep 0.3
+        shibafu exec web ip rule | sed 's/^/rule: /'
+        echo "host: $(curl -s --http0.9 -m 3 http://127.0.0.1:8080/ || echo failed)"
+        echo "internet: $(ip netns exec internet curl -s --http0.9 -m 3 http://198.51.100.254:8080/ || echo failed)"
+        "#,
+        internet = common::internet()
+    ));
+    assert!(out.contains("host: hello-from-web"), "{out}");
+    assert!(out.contains("internet: hello-from-web"), "{out}");
+    assert!(out.contains("from 172.23.0.2 lookup"), "a rule per interface address: {out}");
+}

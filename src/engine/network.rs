@@ -46,6 +46,9 @@ impl From<NetworkError> for EngineError {
     }
 }
 
+/// The routing tables of a multi-homed container's interfaces: eth0 uses 100, eth1 101, ...
+const POLICY_TABLES: u32 = 100;
+
 impl Engine {
     /// Sets up a container's network. On failure, the caller's undo calls `detach_network`.
     pub fn attach_network(&self, req: &NetworkRequest) -> Result<Attached> {
@@ -60,9 +63,10 @@ impl Engine {
             let lock = lock::take(&self.run_dir)?;
             // The default route goes through the first network that has a way out.
             let routed = networks.iter().position(|n| !n.internal);
+            let multi = networks.len() > 1;
             for (k, net) in networks.iter().enumerate() {
                 self.ensure_network_locked(net)?;
-                let address = self.connect(req.id, k, net, &path, routed == Some(k))?;
+                let address = self.connect(req.id, k, net, &path, routed == Some(k), multi)?;
                 first_address.get_or_insert(address);
             }
             attached.ports = self.publish(req.id, first_address.expect("one network at least"), req.publish)?;
@@ -159,8 +163,9 @@ impl Engine {
     }
 
     /// Leases an address and makes the veth pair for network number `k` of a container; the
-    /// default route goes through it when `route`.
-    fn connect(&self, id: &str, k: usize, net: &Network, path: &Path, route: bool) -> Result<Ipv4Addr> {
+    /// default route goes through it when `route`, and with `policy` (a container on several
+    /// networks) what leaves from its address leaves by it.
+    fn connect(&self, id: &str, k: usize, net: &Network, path: &Path, route: bool, policy: bool) -> Result<Ipv4Addr> {
         let lease = LeaseRow {
             network: net.name.clone(),
             address: String::new(),
@@ -181,6 +186,7 @@ impl Engine {
             address,
             prefix: net.subnet.prefix_len(),
             gateway: route.then_some(net.gateway),
+            policy: policy.then_some((net.gateway, POLICY_TABLES + k as u32)),
         })?;
         Ok(address)
     }

@@ -32,6 +32,9 @@ pub struct VethPlan {
     pub prefix: u8,
     /// The default route, or none for a second network (its subnet is reached directly).
     pub gateway: Option<Ipv4Addr>,
+    /// For a container on several networks: (its network's gateway, a routing table) so that
+    /// what leaves from this address leaves by this interface (`ip rule from ADDR`).
+    pub policy: Option<(Ipv4Addr, u32)>,
 }
 
 fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
@@ -177,7 +180,37 @@ async fn configure_inside(h: &Handle, plan: &VethPlan) -> Result<()> {
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
         h.route().add(route).execute().await.map_err(failed("add the default route"))?;
     }
+    if let Some((gateway, table)) = plan.policy {
+        add_policy(h, plan, index, gateway, table).await?;
+    }
     Ok(())
+}
+
+/// Replies leave by the interface their request came in on: a table of the interface's own
+/// (its subnet and a default route through its network's gateway), and a rule sending what
+/// comes from its address to that table.
+async fn add_policy(h: &Handle, plan: &VethPlan, index: u32, gateway: Ipv4Addr, table: u32) -> Result<()> {
+    use rtnetlink::packet_route::route::RouteScope;
+    let subnet = ipnet::Ipv4Net::new(plan.address, plan.prefix).map_err(|_| NetworkError::Invalid(format!("bad prefix /{}", plan.prefix)))?.trunc();
+    explain::step(|| {
+        let ns = plan.netns.display();
+        format!(
+            "ip -n {ns} route add {subnet} dev {dev} src {addr} table {table}; ip -n {ns} route add default via {gateway} table {table}; ip -n {ns} rule add from {addr} lookup {table}",
+            dev = plan.inside,
+            addr = plan.address
+        )
+    });
+    let connected = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(subnet.network(), plan.prefix)
+        .output_interface(index)
+        .pref_source(plan.address)
+        .scope(RouteScope::Link)
+        .table_id(table)
+        .build();
+    h.route().add(connected).execute().await.map_err(failed(format!("add {subnet} to table {table}")))?;
+    let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(index).table_id(table).build();
+    h.route().add(default).execute().await.map_err(failed(format!("add the default route of table {table}")))?;
+    h.rule().add().v4().source_prefix(plan.address, 32).table_id(table).priority(table).action(rtnetlink::packet_route::rule::RuleAction::ToTable).execute().await.map_err(failed(format!("add the rule from {}", plan.address)))
 }
 
 /// Deletes a link by name (both ends of a veth go); a missing link is fine.
