@@ -451,3 +451,47 @@ fn replies_leave_by_the_interface_their_request_came_in_on() {
     assert!(out.contains("internet: hello-from-web"), "{out}");
     assert!(out.contains("from 172.23.0.2 lookup"), "a rule per interface address: {out}");
 }
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        shibafu run -d --name db --network backend busybox sh -c 'nc -ll -p 5432 -e echo tcp-ok & sleep 1000' >/dev/null
+        shibafu run -d --name app busybox sleep 1000 >/dev/null
+        snap() { echo "$(ip -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' ') | $(sqlite3 $SHIBAFU_ROOT/state.db 'SELECT network, address, interface FROM leases ORDER BY 1, 2' | tr '\n' ' ') | $(iptables-save | grep -v '^#' | sed 's/\[[0-9:]*\]//' | md5sum)"; }
+        before=$(snap)
+        shibafu exec app timeout 2 nc 172.22.0.2 5432 </dev/null 2>/dev/null || echo before-blocked
+        shibafu network connect backend app
+        shibafu exec app ip -4 -o addr show eth1 | awk '{print "eth1:", $4}'
+        shibafu exec app ip rule | grep -c 'lookup 10[01]' | sed 's/^/rules=/'
+        echo "after-connect: $(shibafu exec app timeout 2 nc 172.22.0.2 5432 </dev/null)"
+        shibafu network connect backend app 2>&1 | sed 's/^/twice: /' || true
+        shibafu network inspect backend | grep -c '"name": "app"' | sed 's/^/inspect-app=/'
+        shibafu network disconnect backend app
+        shibafu exec app ip -o link | grep -c eth1 | sed 's/^/eth1-left=/' || true
+        shibafu exec app ip rule | grep -c 'lookup 101' | sed 's/^/rule-101-left=/' || true
+        shibafu exec app timeout 2 nc 172.22.0.2 5432 </dev/null 2>/dev/null || echo after-disconnect-blocked
+        [ "$(snap)" = "$before" ] && echo "as-before" || { echo "changed:"; echo "$before"; snap; }
+        shibafu network disconnect backend app 2>&1 | sed 's/^/not-on: /' || true
+        shibafu network connect backend nosuch 2>&1 | sed 's/^/nosuch: /' || true
+        "#,
+    );
+    for want in [
+        "before-blocked",
+        "app eth1 172.22.0.3",
+        "eth1: 172.22.0.3/24",
+        "rules=2",
+        "after-connect: tcp-ok",
+        "twice: shibafu: container app is on network backend already",
+        "inspect-app=1",
+        "eth1-left=0",
+        "rule-101-left=0",
+        "after-disconnect-blocked",
+        "as-before",
+        "not-on: shibafu: container app is not on network backend",
+        "nosuch: shibafu: no such container",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+}

@@ -1,4 +1,4 @@
-//! `network`: create, ls, inspect, rm, up, prune.
+//! `network`: create, ls, inspect, connect, disconnect, rm, up, prune.
 
 use std::path::Path;
 
@@ -20,6 +20,20 @@ pub enum NetworkCommand {
         name: String,
         /// Its subnet (CIDR); the first address is the gateway.
         subnet: String,
+    },
+    /// Attach a running container to one more network (a new interface, eth1, eth2, ...).
+    Connect {
+        /// Network name.
+        network: String,
+        /// Container name or ID.
+        container: String,
+    },
+    /// Detach a container from a network (its interface and address there go).
+    Disconnect {
+        /// Network name.
+        network: String,
+        /// Container name or ID.
+        container: String,
     },
     /// Show networks as JSON (Podman's form): subnet, gateway, bridge, containers and addresses.
     Inspect {
@@ -54,6 +68,14 @@ pub fn network(root: &Path, cmd: NetworkCommand) -> Result<i32> {
         NetworkCommand::Create { internal, name, subnet } => {
             let net = engine.create_network(&name, &subnet, internal)?;
             println!("{}", net.name);
+        }
+        NetworkCommand::Connect { network, container } => {
+            let (interface, address) = engine.connect_network(&network, &container)?;
+            println!("{container} {interface} {address}");
+        }
+        NetworkCommand::Disconnect { network, container } => {
+            engine.disconnect_network(&network, &container)?;
+            println!("{container}");
         }
         NetworkCommand::Inspect { names } => {
             let shown = names.iter().map(|n| engine.inspect_network(n)).collect::<crate::engine::Result<Vec<_>>>()?;

@@ -97,6 +97,75 @@ impl Engine {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// `network connect NET CONTAINER`: a running container joins one more network: a new
+    /// interface (eth1, eth2, ...), an address, and a routing table of its own for each of its
+    /// interfaces (replies leave where their request came in). Returns the new address.
+    pub fn connect_network(&self, network: &str, container: &str) -> Result<(String, Ipv4Addr)> {
+        let c = self.find(container)?;
+        let path = netns::path_for(&self.run_dir, &c.id);
+        if !path.exists() {
+            return Err(EngineError::Invalid(format!("container {} has no network of ours to join another to (it runs with --network none or host, or is not running)", c.name)));
+        }
+        let net = self.network_named(network)?;
+        let _lock = lock::take(&self.run_dir)?;
+        let leases = self.db.leases_of(&c.id)?;
+        if leases.iter().any(|l| l.network == net.name) {
+            return Err(EngineError::Invalid(format!("container {} is on network {} already", c.name, net.name)));
+        }
+        let k = leases.iter().filter_map(|l| l.interface.strip_prefix("eth")?.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+        self.ensure_network_locked(&net)?;
+        let joined = self.connect(&c.id, k, &net, &path, false, true).and_then(|address| {
+            // The one interface it had has no table of its own yet.
+            if let [only] = leases.as_slice() {
+                self.route_replies_of(only, &path)?;
+            }
+            Ok(address)
+        });
+        joined.inspect_err(|_| {
+            let _ = netlink::delete_link(&format!("veth{}{k}", &c.id[..9]));
+            let _ = self.db.release_lease(&c.id, &net.name);
+        })
+        .map(|address| (format!("eth{k}"), address))
+    }
+
+    /// `network disconnect NET CONTAINER`: the container leaves a network: its interface and
+    /// address there go, and the rule that routed replies through it. A network that carries
+    /// the container's published ports cannot be left.
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let c = self.find(container)?;
+        let _lock = lock::take(&self.run_dir)?;
+        let lease = self.db.leases_of(&c.id)?.into_iter().find(|l| l.network == network).ok_or_else(|| EngineError::Invalid(format!("container {} is not on network {network}", c.name)))?;
+        if self.db.ports_of(&c.id)?.iter().any(|p| p.container_ip == lease.address) {
+            return Err(EngineError::Invalid(format!("container {}'s published ports go through network {network}; stop the container instead", c.name)));
+        }
+        netlink::delete_link(&lease.host_veth)?;
+        if let (Ok(address), Some(k)) = (lease.address.parse(), lease.interface.strip_prefix("eth").and_then(|k| k.parse::<u32>().ok())) {
+            let path = netns::path_for(&self.run_dir, &c.id);
+            if path.exists() {
+                netlink::forget_replies(&path, address, POLICY_TABLES + k)?;
+            }
+        }
+        self.db.release_lease(&c.id, network)?;
+        Ok(())
+    }
+
+    /// Gives an interface a container already has its own routing table (see `connect`).
+    fn route_replies_of(&self, lease: &LeaseRow, path: &Path) -> Result<()> {
+        let net = self.network_named(&lease.network)?;
+        let k: u32 = lease.interface.strip_prefix("eth").and_then(|k| k.parse().ok()).unwrap_or(0);
+        let address: Ipv4Addr = lease.address.parse().map_err(|_| EngineError::Invalid(format!("the state holds a bad address {:?}", lease.address)))?;
+        Ok(netlink::route_replies(&VethPlan {
+            bridge: net.bridge.clone(),
+            host: lease.host_veth.clone(),
+            inside: lease.interface.clone(),
+            netns: path.to_path_buf(),
+            address,
+            prefix: net.subnet.prefix_len(),
+            gateway: None,
+            policy: Some((net.gateway, POLICY_TABLES + k)),
+        })?)
+    }
+
     /// Removes a container's port rules, then its port rows.
     fn unpublish(&self, id: &str) -> Result<()> {
         let published = self.db.ports_of(id)?;

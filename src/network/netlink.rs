@@ -213,6 +213,38 @@ async fn add_policy(h: &Handle, plan: &VethPlan, index: u32, gateway: Ipv4Addr, 
     h.rule().add().v4().source_prefix(plan.address, 32).table_id(table).priority(table).action(rtnetlink::packet_route::rule::RuleAction::ToTable).execute().await.map_err(failed(format!("add the rule from {}", plan.address)))
 }
 
+/// Gives an interface already inside a container's namespace its own routing table and rule
+/// (what `add_veth` does with `policy`): for a container that joins a second network.
+pub fn route_replies(plan: &VethPlan) -> Result<()> {
+    let plan = plan.clone();
+    on_thread(move || {
+        super::netns::enter(&plan.netns)?;
+        with_handle(async move |h| {
+            let index = index_of(&h, &plan.inside).await?.ok_or_else(|| NetworkError::Invalid(format!("{} is not in the namespace", plan.inside)))?;
+            let (gateway, table) = plan.policy.ok_or_else(|| NetworkError::Invalid("no routing table given".into()))?;
+            add_policy(&h, &plan, index, gateway, table).await
+        })
+    })
+}
+
+/// Removes the rule that sends what comes from `address` to its own table, inside the
+/// namespace at `netns` (the table's routes went with the interface); a missing rule is fine.
+pub fn forget_replies(netns: &std::path::Path, address: Ipv4Addr, table: u32) -> Result<()> {
+    let netns = netns.to_path_buf();
+    on_thread(move || {
+        super::netns::enter(&netns)?;
+        with_handle(async move |h| {
+            explain::step(|| format!("ip -n {} rule del from {address} lookup {table}", netns.display()));
+            let mut wanted = h.rule().add().v4().source_prefix(address, 32).table_id(table).priority(table).action(rtnetlink::packet_route::rule::RuleAction::ToTable);
+            let rule = wanted.message_mut().clone();
+            match h.rule().del(rule).execute().await {
+                Err(e) if errno_of(&e) != Some(libc::ENOENT) => Err(failed(format!("delete the rule from {address}"))(e)),
+                _ => Ok(()),
+            }
+        })
+    })
+}
+
 /// Deletes a link by name (both ends of a veth go); a missing link is fine.
 pub fn delete_link(name: &str) -> Result<()> {
     let name = name.to_string();

@@ -152,6 +152,12 @@ impl Db {
         self.query(&format!("{LEASES} WHERE network = ?1 ORDER BY address"), [network], lease_row)
     }
 
+    /// Drops a container's lease on one network.
+    pub fn release_lease(&self, container_id: &str, network: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM leases WHERE container_id = ?1 AND network = ?2", [container_id, network])?;
+        Ok(())
+    }
+
     /// Drops a container's leases.
     pub fn release_leases(&self, container_id: &str) -> Result<()> {
         self.conn.execute("DELETE FROM leases WHERE container_id = ?1", [container_id])?;
