@@ -230,7 +230,7 @@ fn bad_command_line_values_are_refused_and_change_nothing() {
         case("bad-cidr", "shibafu network create n1 300.1.1.0/24".into(), "300.1.1.0/24"),
         case("bad-network-name", "shibafu network create '../n' 172.29.0.0/24".into(), "invalid network name"),
         case("network-overlaps", "shibafu network create wide 172.20.0.0/16".into(), "overlaps network \"bridge\""),
-        case("network-covers-a-host-route", "ip link add dummy9 type dummy && ip addr add 10.99.0.1/16 dev dummy9 && ip link set dummy9 up && shibafu network create lan 10.99.5.0/24".into(), "covers the host's route to 10.99.0.0/16"),
+        case("network-covers-a-host-route", "ip link add v9a type veth peer name v9b && ip addr add 10.99.0.1/16 dev v9a && ip link set v9a up && shibafu network create lan 10.99.5.0/24".into(), "covers the host's route to 10.99.0.0/16"),
         case("network-name-twice", "shibafu network create bridge 172.29.0.0/24".into(), "exists already"),
     ];
     let results = run_cases(&lab, "shibafu prepare-layer base $BUSYBOX_TAR >/dev/null", &cases);
