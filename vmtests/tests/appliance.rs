@@ -14,7 +14,7 @@ fn appliance_is_what_the_phases_expect() {
     vm.sh("test \"$(readlink -f /var/lib/container-tool)\" = /var/lib/shibafu");
     vm.sh("test \"$(readlink -f $(command -v container-tool))\" = /usr/local/bin/shibafu");
     let images = vm.sh("shibafu images");
-    for name in ["busybox", "debian", "python", "node", "node-app", "nginx", "postgres"] {
+    for name in ["busybox", "debian", "python", "node", "node-app", "node-api", "nginx", "postgres"] {
         vm.check(images.contains(name), &format!("{name} should be preloaded:\n{images}"));
     }
     // The Debian images share one base layer, stored and unpacked once.
