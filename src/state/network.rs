@@ -37,6 +37,19 @@ pub struct LeaseRow {
     pub host_veth: String,
 }
 
+/// A lease with its container's name: what `dns serve` answers from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedLease {
+    /// The network.
+    pub network: String,
+    /// The address.
+    pub address: String,
+    /// The container's ID (64 hex digits).
+    pub container_id: String,
+    /// The container's name.
+    pub name: String,
+}
+
 /// One published port.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PortRow {
@@ -156,6 +169,16 @@ impl Db {
     pub fn release_lease(&self, container_id: &str, network: &str) -> Result<()> {
         self.conn.execute("DELETE FROM leases WHERE container_id = ?1 AND network = ?2", [container_id, network])?;
         Ok(())
+    }
+
+    /// Every lease with its container's name; a container's leases in interface order (eth0
+    /// first), so its first network comes first.
+    pub fn named_leases(&self) -> Result<Vec<NamedLease>> {
+        self.query(
+            "SELECT l.network, l.address, l.container_id, c.name FROM leases l JOIN containers c ON c.id = l.container_id ORDER BY c.name, length(l.interface), l.interface",
+            [],
+            |r| Ok(NamedLease { network: r.get(0)?, address: r.get(1)?, container_id: r.get(2)?, name: r.get(3)? }),
+        )
     }
 
     /// Drops a container's leases.
