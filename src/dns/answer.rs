@@ -102,7 +102,7 @@ impl Directory {
         }
         let mut found = Vec::new();
         for e in self.entries.iter().filter(|e| visible.contains(e.network.as_str())) {
-            if names_of(e).iter().any(|n| *n == name) && !found.contains(&e.address) {
+            if names_of(e).contains(&name) && !found.contains(&e.address) {
                 found.push(e.address);
             }
         }

@@ -147,3 +147,78 @@ async fn send<'a, R: ResponseHandler>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_server::proto::op::Query;
+    use hickory_server::proto::rr::RecordType;
+    use hickory_server::Server;
+
+    use super::*;
+    use crate::state::containers::ContainerRow;
+    use crate::state::network::{LeaseRow, NetworkRow};
+    use crate::state::Db;
+
+    /// A state with postgres at 172.22.0.2 on backend, and a server for backend on loopback.
+    async fn server(root: &std::path::Path) -> (Server<Handler>, SocketAddr) {
+        let db = Db::open(root).unwrap();
+        db.insert_network(&NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into(), internal: false, created_at: String::new() }).unwrap();
+        let id = "0123456789ab".repeat(5) + "cdef";
+        let row = ContainerRow {
+            id: id.clone(),
+            name: "postgres".into(),
+            image: "postgres:15".into(),
+            command: vec![],
+            layers: vec![],
+            runtime: "shibafu".into(),
+            created_at: crate::state::now(),
+            state: "running".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+            network: "backend".into(),
+        };
+        db.insert_container(&row).unwrap();
+        let lease = LeaseRow { network: "backend".into(), address: String::new(), container_id: id, interface: "eth0".into(), host_veth: "vethpg".into() };
+        db.lease(&lease, |_| Some("172.22.0.2".into())).unwrap();
+        let shared = Arc::new(Shared::new(Source::open(root).unwrap(), Upstreams::new(root.join("resolv.conf"))));
+        let mut server = Server::new(Handler { network: "backend".into(), shared });
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        server.register_socket(socket);
+        (server, addr)
+    }
+
+    async fn ask(server: SocketAddr, name: &str, kind: RecordType) -> Message {
+        let mut query = Message::query();
+        query.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&query.to_vec().unwrap(), server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv(&mut buf)).await.expect("an answer within 5 s").unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    }
+
+    /// Through hickory-server over UDP on loopback: the host (127.0.0.1 is one of its
+    /// addresses) asks; with no upstream servers a forwarded name is a SERVFAIL at once.
+    #[tokio::test]
+    async fn answers_travel_through_the_server() {
+        let root = tempfile::tempdir().unwrap();
+        let (mut server, addr) = server(root.path()).await;
+        let reply = ask(addr, "postgres.backend.local.", RecordType::A).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(reply.metadata.authoritative);
+        let a: Vec<(u32, Option<Ipv4Addr>)> = reply.answers.iter().map(|r| (r.ttl, if let RData::A(a) = &r.data { Some(a.0) } else { None })).collect();
+        assert_eq!(a, [(0, Some(Ipv4Addr::new(172, 22, 0, 2)))]);
+        let reply = ask(addr, "postgres.backend.local.", RecordType::AAAA).await;
+        assert_eq!((reply.metadata.response_code, reply.answers.len()), (ResponseCode::NoError, 0));
+        let reply = ask(addr, "2.0.22.172.in-addr.arpa.", RecordType::PTR).await;
+        assert_eq!(reply.answers.iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), ["postgres.backend.local."]);
+        assert_eq!(ask(addr, "nosuch.backend.local.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(ask(addr, "google.com.", RecordType::A).await.metadata.response_code, ResponseCode::ServFail);
+        server.shutdown_gracefully().await.unwrap();
+    }
+}

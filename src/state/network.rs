@@ -276,6 +276,39 @@ mod tests {
     }
 
     #[test]
+    fn named_leases_carry_the_container_name_first_network_first() {
+        let db = Db::in_memory().unwrap();
+        let net = NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into(), internal: false, created_at: String::new() };
+        db.insert_network(&net).unwrap();
+        let id = "a".repeat(64);
+        let row = crate::state::containers::ContainerRow {
+            id: id.clone(),
+            name: "api".into(),
+            image: "busybox".into(),
+            command: vec![],
+            layers: vec![],
+            runtime: "shibafu".into(),
+            created_at: now(),
+            state: "running".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+            network: "backend,bridge".into(),
+        };
+        db.insert_container(&row).unwrap();
+        for (k, network) in ["backend", "bridge"].iter().enumerate().rev() {
+            let lease = LeaseRow { network: network.to_string(), interface: format!("eth{k}"), host_veth: format!("veth{k}"), ..lease(&id) };
+            db.lease(&lease, |_| Some(format!("172.2{}.0.2", 2 - 2 * k))).unwrap();
+        }
+        let leases = db.named_leases().unwrap();
+        let got: Vec<(&str, &str, &str)> = leases.iter().map(|l| (l.name.as_str(), l.network.as_str(), l.address.as_str())).collect();
+        assert_eq!(got, [("api", "backend", "172.22.0.2"), ("api", "bridge", "172.20.0.2")]);
+        db.lease(&lease("orphan"), |_| Some("172.20.0.9".into())).unwrap();
+        assert_eq!(db.named_leases().unwrap().len(), 2, "a lease without a container has no name to answer");
+    }
+
+    #[test]
     fn networks_refuse_clashes() {
         let db = Db::in_memory().unwrap();
         let n = NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into(), internal: false, created_at: String::new() };
