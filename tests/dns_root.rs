@@ -165,6 +165,11 @@ fn phase6_listeners_follow_networks_survive_a_restart_and_leave_nothing_behind()
         g=$(shibafu run -d --name two --network gamma busybox sleep 1000)
         ask on-gamma $g 172.23.0.1 two.gamma.local
         ask gamma-sees-not-backend $g 172.23.0.1 one.backend.local
+        shibafu network connect gamma one >/dev/null
+        ask after-connect $g 172.23.0.1 one.gamma.local
+        ask connected-sees-gamma $c 172.22.0.1 two.gamma.local
+        shibafu network disconnect gamma one >/dev/null
+        ask after-disconnect $g 172.23.0.1 one.gamma.local
         shibafu rm -f two >/dev/null
         shibafu network rm gamma >/dev/null
         for i in $(seq 100); do listening 172.23.0.1 || break; sleep 0.1; done
@@ -185,6 +190,9 @@ fn phase6_listeners_follow_networks_survive_a_restart_and_leave_nothing_behind()
             "gamma-listening",
             "on-gamma: status=NOERROR answer=0/A/172.23.0.2 ",
             "gamma-sees-not-backend: status=NXDOMAIN",
+            "after-connect: status=NOERROR answer=0/A/172.23.0.3 ",
+            "connected-sees-gamma: status=NOERROR answer=0/A/172.23.0.2 ",
+            "after-disconnect: status=NXDOMAIN",
             "gamma after rm: none",
             "listeners at the end: 0",
             "shibafu dns: network gamma: listening on 172.23.0.1:53 (udp, tcp)",
