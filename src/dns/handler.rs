@@ -81,7 +81,9 @@ impl RequestHandler for Handler {
             }
         };
         let owner = query.original().name();
-        let answer = directory.answer(&self.network, asker, is_host(asker), &owner.to_ascii(), query.query_type());
+        // A container's own address is never the host's: only strangers cost a bind(2).
+        let host = !directory.entries.iter().any(|e| e.address == asker) && is_host(asker);
+        let answer = directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type());
         let (code, records) = match answer {
             Answer::Forward => {
                 let servers = self.shared.upstreams(&directory);
