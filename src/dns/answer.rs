@@ -69,7 +69,7 @@ pub enum Answer {
 impl Directory {
     /// The networks `asker` may see, asking on `listener`'s network: the host (`is_host`, or
     /// asking from a gateway) sees all; a container sees its own; anyone else is `None`.
-    pub fn visible(&self, listener: &str, asker: Ipv4Addr, is_host: bool) -> Option<BTreeSet<&str>> {
+    fn visible(&self, listener: &str, asker: Ipv4Addr, is_host: bool) -> Option<BTreeSet<&str>> {
         if is_host || self.networks.iter().any(|n| n.gateway == asker) {
             return Some(self.networks.iter().map(|n| n.name.as_str()).collect());
         }

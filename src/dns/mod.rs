@@ -7,7 +7,7 @@
 //! answer.rs decides (no I/O); directory.rs reads the state; handler.rs answers one query;
 //! forward.rs asks upstream; upstream.rs reads resolv.conf; server.rs keeps the listeners.
 
-pub mod answer;
+mod answer;
 mod directory;
 mod forward;
 mod handler;
