@@ -538,6 +538,20 @@
                       };
                     };
 
+                    # images/appliance/units/shibafu-dns.service: NAME.NETWORK.local for containers.
+                    shibafu-dns = {
+                      description = "shibafu's DNS for containers (phase 6): NAME.NETWORK.local on each network's gateway, port 53";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      after = [
+                        "shibafu-network.service"
+                        "lab-internet.service"
+                      ];
+                      serviceConfig = {
+                        ExecStart = "${shibafuCmd} dns serve";
+                        Restart = "on-failure";
+                      };
+                    };
+
                     # images/appliance/units/shibafu-proxy.service: NAME.localhost to container NAME.
                     shibafu-proxy = {
                       description = "shibafu's reverse proxy: http://NAME.localhost/ to container NAME";

@@ -2,6 +2,7 @@
 //! The module map and its rules live in DESIGN.md ("The house").
 
 pub mod cli;
+pub mod dns;
 pub mod engine;
 pub mod explain;
 pub mod http_server;

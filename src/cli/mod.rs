@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod distribution;
+pub mod dns;
 pub mod image;
 pub mod layer;
 pub mod limits;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// The containers' DNS server (NAME.NETWORK.local).
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
     /// The HTTP reverse proxy to containers.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
@@ -182,6 +186,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logs { follow, container } => container::logs(root, &container, follow),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
+        Command::Dns(cmd) => dns::dns(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
         Command::PushLayer { layer, target } => distribution::push_layer(root, &layer, &target),

@@ -11,7 +11,7 @@ use crate::network::firewall::iptables::Iptables;
 use crate::network::firewall::FirewallDriver;
 use crate::network::netlink::{self, VethPlan};
 use crate::network::ports::{self, PortMap, PortRequest, Protocol};
-use crate::network::{files, ipam, lock, netns, Network, NetworkError, NetworkMode};
+use crate::network::{files, ipam, lock, netns, Network, NetworkError, NetworkMode, DEFAULT_NETWORK, DNS_ZONE};
 use crate::state::network::{LeaseRow, NetworkRow, PortRow};
 
 /// What `run` asked of the network.
@@ -54,8 +54,10 @@ impl Engine {
     pub fn attach_network(&self, req: &NetworkRequest) -> Result<Attached> {
         let mut attached = Attached::default();
         let mut first_address = None;
+        let mut resolver = None;
         if let NetworkMode::Bridges(names) = req.mode {
             let networks = names.iter().map(|n| self.network_named(n)).collect::<Result<Vec<_>>>()?;
+            resolver = Resolver::for_networks(&networks);
             let path = netns::path_for(&self.run_dir, req.id);
             netns::create(&path)?;
             attached.netns = Some(path.clone());
@@ -74,7 +76,7 @@ impl Engine {
         } else if !req.publish.is_empty() {
             return Err(EngineError::Invalid(format!("--publish needs a bridge network, not --network {}", req.mode)));
         }
-        attached.files = self.write_files(req, first_address)?;
+        attached.files = self.write_files(req, first_address, resolver.as_ref())?;
         Ok(attached)
     }
 
@@ -297,13 +299,14 @@ impl Engine {
     }
 
     /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
-    fn write_files(&self, req: &NetworkRequest, address: Option<Ipv4Addr>) -> Result<Vec<(PathBuf, PathBuf)>> {
+    fn write_files(&self, req: &NetworkRequest, address: Option<Ipv4Addr>, resolver: Option<&Resolver>) -> Result<Vec<(PathBuf, PathBuf)>> {
         let dir = self.container_dir(req.id);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let [name, hostname] = req.names;
-        let resolv = match req.mode {
-            NetworkMode::Host => host_resolv,
-            _ => files::resolv_conf(&host_resolv, &[]),
+        let resolv = match (req.mode, resolver) {
+            (NetworkMode::Host, _) => host_resolv,
+            (_, Some(r)) => files::resolv_conf(&host_resolv, &[r.nameserver], &r.search),
+            (_, None) => files::resolv_conf(&host_resolv, &[], &[]),
         };
         let wanted = [
             ("hostname", files::hostname(hostname)),
@@ -317,6 +320,22 @@ impl Engine {
             out.push((Path::new("/etc").join(file), path));
         }
         Ok(out)
+    }
+}
+
+/// Where a container on user-defined networks asks for names: `dns serve` on the gateway of
+/// its first network, searching `NET.local` for each. A container on the default `bridge`
+/// alone keeps the host's servers (phase 2: it reaches them through NAT).
+struct Resolver {
+    nameserver: Ipv4Addr,
+    search: Vec<String>,
+}
+
+impl Resolver {
+    fn for_networks(networks: &[Network]) -> Option<Resolver> {
+        let first = networks.first().filter(|_| networks.iter().any(|n| n.name != DEFAULT_NETWORK))?;
+        let search = networks.iter().map(|n| format!("{}.{DNS_ZONE}", n.name)).collect();
+        Some(Resolver { nameserver: first.gateway, search })
     }
 }
 

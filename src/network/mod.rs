@@ -48,6 +48,10 @@ pub type Result<T> = std::result::Result<T, NetworkError>;
 /// The network `run` uses when none is named.
 pub const DEFAULT_NETWORK: &str = "bridge";
 
+/// The DNS zone a network's container names live under (phase 6): `NAME.NET.local`, answered
+/// by `dns serve` on the network's gateway.
+pub const DNS_ZONE: &str = "local";
+
 /// One bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {

@@ -121,6 +121,14 @@ pub fn routes() -> Result<Vec<(ipnet::Ipv4Net, String)>> {
     })
 }
 
+/// The bridge's own hardware address: locally administered, from the gateway (02:42 and its four
+/// bytes, as Docker does). A bridge given no address takes the lowest of its ports' and changes
+/// it when that port leaves, so every container on it would lose the gateway until its ARP
+/// entry expired (a `rm` cut the others off from DNS and NAT for seconds).
+fn bridge_mac(gateway: Ipv4Addr) -> Vec<u8> {
+    [[0x02, 0x42].as_slice(), &gateway.octets()].concat()
+}
+
 /// Makes the bridge with its gateway address, up, unless it exists; true when it was made.
 pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
     let bridge = bridge.to_string();
@@ -129,8 +137,9 @@ pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool
             if index_of(&h, &bridge).await?.is_some() {
                 return Ok(false);
             }
-            explain::step(|| format!("ip link add {bridge} type bridge"));
-            h.link().add(LinkBridge::new(&bridge).build()).execute().await.map_err(failed(format!("create bridge {bridge}")))?;
+            let mac = bridge_mac(gateway);
+            explain::step(|| format!("ip link add {bridge} address {} type bridge", mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")));
+            h.link().add(LinkBridge::new(&bridge).address(mac.clone()).build()).execute().await.map_err(failed(format!("create bridge {bridge}")))?;
             let index = index_of(&h, &bridge).await?.ok_or_else(|| NetworkError::Invalid(format!("bridge {bridge} vanished")))?;
             explain::step(|| format!("ip addr add {gateway}/{prefix} dev {bridge}"));
             h.address().add(index, IpAddr::V4(gateway), prefix).execute().await.map_err(failed(format!("address {bridge}")))?;

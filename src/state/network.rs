@@ -37,6 +37,19 @@ pub struct LeaseRow {
     pub host_veth: String,
 }
 
+/// A lease with its container's name: what `dns serve` answers from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedLease {
+    /// The network.
+    pub network: String,
+    /// The address.
+    pub address: String,
+    /// The container's ID (64 hex digits).
+    pub container_id: String,
+    /// The container's name.
+    pub name: String,
+}
+
 /// One published port.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PortRow {
@@ -158,6 +171,16 @@ impl Db {
         Ok(())
     }
 
+    /// Every lease with its container's name; a container's leases in interface order (eth0
+    /// first), so its first network comes first.
+    pub fn named_leases(&self) -> Result<Vec<NamedLease>> {
+        self.query(
+            "SELECT l.network, l.address, l.container_id, c.name FROM leases l JOIN containers c ON c.id = l.container_id ORDER BY c.name, length(l.interface), l.interface",
+            [],
+            |r| Ok(NamedLease { network: r.get(0)?, address: r.get(1)?, container_id: r.get(2)?, name: r.get(3)? }),
+        )
+    }
+
     /// Drops a container's leases.
     pub fn release_leases(&self, container_id: &str) -> Result<()> {
         self.conn.execute("DELETE FROM leases WHERE container_id = ?1", [container_id])?;
@@ -250,6 +273,39 @@ mod tests {
         assert!(db.ports_of("b").unwrap().is_empty(), "a refused publish records nothing");
         db.unpublish("a").unwrap();
         assert_eq!(db.publish(&[port("b", "0.0.0.0", 0)], first_free, (30000, 32767)).unwrap()[0].host_port, 30002);
+    }
+
+    #[test]
+    fn named_leases_carry_the_container_name_first_network_first() {
+        let db = Db::in_memory().unwrap();
+        let net = NetworkRow { name: "backend".into(), bridge: "br-backend".into(), subnet: "172.22.0.0/24".into(), gateway: "172.22.0.1".into(), internal: false, created_at: String::new() };
+        db.insert_network(&net).unwrap();
+        let id = "a".repeat(64);
+        let row = crate::state::containers::ContainerRow {
+            id: id.clone(),
+            name: "api".into(),
+            image: "busybox".into(),
+            command: vec![],
+            layers: vec![],
+            runtime: "shibafu".into(),
+            created_at: now(),
+            state: "running".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+            network: "backend,bridge".into(),
+        };
+        db.insert_container(&row).unwrap();
+        for (k, network) in ["backend", "bridge"].iter().enumerate().rev() {
+            let lease = LeaseRow { network: network.to_string(), interface: format!("eth{k}"), host_veth: format!("veth{k}"), ..lease(&id) };
+            db.lease(&lease, |_| Some(format!("172.2{}.0.2", 2 - 2 * k))).unwrap();
+        }
+        let leases = db.named_leases().unwrap();
+        let got: Vec<(&str, &str, &str)> = leases.iter().map(|l| (l.name.as_str(), l.network.as_str(), l.address.as_str())).collect();
+        assert_eq!(got, [("api", "backend", "172.22.0.2"), ("api", "bridge", "172.20.0.2")]);
+        db.lease(&lease("orphan"), |_| Some("172.20.0.9".into())).unwrap();
+        assert_eq!(db.named_leases().unwrap().len(), 2, "a lease without a container has no name to answer");
     }
 
     #[test]
