@@ -466,12 +466,14 @@ fn connect_and_disconnect_a_running_container() {
         shibafu exec app ip -4 -o addr show eth1 | awk '{print "eth1:", $4}'
         shibafu exec app ip rule | grep -c 'lookup 10[01]' | sed 's/^/rules=/'
         echo "after-connect: $(shibafu exec app timeout 2 nc 172.22.0.2 5432 </dev/null)"
+        shibafu exec app cat /etc/resolv.conf | grep -E '^(nameserver|search)' | tr '\n' ' ' | sed 's/^/resolv-connected: /'; echo
         shibafu network connect backend app 2>&1 | sed 's/^/twice: /' || true
         shibafu network inspect backend | grep -c '"name": "app"' | sed 's/^/inspect-app=/'
         shibafu network disconnect backend app
         shibafu exec app ip -o link | grep -c eth1 | sed 's/^/eth1-left=/' || true
         shibafu exec app ip rule | grep -c 'lookup 101' | sed 's/^/rule-101-left=/' || true
         shibafu exec app timeout 2 nc 172.22.0.2 5432 </dev/null 2>/dev/null || echo after-disconnect-blocked
+        shibafu exec app cat /etc/resolv.conf | grep -c 'backend.local' | sed 's/^/resolv-backend-left=/' || true
         [ "$(snap)" = "$before" ] && echo "as-before" || { echo "changed:"; echo "$before"; snap; }
         shibafu network disconnect backend app 2>&1 | sed 's/^/not-on: /' || true
         shibafu network connect backend nosuch 2>&1 | sed 's/^/nosuch: /' || true
@@ -487,6 +489,8 @@ fn connect_and_disconnect_a_running_container() {
         "inspect-app=1",
         "eth1-left=0",
         "rule-101-left=0",
+        "resolv-connected: search bridge.local backend.local nameserver 172.20.0.1",
+        "resolv-backend-left=0",
         "after-disconnect-blocked",
         "as-before",
         "not-on: shibafu: container app is not on network backend",

@@ -123,11 +123,25 @@ impl Engine {
             }
             Ok(address)
         });
+        let joined = joined.and_then(|address| self.refresh_resolv_conf(&c.id).map(|()| address));
         joined.inspect_err(|_| {
             let _ = netlink::delete_link(&format!("veth{}{k}", &c.id[..9]));
             let _ = self.db.release_lease(&c.id, &net.name);
         })
         .map(|address| (format!("eth{k}"), address))
+    }
+
+    /// Rewrites a running container's /etc/resolv.conf for the networks it is on now (in
+    /// place: the container sees the file bound in, not a name).
+    fn refresh_resolv_conf(&self, id: &str) -> Result<()> {
+        let networks = self.db.leases_of(id)?.iter().map(|l| self.network_named(&l.network)).collect::<Result<Vec<_>>>()?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let text = match Resolver::for_networks(&networks) {
+            Some(r) => files::resolv_conf(&host_resolv, &[r.nameserver], &r.search),
+            None => files::resolv_conf(&host_resolv, &[], &[]),
+        };
+        let path = self.container_dir(id).join("resolv.conf");
+        std::fs::write(&path, text).map_err(EngineError::io(format!("write {}", path.display())))
     }
 
     /// `network disconnect NET CONTAINER`: the container leaves a network: its interface and
@@ -148,7 +162,7 @@ impl Engine {
             }
         }
         self.db.release_lease(&c.id, network)?;
-        Ok(())
+        self.refresh_resolv_conf(&c.id)
     }
 
     /// Gives an interface a container already has its own routing table (see `connect`).
