@@ -200,3 +200,27 @@ fn phase6_listeners_follow_networks_survive_a_restart_and_leave_nothing_behind()
         ],
     );
 }
+
+#[test]
+fn a_hostname_and_network_aliases_resolve_on_the_container_networks() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        shibafu network create frontend 172.21.0.0/24 >/dev/null
+        shibafu dns serve 2>$LAB/dns.log &
+        for i in $(seq 50); do ss -lun | grep -q '172.22.0.1:53 ' && break; sleep 0.1; done
+        shibafu run -d --name postgres --hostname pg-host --network-alias db --network-alias primary --network backend busybox sleep 1000 >/dev/null
+        shibafu run -d --name api --network backend busybox sleep 1000 >/dev/null
+        shibafu run -d --name web --network frontend busybox sleep 1000 >/dev/null
+        shibafu exec postgres hostname | sed 's/^/hostname: /'
+        for q in db primary.backend.local pg-host db.backend; do
+            echo "$q: $(shibafu exec api nslookup $q 2>&1 | grep -A1 "^Name:" | grep -o '172\.22\.0\.[0-9]*' | head -1)"
+        done
+        shibafu exec web nslookup db.backend.local 2>&1 | grep -q NXDOMAIN && echo web-db-nxdomain
+        shibafu run --rm --network-alias '../x' --network backend busybox true 2>&1 | sed 's/^/bad-alias: /' || true
+        "#,
+    );
+    for want in ["hostname: pg-host", "db: 172.22.0.2", "primary.backend.local: 172.22.0.2", "pg-host: 172.22.0.2", "db.backend: 172.22.0.2", "web-db-nxdomain", "bad-alias: shibafu: invalid network alias"] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+}

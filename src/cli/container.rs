@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// one interface on each).
     #[arg(long = "network", alias = "net")]
     pub network: Vec<String>,
+    /// The container's host name (default: the first 12 digits of its ID); on user networks
+    /// its DNS name too.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Another name the container answers to on its networks' DNS (repeatable).
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
     /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (repeatable); without a
     /// host port, one from 30000-32767. A container that publishes runs in the background.
     #[arg(short, long = "publish")]
@@ -115,6 +122,8 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         limits,
         network: NetworkMode::parse(&a.network)?,
         publish,
+        hostname: a.hostname,
+        aliases: a.network_alias,
     };
     match engine.run(&opts)? {
         RunOutcome::Exited(code) => Ok(code),

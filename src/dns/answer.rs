@@ -35,6 +35,8 @@ pub struct Entry {
     pub id: String,
     /// The container's name.
     pub name: String,
+    /// Its other names: its `--hostname` and `--network-alias`es.
+    pub more: Vec<String>,
 }
 
 /// Everything the authority answers from: one snapshot of the state database.
@@ -145,10 +147,15 @@ impl Directory {
 
 /// The names a container answers to on one network: Docker's `NAME`, `NAME.NET` and the short
 /// ID, and `NAME.NET.local`.
-fn names_of(e: &Entry) -> [String; 4] {
-    let name = e.name.to_ascii_lowercase();
+/// The names a lease answers to: `NAME.NET.local`, `NAME.NET` and `NAME` for its name, host
+/// name and aliases, and its 12-digit ID.
+fn names_of(e: &Entry) -> Vec<String> {
     let net = e.network.to_ascii_lowercase();
-    [format!("{name}.{net}.{ZONE}"), format!("{name}.{net}"), e.id.chars().take(12).collect(), name]
+    let mut names = vec![e.id.chars().take(12).collect()];
+    for n in std::iter::once(&e.name).chain(&e.more).map(|n| n.to_ascii_lowercase()) {
+        names.extend([format!("{n}.{net}.{ZONE}"), format!("{n}.{net}"), n]);
+    }
+    names
 }
 
 #[cfg(test)]
@@ -166,7 +173,10 @@ mod tests {
     /// backend 172.22.0.0/24: postgres .2, api .3; frontend 172.21.0.0/24: api .2, web .3.
     fn lab() -> Directory {
         let net = |name: &str, subnet: &str, gateway: &str| NetEntry { name: name.into(), subnet: subnet.parse().unwrap(), gateway: ip(gateway) };
-        let entry = |network: &str, address: &str, id: &str, name: &str| Entry { network: network.into(), address: ip(address), id: id.into(), name: name.into() };
+        let entry = |network: &str, address: &str, id: &str, name: &str| {
+            let more = if name == "postgres" { vec!["pg-host".to_string(), "db".to_string()] } else { Vec::new() };
+            Entry { network: network.into(), address: ip(address), id: id.into(), name: name.into(), more }
+        };
         Directory {
             networks: vec![net("backend", "172.22.0.0/24", "172.22.0.1"), net("frontend", "172.21.0.0/24", "172.21.0.1")],
             entries: vec![
@@ -190,6 +200,17 @@ mod tests {
             assert_eq!(a(&dir, "backend", "172.22.0.3", q), postgres, "{q}");
         }
         assert_eq!(a(&dir, "backend", "172.22.0.3", "0123456789a"), Answer::Forward, "only the 12-digit short ID");
+    }
+
+    #[test]
+    fn a_hostname_and_aliases_answer_like_the_name_but_only_where_the_name_does() {
+        let dir = lab();
+        let postgres = Answer::Addresses(vec![ip("172.22.0.2")]);
+        for q in ["db", "db.backend", "db.backend.local", "pg-host", "PG-HOST.backend.local"] {
+            assert_eq!(a(&dir, "backend", "172.22.0.3", q), postgres, "{q}");
+        }
+        assert_eq!(a(&dir, "frontend", "172.21.0.3", "db.backend.local"), Answer::NxDomain, "web is not on backend");
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "2.0.22.172.in-addr.arpa", RecordType::PTR), Answer::Names(vec!["postgres.backend.local.".into()]), "PTR names the container, not an alias");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn read(db: &Db) -> Result<Directory> {
                 network: l.network,
                 id: l.container_id,
                 name: l.name,
+                more: std::iter::once(l.hostname).filter(|h| !h.is_empty()).chain(l.aliases).collect(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

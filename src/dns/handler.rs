@@ -182,6 +182,8 @@ mod tests {
             exit_code: None,
             finished_at: None,
             network: "backend".into(),
+            hostname: String::new(),
+            aliases: Vec::new(),
         };
         db.insert_container(&row).unwrap();
         let lease = LeaseRow { network: "backend".into(), address: String::new(), container_id: id, interface: "eth0".into(), host_veth: "vethpg".into() };

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub network: NetworkMode,
     /// Ports to publish (`-p`).
     pub publish: Vec<PortRequest>,
+    /// Host name (`--hostname`; default: the first 12 digits of the ID).
+    pub hostname: Option<String>,
+    /// More names on its networks (`--network-alias`).
+    pub aliases: Vec<String>,
 }
 
 /// What a run reports.
@@ -65,8 +69,12 @@ impl Engine {
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
-        let hostname = id[..12].to_string();
+        let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
         names::check_name(&name).map_err(EngineError::Invalid)?;
+        crate::network::check_name("host name", &hostname, 63)?;
+        for alias in &opts.aliases {
+            crate::network::check_name("network alias", alias, 63)?;
+        }
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
         let terminal = !opts.detach && super::stdin_is_our_terminal();
         let command = super::spec::command_line(&config, &opts.command)?;
@@ -85,6 +93,8 @@ impl Engine {
             exit_code: None,
             finished_at: None,
             network: opts.network.to_string(),
+            hostname: hostname.clone(),
+            aliases: opts.aliases.clone(),
         };
         self.db.insert_container(&row)?;
         let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };

@@ -33,9 +33,13 @@ pub struct ContainerRow {
     pub finished_at: Option<String>,
     /// Its networks: `bridge`, `none`, `host`, or network names joined by commas.
     pub network: String,
+    /// Its host name (by default the first 12 digits of its ID).
+    pub hostname: String,
+    /// More names it answers to on its networks (`--network-alias`).
+    pub aliases: Vec<String>,
 }
 
-const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network FROM containers";
+const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network, hostname, aliases FROM containers";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
     let command: String = r.get(3)?;
@@ -54,6 +58,8 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         exit_code: r.get(10)?,
         finished_at: r.get(11)?,
         network: r.get(12)?,
+        hostname: r.get(13)?,
+        aliases: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
     })
 }
 
@@ -61,7 +67,7 @@ impl Db {
     /// Records a new container in state `created`; a taken name is refused.
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
-            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8)",
+            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10)",
             params![
                 c.id,
                 c.name,
@@ -70,7 +76,9 @@ impl Db {
                 serde_json::to_string(&c.layers).expect("strings serialize"),
                 c.runtime,
                 c.created_at,
-                c.network
+                c.network,
+                c.hostname,
+                serde_json::to_string(&c.aliases).expect("strings serialize")
             ],
         );
         match result {
@@ -146,6 +154,8 @@ mod tests {
             exit_code: None,
             finished_at: None,
             network: "bridge".into(),
+            hostname: String::new(),
+            aliases: Vec::new(),
         }
     }
 

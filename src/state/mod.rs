@@ -135,6 +135,9 @@ const MIGRATIONS: &[&str] = &[
     );",
     // Phase 6: internal networks (no way out, no NAT).
     "ALTER TABLE networks ADD COLUMN internal INTEGER NOT NULL DEFAULT 0;",
+    // Phase 6: the names a container answers to besides its own (`--hostname`, `--network-alias`).
+    "ALTER TABLE containers ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
+    ALTER TABLE containers ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// An open state database.

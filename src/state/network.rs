@@ -48,6 +48,10 @@ pub struct NamedLease {
     pub container_id: String,
     /// The container's name.
     pub name: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its network aliases.
+    pub aliases: Vec<String>,
 }
 
 /// One published port.
@@ -175,9 +179,12 @@ impl Db {
     /// first), so its first network comes first.
     pub fn named_leases(&self) -> Result<Vec<NamedLease>> {
         self.query(
-            "SELECT l.network, l.address, l.container_id, c.name FROM leases l JOIN containers c ON c.id = l.container_id ORDER BY c.name, length(l.interface), l.interface",
+            "SELECT l.network, l.address, l.container_id, c.name, c.hostname, c.aliases FROM leases l JOIN containers c ON c.id = l.container_id ORDER BY c.name, length(l.interface), l.interface",
             [],
-            |r| Ok(NamedLease { network: r.get(0)?, address: r.get(1)?, container_id: r.get(2)?, name: r.get(3)? }),
+            |r| {
+                let aliases: String = r.get(5)?;
+                Ok(NamedLease { network: r.get(0)?, address: r.get(1)?, container_id: r.get(2)?, name: r.get(3)?, hostname: r.get(4)?, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
+            },
         )
     }
 
@@ -295,6 +302,8 @@ mod tests {
             exit_code: None,
             finished_at: None,
             network: "backend,bridge".into(),
+            hostname: String::new(),
+            aliases: Vec::new(),
         };
         db.insert_container(&row).unwrap();
         for (k, network) in ["backend", "bridge"].iter().enumerate().rev() {
