@@ -224,3 +224,23 @@ fn a_hostname_and_network_aliases_resolve_on_the_container_networks() {
         assert!(out.contains(want), "{want:?} missing:\n{out}");
     }
 }
+
+#[test]
+fn twenty_containers_started_in_parallel_all_resolve_each_other() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        shibafu dns serve 2>$LAB/dns.log &
+        for i in $(seq 50); do ss -lun | grep -q '172.22.0.1:53 ' && break; sleep 0.1; done
+        runs=""
+        for i in $(seq 20); do shibafu run -d --name c$i --network backend busybox sleep 1000 >/dev/null & runs="$runs $!"; done
+        wait $runs
+        for i in $(seq 20); do
+            shibafu exec c$i sh -c 'for j in $(seq 20); do nslookup c$j.backend.local 2>/dev/null | grep -A1 "^Name:" | grep -o "172\.22\.0\.[0-9]*"; done' | sort -u | wc -l | sed "s/^/c$i sees /"
+        done
+        "#,
+    );
+    let seen: Vec<&str> = out.lines().filter(|l| l.contains(" sees ")).collect();
+    assert_eq!(seen.len(), 20, "{out}");
+    assert!(seen.iter().all(|l| l.ends_with(" sees 20")), "every container resolves all twenty to distinct addresses:\n{out}");
+}
