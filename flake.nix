@@ -210,6 +210,30 @@
             };
           };
 
+          # images/debian/node-api: phase 6's API (node, psql, ping) on port 3000.
+          node-api = layered {
+            name = "node-api";
+            tag = "latest";
+            contents = [
+              nodejs
+              pkgs.postgresql_15
+              pkgs.iputils
+              (pkgs.runCommand "node-api-files" { } "mkdir -p $out/app && cp ${./images/debian/node-api/server.js} $out/app/server.js")
+            ];
+            config = {
+              Cmd = [
+                "node"
+                "/app/server.js"
+              ];
+              Env = [
+                path
+                "DATABASE_URL=postgres://user@postgres.backend.local/user"
+              ];
+              WorkingDir = "/app";
+              ExposedPorts."3000/tcp" = { };
+            };
+          };
+
           nginx = layered {
             name = "nginx";
             tag = "latest";
@@ -248,6 +272,7 @@
               Env = [
                 path
                 "PGDATA=/var/lib/postgresql/data"
+                "POSTGRES_USER=user"
                 "LANG=C.UTF-8"
               ];
               ExposedPorts."5432/tcp" = { };
@@ -756,6 +781,27 @@
                   "cd /root && ./container-tool run localhost:5000/apps/python-app:v1 python3 --version </dev/null"
               )
               assert "Python 3.11." in out, out
+        '';
+
+        phase6 = labTest pkgs "phase6" ''
+          with subtest("phase 6: networks between containers, and DNS"):
+              machine.wait_for_unit("shibafu-dns.service")
+              machine.succeed(
+                  "cd /root && ./container-tool network create frontend 172.21.0.0/24",
+                  "cd /root && ./container-tool network create backend 172.22.0.0/24",
+                  "cd /root && (./container-tool run --name postgres --network backend postgres:15 </dev/null >/tmp/pg.log 2>&1 &)",
+              )
+              machine.wait_until_succeeds("cd /root && ./container-tool list | grep -q postgres")
+              machine.succeed(
+                  "cd /root && (./container-tool run --name api --network backend --network frontend node-api </dev/null >/tmp/api.log 2>&1 &)"
+              )
+              machine.wait_until_succeeds("cd /root && ./container-tool list | grep -q ' api '")
+              out = machine.succeed("cd /root && ./container-tool exec api ping -c 3 postgres.backend.local </dev/null")
+              assert "3 received" in out, out
+              out = machine.wait_until_succeeds(
+                  "cd /root && ./container-tool exec api psql -h postgres.backend.local -U user -c 'select 1' </dev/null"
+              )
+              assert "(1 row)" in out, out
         '';
 
         internet = labTest pkgs "internet" ''
