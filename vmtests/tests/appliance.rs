@@ -19,7 +19,7 @@ fn appliance_is_what_the_phases_expect() {
     }
     // The Debian images share one base layer, stored and unpacked once.
     let layers = vm.sh("ls /var/lib/container-tool/layers | wc -l");
-    vm.check(layers.trim() == "7", &format!("busybox, the Debian base, four package layers and node-app's files make 7 layers, found {layers}"));
+    vm.check(layers.trim() == "8", &format!("busybox, the Debian base, five package layers and node-app's files make 8 layers, found {layers}"));
     let versions = vm.sh("shibafu run --rm python:3.11 python --version; shibafu run --rm node:18 node --version; shibafu run --rm postgres:15 postgres --version");
     vm.check(versions.contains("Python 3.11.") && versions.contains("v18.") && versions.contains("(PostgreSQL) 15."), &format!("the images' programs:\n{versions}"));
 
