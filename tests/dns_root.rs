@@ -244,3 +244,32 @@ fn twenty_containers_started_in_parallel_all_resolve_each_other() {
     assert_eq!(seen.len(), 20, "{out}");
     assert!(seen.iter().all(|l| l.ends_with(" sees 20")), "every container resolves all twenty to distinct addresses:\n{out}");
 }
+
+#[test]
+fn dns_trace_explains_a_lookup_query_by_query() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {internet}
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        shibafu network create frontend 172.21.0.0/24 >/dev/null
+        shibafu run -d --name postgres --network backend busybox sleep 1000 >/dev/null
+        shibafu run -d --name api --network backend --network frontend busybox sleep 1000 >/dev/null
+        shibafu run -d --name web --network frontend busybox sleep 1000 >/dev/null
+        echo "== api postgres"; shibafu dns trace api postgres
+        echo "== web postgres.backend.local"; shibafu dns trace web postgres.backend.local
+        echo "== api google.com"; shibafu dns trace api google.com
+        "#,
+        internet = internet()
+    ));
+    for want in [
+        "api: nameserver 172.22.0.1, search [backend.local frontend.local], ndots 1",
+        "postgres.backend.local: A 172.22.0.2 (from the state",
+        "dig @172.22.0.1 postgres.backend.local",
+        "web: nameserver 172.21.0.1, search [frontend.local], ndots 1",
+        "postgres.backend.local: NXDOMAIN (the name is on a network this container is not on: isolation hides it)",
+        "no query answered: postgres.backend.local does not resolve from web",
+        "google.com: forwarded to [198.51.100.1:53]: NOERROR 198.51.100.1",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+}

@@ -5,13 +5,15 @@
 //! goes to the host's name servers (/etc/resolv.conf).
 //!
 //! answer.rs decides (no I/O); directory.rs reads the state; handler.rs answers one query;
-//! forward.rs asks upstream; upstream.rs reads resolv.conf; server.rs keeps the listeners.
+//! forward.rs asks upstream; upstream.rs reads resolv.conf; server.rs keeps the listeners;
+//! trace.rs explains one lookup from a container (`dns trace`).
 
 mod answer;
 mod directory;
 mod forward;
 mod handler;
 mod server;
+pub mod trace;
 mod upstream;
 
 use std::net::SocketAddrV4;
@@ -27,6 +29,9 @@ pub enum DnsError {
     /// The state database failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// From the engine (`dns trace`: no such container, ...).
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// The state holds a value the server cannot use.
     #[error("the state database holds a bad value: {0}")]
     BadState(String),
