@@ -258,6 +258,7 @@ fn dns_trace_explains_a_lookup_query_by_query() {
         echo "== api postgres"; shibafu dns trace api postgres
         echo "== web postgres.backend.local"; shibafu dns trace web postgres.backend.local
         echo "== api google.com"; shibafu dns trace api google.com
+        shibafu --explain run --rm --name probe --network backend busybox true 2>&1 | grep '# DNS' | sed 's/^/explain: /'
         "#,
         internet = internet()
     ));
@@ -269,6 +270,8 @@ fn dns_trace_explains_a_lookup_query_by_query() {
         "postgres.backend.local: NXDOMAIN (the name is on a network this container is not on: isolation hides it)",
         "no query answered: postgres.backend.local does not resolve from web",
         "google.com: forwarded to [198.51.100.1:53]: NOERROR 198.51.100.1",
+        "explain: + # DNS: dns serve answers probe.backend.local A 172.22.0.4, TTL 0, from state.db (dig @172.22.0.1 probe.backend.local)",
+        "explain: + # DNS: the names of 172.22.0.4 on backend go with its lease",
     ] {
         assert!(out.contains(want), "{want:?} missing:\n{out}");
     }

@@ -93,6 +93,7 @@ impl Engine {
         note(self.unpublish(id));
         for lease in self.db.leases_of(id)? {
             note(netlink::delete_link(&lease.host_veth).map_err(EngineError::from));
+            crate::explain::step(|| format!("# DNS: the names of {} on {} go with its lease", lease.address, lease.network));
         }
         note(self.db.release_leases(id).map_err(EngineError::from));
         note(netns::remove(&netns::path_for(&self.run_dir, id)).map_err(EngineError::from));
@@ -273,6 +274,11 @@ impl Engine {
             gateway: route.then_some(net.gateway),
             policy: policy.then_some((net.gateway, POLICY_TABLES + k as u32)),
         })?;
+        let name = self.db.containers_by_id(id)?.into_iter().next().map_or_else(|| id[..12].to_string(), |c| c.name);
+        crate::explain::step(|| {
+            let record = format!("{name}.{}.{DNS_ZONE}", net.name);
+            format!("# DNS: dns serve answers {record} A {address}, TTL 0, from state.db (dig @{} {record})", net.gateway)
+        });
         Ok(address)
     }
 
