@@ -29,9 +29,9 @@ pub enum DnsError {
     /// The state database failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    /// From the engine (`dns trace`: no such container, ...).
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
+    /// `dns trace` of a name or ID prefix that names no one container.
+    #[error("no such container: {0} (see `shibafu list -a`; an ID prefix must name one container)")]
+    NoSuchContainer(String),
     /// The state holds a value the server cannot use.
     #[error("the state database holds a bad value: {0}")]
     BadState(String),

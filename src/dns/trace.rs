@@ -13,8 +13,9 @@ use hickory_server::proto::rr::{Name, RecordType};
 
 use super::answer::{Answer, Directory};
 use super::directory::Source;
-use super::{forward, upstream, Result};
-use crate::engine::Engine;
+use super::{forward, upstream, DnsError, Result};
+use crate::state::containers::Lookup;
+use crate::state::Db;
 
 /// A container's resolver settings, from its /etc/resolv.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +63,12 @@ pub fn expand(name: &str, r: &Resolver) -> Vec<String> {
 
 /// The trace of `name` looked up from `container`, one line a step.
 pub fn trace(root: &Path, container: &str, name: &str) -> Result<Vec<String>> {
-    let engine = Engine::open(root)?;
-    let c = engine.find(container)?;
-    let leases = engine.db.leases_of(&c.id)?;
-    let text = std::fs::read_to_string(engine.container_dir(&c.id).join("resolv.conf")).unwrap_or_default();
+    let db = Db::open(root)?;
+    let Lookup::Found(c) = db.lookup_container(container)? else {
+        return Err(DnsError::NoSuchContainer(container.into()));
+    };
+    let leases = db.leases_of(&c.id)?;
+    let text = std::fs::read_to_string(root.join("containers").join(&c.id).join("resolv.conf")).unwrap_or_default();
     let r = resolver(&text);
     let mut out = vec![format!(
         "{}: nameserver {}, search [{}], ndots {}",

@@ -127,18 +127,11 @@ impl Engine {
 
     /// Finds a container by name, or by a unique prefix of its ID.
     pub fn find(&self, name_or_id: &str) -> Result<ContainerRow> {
-        if let Some(c) = self.db.container_by_name(name_or_id)? {
-            return Ok(c);
+        match self.db.lookup_container(name_or_id)? {
+            crate::state::containers::Lookup::Found(c) => Ok(c),
+            crate::state::containers::Lookup::Ambiguous => Err(EngineError::Ambiguous(name_or_id.into())),
+            crate::state::containers::Lookup::Missing => Err(EngineError::NoSuchContainer(name_or_id.into())),
         }
-        if !name_or_id.is_empty() && name_or_id.chars().all(|c| c.is_ascii_hexdigit()) {
-            let mut found = self.db.containers_by_id(name_or_id)?;
-            match found.len() {
-                1 => return Ok(found.remove(0)),
-                0 => {}
-                _ => return Err(EngineError::Ambiguous(name_or_id.into())),
-            }
-        }
-        Err(EngineError::NoSuchContainer(name_or_id.into()))
     }
 
     /// Whether the process that waits for the container is still there.

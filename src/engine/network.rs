@@ -137,10 +137,7 @@ impl Engine {
     fn refresh_resolv_conf(&self, id: &str) -> Result<()> {
         let networks = self.db.leases_of(id)?.iter().map(|l| self.network_named(&l.network)).collect::<Result<Vec<_>>>()?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let text = match Resolver::for_networks(&networks) {
-            Some(r) => files::resolv_conf(&host_resolv, &[r.nameserver], &r.search),
-            None => files::resolv_conf(&host_resolv, &[], &[]),
-        };
+        let text = resolv_conf(&host_resolv, Resolver::for_networks(&networks).as_ref());
         let path = self.container_dir(id).join("resolv.conf");
         std::fs::write(&path, text).map_err(EngineError::io(format!("write {}", path.display())))
     }
@@ -323,10 +320,9 @@ impl Engine {
         let dir = self.container_dir(req.id);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let [name, hostname] = req.names;
-        let resolv = match (req.mode, resolver) {
-            (NetworkMode::Host, _) => host_resolv,
-            (_, Some(r)) => files::resolv_conf(&host_resolv, &[r.nameserver], &r.search),
-            (_, None) => files::resolv_conf(&host_resolv, &[], &[]),
+        let resolv = match req.mode {
+            NetworkMode::Host => host_resolv,
+            _ => resolv_conf(&host_resolv, resolver),
         };
         let wanted = [
             ("hostname", files::hostname(hostname)),
@@ -356,6 +352,14 @@ impl Resolver {
         let first = networks.first().filter(|_| networks.iter().any(|n| n.name != DEFAULT_NETWORK))?;
         let search = networks.iter().map(|n| format!("{}.{DNS_ZONE}", n.name)).collect();
         Some(Resolver { nameserver: first.gateway, search })
+    }
+}
+
+/// A container's resolv.conf: dns serve's when it has a resolver, else the host's servers.
+fn resolv_conf(host_resolv: &str, resolver: Option<&Resolver>) -> String {
+    match resolver {
+        Some(r) => files::resolv_conf(host_resolv, &[r.nameserver], &r.search),
+        None => files::resolv_conf(host_resolv, &[], &[]),
     }
 }
 

@@ -63,7 +63,34 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
     })
 }
 
+/// What a container name or ID prefix names.
+#[derive(Debug)]
+pub enum Lookup {
+    /// One container.
+    Found(ContainerRow),
+    /// An ID prefix several containers share.
+    Ambiguous,
+    /// No container.
+    Missing,
+}
+
 impl Db {
+    /// The container a name, or else a hex ID prefix, names.
+    pub fn lookup_container(&self, name_or_id: &str) -> Result<Lookup> {
+        if let Some(c) = self.container_by_name(name_or_id)? {
+            return Ok(Lookup::Found(c));
+        }
+        if name_or_id.is_empty() || !name_or_id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(Lookup::Missing);
+        }
+        let mut found = self.containers_by_id(name_or_id)?;
+        Ok(match found.len() {
+            1 => Lookup::Found(found.remove(0)),
+            0 => Lookup::Missing,
+            _ => Lookup::Ambiguous,
+        })
+    }
+
     /// Records a new container in state `created`; a taken name is refused.
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
