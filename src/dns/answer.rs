@@ -5,7 +5,7 @@
 //! containers on the networks it is attached to, and nothing else; the host (asking from a
 //! gateway address) sees every network.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use hickory_server::proto::rr::RecordType;
@@ -39,13 +39,16 @@ pub struct Entry {
     pub more: Vec<String>,
 }
 
-/// Everything the authority answers from: one snapshot of the state database.
+/// Everything the authority answers from: one snapshot of the state database, with its names
+/// indexed once, so a query costs one lookup however many names the containers have.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
     /// Every network.
     pub networks: Vec<NetEntry>,
     /// Every lease of a container.
     pub entries: Vec<Entry>,
+    /// Each name a lease answers to (lowercase, no final dot) -> those leases, in `entries` order.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 /// What to do with a query.
@@ -69,6 +72,25 @@ pub enum Answer {
 }
 
 impl Directory {
+    /// The directory of these networks and leases.
+    pub fn new(networks: Vec<NetEntry>, entries: Vec<Entry>) -> Directory {
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            for name in names_of(e) {
+                let holders = by_name.entry(name).or_default();
+                if holders.last() != Some(&i) {
+                    holders.push(i);
+                }
+            }
+        }
+        Directory { networks, entries, by_name }
+    }
+
+    /// Whether `address` is a container's (on any network).
+    pub fn is_container(&self, address: Ipv4Addr) -> bool {
+        self.entries.iter().any(|e| e.address == address)
+    }
+
     /// The networks `asker` may see, asking on `listener`'s network: the host (`is_host`, or
     /// asking from a gateway) sees all; a container sees its own; anyone else is `None`.
     fn visible(&self, listener: &str, asker: Ipv4Addr, is_host: bool) -> Option<BTreeSet<&str>> {
@@ -103,8 +125,8 @@ impl Directory {
             return self.reverse(&visible, reversed, qtype);
         }
         let mut found = Vec::new();
-        for e in self.entries.iter().filter(|e| visible.contains(e.network.as_str())) {
-            if names_of(e).contains(&name) && !found.contains(&e.address) {
+        for e in self.by_name.get(&name).into_iter().flatten().map(|&i| &self.entries[i]) {
+            if visible.contains(e.network.as_str()) && !found.contains(&e.address) {
                 found.push(e.address);
             }
         }
@@ -145,8 +167,6 @@ impl Directory {
     }
 }
 
-/// The names a container answers to on one network: Docker's `NAME`, `NAME.NET` and the short
-/// ID, and `NAME.NET.local`.
 /// The names a lease answers to: `NAME.NET.local`, `NAME.NET` and `NAME` for its name, host
 /// name and aliases, and its 12-digit ID.
 fn names_of(e: &Entry) -> Vec<String> {
@@ -177,15 +197,15 @@ mod tests {
             let more = if name == "postgres" { vec!["pg-host".to_string(), "db".to_string()] } else { Vec::new() };
             Entry { network: network.into(), address: ip(address), id: id.into(), name: name.into(), more }
         };
-        Directory {
-            networks: vec![net("backend", "172.22.0.0/24", "172.22.0.1"), net("frontend", "172.21.0.0/24", "172.21.0.1")],
-            entries: vec![
+        Directory::new(
+            vec![net("backend", "172.22.0.0/24", "172.22.0.1"), net("frontend", "172.21.0.0/24", "172.21.0.1")],
+            vec![
                 entry("backend", "172.22.0.2", POSTGRES, "postgres"),
                 entry("backend", "172.22.0.3", API, "api"),
                 entry("frontend", "172.21.0.2", API, "api"),
                 entry("frontend", "172.21.0.3", WEB, "web"),
             ],
-        }
+        )
     }
 
     fn a(dir: &Directory, listener: &str, asker: &str, qname: &str) -> Answer {
@@ -280,8 +300,8 @@ mod tests {
 
     #[test]
     fn a_name_leaves_with_its_lease() {
-        let mut dir = lab();
-        dir.entries.retain(|e| e.id != POSTGRES);
+        let lab = lab();
+        let dir = Directory::new(lab.networks, lab.entries.into_iter().filter(|e| e.id != POSTGRES).collect());
         assert_eq!(a(&dir, "backend", "172.22.0.3", "postgres.backend.local"), Answer::NxDomain);
         assert_eq!(a(&dir, "backend", "172.22.0.2", "api"), Answer::Refused, "its old address is nobody now");
     }

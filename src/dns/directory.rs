@@ -1,34 +1,45 @@
 //! The authority's view of the state database: networks and leases, read again whenever another
 //! process has committed (`PRAGMA data_version`), so a name answers as soon as `run` recorded
-//! its lease and stops when `rm` dropped it.
+//! its lease and stops when `rm` dropped it. The version is asked at most once a millisecond
+//! (a query answered in between is at most that old): under a flood of queries, the locks
+//! SQLite takes to ask would otherwise cost more than the answers.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::answer::{Directory, Entry, NetEntry};
 use super::{DnsError, Result};
 use crate::state::Db;
 
+/// How old an answer's view of the state may be.
+const FRESH: Duration = Duration::from_millis(1);
+
 /// An open state database and the directory last read from it.
 pub struct Source {
     db: Db,
     version: Option<i64>,
+    checked: Option<Instant>,
     directory: Arc<Directory>,
 }
 
 impl Source {
     /// Opens the state database under `root`.
     pub fn open(root: &Path) -> Result<Source> {
-        Ok(Source { db: Db::open(root)?, version: None, directory: Arc::default() })
+        Ok(Source { db: Db::open(root)?, version: None, checked: None, directory: Arc::default() })
     }
 
-    /// The directory as the database holds it now: read again only when it changed.
+    /// The directory as the database held it at most `FRESH` ago: read again only when it changed.
     pub fn current(&mut self) -> Result<Arc<Directory>> {
+        if self.checked.is_some_and(|at| at.elapsed() < FRESH) {
+            return Ok(self.directory.clone());
+        }
         let now = self.db.data_version()?;
         if self.version != Some(now) {
             self.directory = Arc::new(read(&self.db)?);
             self.version = Some(now);
         }
+        self.checked = Some(Instant::now());
         Ok(self.directory.clone())
     }
 }
@@ -62,5 +73,5 @@ fn read(db: &Db) -> Result<Directory> {
         })
         .collect::<Result<Vec<_>>>()?;
     drop(tx);
-    Ok(Directory { networks, entries })
+    Ok(Directory::new(networks, entries))
 }

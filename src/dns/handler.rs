@@ -1,11 +1,11 @@
-//! The request handler hickory-server calls for every query on one network's listener: it asks
-//! the directory (answer.rs) and either answers itself or forwards upstream.
+//! One query's answer: the directory (answer.rs) answers, or the upstream servers do. The
+//! outcome is the same over UDP (udp.rs) and TCP (hickory-server calls `handle_request`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Message, Metadata, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, PTR};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -36,7 +36,7 @@ impl Shared {
 
     /// The upstream servers, leaving out our own listeners (a host whose resolv.conf names a
     /// gateway must not send a query round in circles).
-    fn upstreams(&self, directory: &Directory) -> Vec<SocketAddr> {
+    pub fn upstreams(&self, directory: &Directory) -> Vec<SocketAddr> {
         let mut upstreams = self.upstreams.lock().expect("the upstream lock is never poisoned");
         let ours = |s: &SocketAddr| s.port() == super::PORT && directory.networks.iter().any(|n| s.ip() == IpAddr::V4(n.gateway));
         upstreams.current().iter().filter(|s| !ours(s)).copied().collect()
@@ -44,6 +44,7 @@ impl Shared {
 }
 
 /// Answers the queries that arrive on one network's gateway.
+#[derive(Clone)]
 pub struct Handler {
     /// The network whose gateway this listener has.
     pub network: String,
@@ -51,62 +52,94 @@ pub struct Handler {
     pub shared: Arc<Shared>,
 }
 
+/// What one query gets, whichever transport brought it.
+pub enum Outcome {
+    /// Our own, authoritative answer: the response code and the answer records.
+    Answer(ResponseCode, Vec<Record>),
+    /// An error, not authoritative (FORMERR, NOTIMP, REFUSED, SERVFAIL).
+    Error(ResponseCode),
+    /// Not ours: the upstream servers' reply is passed on.
+    Forward,
+}
+
+impl Handler {
+    /// The outcome of a message of `op_code` holding `queries`, from `src`.
+    pub fn outcome(&self, op_code: OpCode, queries: &[&Query], src: IpAddr) -> Outcome {
+        let query = match (op_code, queries) {
+            (OpCode::Query, [query]) => query,
+            (OpCode::Query, _) => return Outcome::Error(ResponseCode::FormErr),
+            _ => return Outcome::Error(ResponseCode::NotImp),
+        };
+        let IpAddr::V4(asker) = src else {
+            return Outcome::Error(ResponseCode::Refused);
+        };
+        let directory = match self.shared.directory() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("shibafu dns: reading the state: {e}");
+                return Outcome::Error(ResponseCode::ServFail);
+            }
+        };
+        let owner = query.name();
+        // A container's own address is never the host's: only strangers cost a bind(2).
+        let host = !directory.is_container(asker) && is_host(asker);
+        match directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type()) {
+            Answer::Forward => Outcome::Forward,
+            Answer::Refused => Outcome::Error(ResponseCode::Refused),
+            // A class other than IN holds nothing of ours.
+            _ if query.query_class() != DNSClass::IN => Outcome::Answer(ResponseCode::NoError, Vec::new()),
+            Answer::NxDomain => Outcome::Answer(ResponseCode::NXDomain, Vec::new()),
+            Answer::NoData => Outcome::Answer(ResponseCode::NoError, Vec::new()),
+            Answer::Addresses(addresses) => Outcome::Answer(ResponseCode::NoError, addresses.into_iter().map(|a| record(owner, RData::A(A(a)))).collect()),
+            Answer::Names(names) => {
+                let names = names.iter().filter_map(|n| Name::from_ascii(n).ok());
+                Outcome::Answer(ResponseCode::NoError, names.map(|n| record(owner, RData::PTR(PTR(n)))).collect())
+            }
+        }
+    }
+
+    /// The upstream servers' reply to `query` (None: none answered within the budget).
+    pub async fn forward(&self, query: &Query, recursion_desired: bool) -> Option<Message> {
+        let servers = match self.shared.directory() {
+            Ok(directory) => self.shared.upstreams(&directory),
+            Err(_) => return None,
+        };
+        forward(query, recursion_desired, &servers, BUDGET).await
+    }
+}
+
+/// The TCP path: hickory-server parses, calls this, and writes the answer back.
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        let edns = request.edns.as_ref().map(|asked| {
-            let mut ours = Edns::new();
-            ours.set_max_payload(asked.max_payload().max(512));
-            ours
-        });
+        let edns = request.edns.as_ref().map(|asked| reply_edns(asked.max_payload()));
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = true;
-        let query = match (request.metadata.op_code, request.queries.queries()) {
-            (OpCode::Query, [query]) => query,
-            (OpCode::Query, _) => return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::FormErr)).await,
-            _ => return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::NotImp)).await,
-        };
-        let IpAddr::V4(asker) = request.src().ip() else {
-            return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::Refused)).await;
-        };
-        let directory = match self.shared.directory() {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("shibafu dns: reading the state: {e}");
-                return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::ServFail)).await;
+        let queries: Vec<&Query> = request.queries.queries().iter().map(|q| q.original()).collect();
+        match self.outcome(request.metadata.op_code, &queries, request.src().ip()) {
+            Outcome::Error(code) => send(&mut response, builder.error_msg(&request.metadata, code)).await,
+            Outcome::Answer(code, records) => {
+                metadata.authoritative = true;
+                metadata.response_code = code;
+                send(&mut response, builder.build(metadata, records.iter(), [], [], [])).await
             }
-        };
-        let owner = query.original().name();
-        // A container's own address is never the host's: only strangers cost a bind(2).
-        let host = !directory.entries.iter().any(|e| e.address == asker) && is_host(asker);
-        let answer = directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type());
-        let (code, records) = match answer {
-            Answer::Forward => {
-                let servers = self.shared.upstreams(&directory);
-                let Some(reply) = forward(query.original(), request.metadata.recursion_desired, &servers, BUDGET).await else {
-                    return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::ServFail)).await;
-                };
-                return relay(&mut response, builder, metadata, &reply).await;
-            }
-            Answer::Refused => return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::Refused)).await,
-            // A class other than IN holds nothing of ours.
-            _ if query.query_class() != DNSClass::IN => (ResponseCode::NoError, Vec::new()),
-            Answer::NxDomain => (ResponseCode::NXDomain, Vec::new()),
-            Answer::NoData => (ResponseCode::NoError, Vec::new()),
-            Answer::Addresses(addresses) => (ResponseCode::NoError, addresses.into_iter().map(|a| record(owner, RData::A(A(a)))).collect()),
-            Answer::Names(names) => {
-                let names = names.iter().filter_map(|n| Name::from_ascii(n).ok());
-                (ResponseCode::NoError, names.map(|n| record(owner, RData::PTR(PTR(n)))).collect())
-            }
-        };
-        metadata.authoritative = true;
-        metadata.response_code = code;
-        send(&mut response, builder.build(metadata, records.iter(), [], [], [])).await
+            Outcome::Forward => match self.forward(queries[0], request.metadata.recursion_desired).await {
+                Some(reply) => relay(&mut response, builder, metadata, &reply).await,
+                None => send(&mut response, builder.error_msg(&request.metadata, ResponseCode::ServFail)).await,
+            },
+        }
     }
+}
+
+/// The EDNS record of an answer to a client that offered `asked` bytes (at least 512).
+pub fn reply_edns(asked: u16) -> Edns {
+    let mut ours = Edns::new();
+    ours.set_max_payload(asked.max(512));
+    ours
 }
 
 /// Whether `address` is one of the host's own: only then can a socket be bound to it. The host

@@ -6,6 +6,7 @@
 //!
 //! answer.rs decides (no I/O); directory.rs reads the state; handler.rs answers one query;
 //! forward.rs asks upstream; upstream.rs reads resolv.conf; server.rs keeps the listeners;
+//! udp.rs answers datagrams inline (TCP goes through hickory-server);
 //! trace.rs explains one lookup from a container (`dns trace`).
 
 mod answer;
@@ -14,6 +15,7 @@ mod forward;
 mod handler;
 mod server;
 pub mod trace;
+mod udp;
 mod upstream;
 
 use std::net::SocketAddrV4;
