@@ -4,6 +4,7 @@
 //! devices are enforced there, limits are refused). Without any v2 hierarchy, containers that
 //! ask nothing of cgroups run without one; limits or device rules are refused with the reason.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
@@ -134,6 +135,12 @@ impl Cgroup {
         });
         let prog = bpf::load_device_program(&insns)?;
         bpf::attach_device_program(&prog, &self.path)
+    }
+
+    /// The directory, opened for clone3's CLONE_INTO_CGROUP.
+    pub fn open(&self) -> Result<std::os::fd::OwnedFd> {
+        let dir = std::fs::File::options().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(&self.path);
+        Ok(dir.map_err(RuntimeError::io(format!("open cgroup {}", self.path.display())))?.into())
     }
 
     /// Moves a process into the cgroup.

@@ -98,27 +98,26 @@ impl Runtime {
             console: console_for_child,
             stdio: opts.stdio,
         };
-        // SAFETY: the CLI is single-threaded; the child only runs `init::run`, which execs or exits.
-        let pid = match unsafe { process::clone_process(plan.clone_flags)? } {
-            None => {
-                drop(parent);
-                init::run(ctx, child)
-            }
-            Some(pid) => pid,
-        };
-        drop(child);
-        drop(ctx);
-        undo.child = Some(pid);
-
+        // The cgroup first, so that the child is born in it.
         let cgroup_path = cgroup_path(&spec, id);
         let linux = spec.linux().as_ref();
         let resources = linux.and_then(|l| l.resources().as_ref());
         let created = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
         let cgroup = Cgroup::create(&cgroup_path, resources, created)?;
-        if let Some(cg) = &cgroup {
+        undo.cgroup = cgroup.clone();
+        let cgroup_dir = cgroup.as_ref().map(|cg| cg.open()).transpose()?;
+        // SAFETY: the CLI is single-threaded; the child only runs `init::run`, which execs or exits.
+        let cloned = unsafe { process::clone_process(plan.clone_flags, cgroup_dir.as_ref().map(|d| d.as_fd()))? };
+        let Some(pid) = cloned.child else {
+            drop(parent);
+            init::run(ctx, child)
+        };
+        drop(child);
+        drop(ctx);
+        undo.child = Some(pid);
+        if let (Some(cg), false) = (&cgroup, cloned.in_cgroup) {
             cg.add(pid.as_raw())?;
         }
-        undo.cgroup = cgroup.clone();
         parent.send(&Msg::Go)?;
 
         let (pid_start, _) = super::state::proc_stat(pid.as_raw()).unwrap_or((0, 'R'));

@@ -3,11 +3,12 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
+use super::cgroups::Cgroup;
 use super::container::Runtime;
 use super::error::{Result, RuntimeError};
 use super::state::{Record, Status};
@@ -59,11 +60,14 @@ impl Runtime {
         let signals = if opts.detach { None } else { Some(foreground::block_signals()?) };
         namespaces::enter(&joins, CloneFlags::CLONE_NEWPID)?;
         let (parent, child) = sync::pair()?;
+        let cgroup_dir = record.cgroup.as_ref().map(|path| Cgroup { path: path.clone() }.open()).transpose()?;
         // SAFETY: single-threaded; the child execs or exits.
-        let pid = match unsafe { process::clone_process(CloneFlags::empty())? } {
+        let cloned = unsafe { process::clone_process(CloneFlags::empty(), cgroup_dir.as_ref().map(|d| d.as_fd()))? };
+        let pid = match cloned.child {
             None => {
                 drop(parent);
-                let err = match child_steps(&record, &joins, process, console_child.as_ref()) {
+                let cgroup = record.cgroup.as_deref().filter(|_| !cloned.in_cgroup);
+                let err = match child_steps(cgroup, &joins, process, console_child.as_ref()) {
                     Ok(program) => process::exec(&program),
                     Err(e) => e,
                 };
@@ -95,8 +99,10 @@ impl Runtime {
     }
 }
 
-fn child_steps(record: &Record, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>) -> Result<process::Program> {
-    if let Some(cg) = &record.cgroup {
+/// The exec'd process's steps: into `cgroup` (when it was not born there), the namespaces, the
+/// terminal, the identity; the program to exec.
+fn child_steps(cgroup: Option<&Path>, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>) -> Result<process::Program> {
+    if let Some(cg) = cgroup {
         std::fs::write(cg.join("cgroup.procs"), "0").map_err(RuntimeError::io("join the container's cgroup"))?;
     }
     namespaces::enter(joins, CloneFlags::all() - CloneFlags::CLONE_NEWNS - CloneFlags::CLONE_NEWPID)?;
