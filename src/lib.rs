@@ -5,6 +5,7 @@ pub mod cli;
 pub mod dns;
 pub mod engine;
 pub mod explain;
+pub mod fault;
 pub mod http_server;
 pub mod image;
 pub mod network;

@@ -1,4 +1,5 @@
-//! `gc`: removes what nothing uses any more, and what a crashed run left behind: layers and
+//! `gc`: removes what nothing uses any more, and what a crashed run left behind: runs that
+//! never finished (see `Engine::is_abandoned`), layers and
 //! blobs no image, container or layer name refers to, half-written temp files and staging
 //! dirs that no live process owns (a running import keeps its own), and container directories
 //! with no container, and the network (namespace, veth, lease, ports, rules) of containers
@@ -104,8 +105,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Container directories whose container is gone (a run that crashed before its undo).
+    /// Runs that never finished (killed before their undo: the row still `created`, its
+    /// owner gone), and container directories whose container is gone.
     fn collect_containers(&self, done: &mut Collected) -> Result<()> {
+        for c in self.db.containers()?.into_iter().filter(|c| self.is_abandoned(c)) {
+            let oci = super::oci::OciRuntime::choose(&c.runtime, &self.run_dir)?;
+            done.bytes += size_of(&self.container_dir(&c.id));
+            self.remove_container(&c.id, Some(&oci))?;
+            done.removed.push(format!("half-made container {} ({})", c.name, &c.id[..12]));
+        }
         let known: HashSet<String> = self.db.containers()?.into_iter().map(|c| c.id).collect();
         for entry in read_dir(&self.root.join("containers"))? {
             let id = entry.file_name().to_string_lossy().into_owned();

@@ -147,10 +147,19 @@ impl Engine {
 
     /// Records the container as running, waited for by this process.
     pub fn set_waited_by_us(&self, id: &str) -> Result<()> {
-        let me = std::process::id() as i32;
-        let (start, _) = crate::runtime::state::proc_stat(me).unwrap_or((0, 'R'));
-        Ok(self.db.set_running(id, me, start)?)
+        Ok(self.db.set_running(id, std::process::id() as i32, own_start_time())?)
     }
+
+    /// Whether `c` is a run that never finished: still `created`, its owner (the `run` that
+    /// made it) gone.
+    pub fn is_abandoned(&self, c: &ContainerRow) -> bool {
+        c.state == "created" && !matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
+    }
+}
+
+/// This process's start time, as /proc tells it (with its PID, it names the process).
+pub fn own_start_time() -> u64 {
+    crate::runtime::state::proc_stat(std::process::id() as i32).map_or(0, |(start, _)| start)
 }
 
 /// A terminal only when stdin is one and we are in its foreground (a `run ... &` in a shell

@@ -100,6 +100,7 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: Own
     engine.set_waited_by_us(id)?;
     let _ = nix::unistd::write(&ready, b"ok");
     drop(ready);
+    crate::fault::point("monitor:running");
     let log = File::options().create(true).append(true).open(log_path(&dir)).map_err(EngineError::io("open log.jsonl"))?;
     copy_to_log(out_r, err_r, log);
     let code = wait_for(Pid::from_raw(pid));

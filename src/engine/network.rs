@@ -61,6 +61,7 @@ impl Engine {
             let path = netns::path_for(&self.run_dir, req.id);
             netns::create(&path)?;
             attached.netns = Some(path.clone());
+            crate::fault::point("run:netns");
             // Under the lock: `network rm` and `prune` must not take a bridge away mid-connect.
             let lock = lock::take(&self.run_dir)?;
             // The default route goes through the first network that has a way out.
@@ -70,8 +71,10 @@ impl Engine {
                 self.ensure_network_locked(net)?;
                 let address = self.connect(req.id, k, net, &path, routed == Some(k), multi)?;
                 first_address.get_or_insert(address);
+                crate::fault::point("run:connected");
             }
             attached.ports = self.publish(req.id, first_address.expect("one network at least"), req.publish)?;
+            crate::fault::point("run:published");
             drop(lock);
         } else if !req.publish.is_empty() {
             return Err(EngineError::Invalid(format!("--publish needs a bridge network, not --network {}", req.mode)));
@@ -261,6 +264,7 @@ impl Engine {
             ipam::next_free(net.subnet, net.gateway, &used).map(|a| a.to_string())
         })?;
         let address: Ipv4Addr = address.parse().expect("leases hold addresses");
+        crate::fault::point("run:leased");
         netlink::add_veth(&VethPlan {
             bridge: net.bridge.clone(),
             host: lease.host_veth,

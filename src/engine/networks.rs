@@ -95,6 +95,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!("network {name} is in use by {} container(s), e.g. {}", users.len(), &first.container_id[..12.min(first.container_id.len())])));
         }
         self.drop_bridge(&net)?;
+        crate::fault::point("network-rm:firewall-synced");
         self.db.delete_network(name)?;
         Ok(())
     }
@@ -122,13 +123,16 @@ impl Engine {
 
     /// Deletes a network's bridge and rewrites the firewall without it; true when there was
     /// one. Call with the network lock held.
+    /// The rules are rewritten even when the bridge is gone already: a `network rm` killed
+    /// between the two left rules for a bridge that no longer exists.
     fn drop_bridge(&self, net: &Network) -> Result<bool> {
-        if !netlink::link_exists(&net.bridge)? {
-            return Ok(false);
+        let had = netlink::link_exists(&net.bridge)?;
+        if had {
+            netlink::delete_link(&net.bridge)?;
+            crate::fault::point("network-rm:bridge-deleted");
         }
-        netlink::delete_link(&net.bridge)?;
         self.sync_firewall()?;
-        Ok(true)
+        Ok(had)
     }
 }
 

@@ -88,8 +88,10 @@ impl Engine {
             runtime: oci.name(),
             created_at: crate::state::now(),
             state: "created".into(),
-            monitor_pid: None,
-            monitor_start: None,
+            // Until the container runs, its owner is this process: a `gc` that finds the row
+            // still `created` with its owner gone removes what the run had made.
+            monitor_pid: Some(std::process::id() as i32),
+            monitor_start: Some(super::own_start_time()),
             exit_code: None,
             finished_at: None,
             network: opts.network.to_string(),
@@ -97,9 +99,11 @@ impl Engine {
             aliases: opts.aliases.clone(),
         };
         self.db.insert_container(&row)?;
+        crate::fault::point("run:recorded");
         let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
+        crate::fault::point("run:mounted");
         let attached: Attached = self.attach_network(&NetworkRequest { id: &id, names: [&name, &hostname], mode: &opts.network, publish: &opts.publish })?;
         let mut spec = container_spec(&SpecInput {
             image: &config,
@@ -115,8 +119,10 @@ impl Engine {
         })?;
         super::spec::apply_network(&mut spec, &opts.network, &attached);
         crate::runtime::spec::save(&spec, &dir)?;
+        crate::fault::point("run:spec-saved");
         if opts.detach {
             monitor::start(self, &id, &oci, opts.remove)?;
+            crate::fault::point("run:monitor-started");
             undo.armed = false;
             return Ok(RunOutcome::Started { id, name, ports: attached.ports });
         }
@@ -149,13 +155,17 @@ impl Engine {
         if let Some(oci) = oci {
             oci.delete(id)?;
         }
+        crate::fault::point("rm:deleted");
         self.detach_network(id)?;
+        crate::fault::point("rm:detached");
         let dir = self.container_dir(id);
         overlay::unmount(&OverlayDirs::in_dir(&dir).merged)?;
+        crate::fault::point("rm:unmounted");
         if dir.exists() {
             crate::explain::step(|| format!("rm -r {}", dir.display()));
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(format!("remove {}", dir.display())))?;
         }
+        crate::fault::point("rm:dir-removed");
         self.db.delete_container(id)?;
         Ok(())
     }

@@ -36,6 +36,7 @@ impl Engine {
                 return Err(EngineError::StillRunning(c.name));
             }
             self.stop(&c.id, Duration::ZERO)?;
+            crate::fault::point("rm:stopped");
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
         self.remove_container(&c.id, Some(&oci))
