@@ -156,11 +156,17 @@ impl LogFilter {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
     }
 
-    /// The entries of the window, the last `tail` of them.
+    /// The entries of the window, from the `tail`th last line the container wrote on (the
+    /// monitor's marks among them stay, but do not count as lines).
     pub fn apply(&self, entries: Vec<Entry>) -> Vec<Entry> {
         let mut kept: Vec<Entry> = entries.into_iter().filter(|e| self.admits(e)).collect();
         if let Some(n) = self.tail {
-            kept.drain(..kept.len().saturating_sub(n));
+            let lines: Vec<usize> = kept.iter().enumerate().filter(|(_, e)| e.stream != EVENT_STREAM).map(|(i, _)| i).collect();
+            let first = match n {
+                0 => kept.len(),
+                n => lines.len().checked_sub(n).map_or(0, |k| lines[k]),
+            };
+            kept.drain(..first);
         }
         kept
     }
@@ -308,6 +314,16 @@ mod tests {
         assert_eq!(texts(LogFilter { until: Some(at(6)), tail: Some(2), ..Default::default() }), "4,5");
         assert_eq!(texts(LogFilter { tail: Some(0), ..Default::default() }), "");
         assert_eq!(texts(LogFilter { tail: Some(50), ..Default::default() }), "1,2,3,4,5,6,7,8,9,10");
+    }
+
+    #[test]
+    fn marks_do_not_count_as_lines_for_the_tail() {
+        let mark = |secs, text: &str| Entry { stream: EVENT_STREAM.into(), ..entry(secs, text) };
+        let entries = vec![entry(1, "a"), mark(2, "exit"), entry(3, "b"), mark(4, "exit"), entry(5, "c"), mark(6, "exit")];
+        let texts = |n| LogFilter { tail: Some(n), ..Default::default() }.apply(entries.clone()).into_iter().map(|e| e.text).collect::<Vec<_>>().join(",");
+        assert_eq!(texts(1), "c,exit");
+        assert_eq!(texts(2), "b,exit,c,exit");
+        assert_eq!(texts(0), "");
     }
 
     #[test]
