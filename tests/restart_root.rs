@@ -136,6 +136,32 @@ fn boot_brings_back_always_and_unless_stopped_after_their_monitors_died() {
 }
 
 #[test]
+fn boot_restart_works_when_the_kernel_state_went_with_the_reboot_too() {
+    let lab = Lab::new();
+    let out = lab_ok(
+        &lab,
+        "shibafu run -d --name web --restart always -p 8080:80 busybox sleep 1000 >/dev/null
+         for pid in $(ps -eo pid,args | awk '$3 == \"--root\" && $5 == \"monitor\" {print $1}'); do kill -9 $pid; done
+         for pid in $(shibafu runtime --root $SHIBAFU_ROOT/run/runtime list --format json | jq -r '.[].pid'); do kill -9 $pid; done
+         # What a reboot takes too: mounts, /run, links, firewall rules.
+         for m in $(awk -v root=$SHIBAFU_ROOT 'index($5, root) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount -l $m; done
+         rm -rf $SHIBAFU_ROOT/run
+         for l in $(ip -o link | grep -o 'veth[0-9a-f]*@' | tr -d @); do ip link del $l; done
+         ip link del ctr0
+         iptables -t nat -F && iptables -t nat -X && iptables -F && iptables -X
+         shibafu start --all --filter restart-policy=always --filter restart-policy=unless-stopped
+         wait_until '[ \"$(info web state)\" = running ]'
+         shibafu exec web ping -c 1 -W 5 172.20.0.1 | grep -c ' 0% packet loss'
+         echo ports=$(shibafu port web)
+         echo rules=$(iptables -t nat -S | grep -c 'dport 8080')",
+    );
+    assert!(out.starts_with("web\n"), "{out}");
+    assert!(out.contains("\n1\n"), "the gateway answers: {out}");
+    assert!(out.contains("ports=80/tcp -> 0.0.0.0:8080"), "{out}");
+    assert!(!out.contains("rules=0"), "{out}");
+}
+
+#[test]
 fn health_goes_healthy_or_unhealthy_after_its_retries() {
     let lab = Lab::new();
     let out = lab_ok(
