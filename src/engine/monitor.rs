@@ -203,12 +203,16 @@ fn sleep_unless_stopped(engine: &Engine, id: &str, delay: Duration) -> bool {
     }
 }
 
-/// Whether the OOM killer killed a process of the container's cgroup (cgroup v2's
-/// memory.events; read before the runtime removes the cgroup).
+/// Whether the OOM killer killed a process of the container's cgroup: cgroup v2's
+/// memory.events, or v1's memory.oom_control (an external runtime on a hybrid host); read
+/// before the runtime removes the cgroup.
 fn oom_killed(id: &str) -> bool {
-    let Some(mount) = crate::runtime::cgroups::v2_mount() else { return false };
-    let events = mount.join(crate::runtime::cgroups::DEFAULT_PARENT).join(id).join("memory.events");
-    std::fs::read_to_string(events).is_ok_and(|text| text.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0")))
+    let parent = crate::runtime::cgroups::DEFAULT_PARENT;
+    let v2 = crate::runtime::cgroups::v2_mount().map(|m| m.join(parent).join(id).join("memory.events"));
+    let v1 = Path::new("/sys/fs/cgroup/memory").join(parent).join(id).join("memory.oom_control");
+    v2.into_iter().chain([v1]).any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| text.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0")))
+    })
 }
 
 /// Reaps children until `pid` exits (the checker and orphans an external runtime leaves to
