@@ -132,7 +132,7 @@ impl Engine {
     /// Finds a container by name, or by a unique prefix of its ID.
     pub fn find(&self, name_or_id: &str) -> Result<ContainerRow> {
         match self.db.lookup_container(name_or_id)? {
-            crate::state::containers::Lookup::Found(c) => Ok(c),
+            crate::state::containers::Lookup::Found(c) => Ok(*c),
             crate::state::containers::Lookup::Ambiguous => Err(EngineError::Ambiguous(name_or_id.into())),
             crate::state::containers::Lookup::Missing => Err(EngineError::NoSuchContainer(name_or_id.into())),
         }

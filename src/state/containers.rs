@@ -165,7 +165,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
 #[derive(Debug)]
 pub enum Lookup {
     /// One container.
-    Found(ContainerRow),
+    Found(Box<ContainerRow>),
     /// An ID prefix several containers share.
     Ambiguous,
     /// No container.
@@ -176,14 +176,14 @@ impl Db {
     /// The container a name, or else a hex ID prefix, names.
     pub fn lookup_container(&self, name_or_id: &str) -> Result<Lookup> {
         if let Some(c) = self.container_by_name(name_or_id)? {
-            return Ok(Lookup::Found(c));
+            return Ok(Lookup::Found(Box::new(c)));
         }
         if name_or_id.is_empty() || !name_or_id.chars().all(|c| c.is_ascii_hexdigit()) {
             return Ok(Lookup::Missing);
         }
         let mut found = self.containers_by_id(name_or_id)?;
         Ok(match found.len() {
-            1 => Lookup::Found(found.remove(0)),
+            1 => Lookup::Found(Box::new(found.remove(0))),
             0 => Lookup::Missing,
             _ => Lookup::Ambiguous,
         })
