@@ -180,6 +180,29 @@ fn health_goes_healthy_or_unhealthy_after_its_retries() {
 }
 
 #[test]
+fn an_image_healthcheck_is_used_unless_switched_off() {
+    let lab = Lab::new();
+    let out = lab_ok(
+        &lab,
+        "shibafu image export busybox $LAB/bb >/dev/null && cd $LAB/bb
+         # A Docker image's config carries config.Healthcheck: give busybox one, digests and all.
+         manifest=$(jq -r '.manifests[0].digest' index.json | cut -d: -f2)
+         config=$(jq -r '.config.digest' blobs/sha256/$manifest | cut -d: -f2)
+         jq -c '.config.Healthcheck = {\"Test\": [\"CMD-SHELL\", \"test -f /tmp/ok\"], \"Interval\": 200000000, \"Retries\": 2}' blobs/sha256/$config > new
+         c=$(sha256sum new | cut -d' ' -f1) && mv new blobs/sha256/$c
+         jq -c --arg d sha256:$c --argjson s $(stat -c %s blobs/sha256/$c) '.config.digest = $d | .config.size = $s' blobs/sha256/$manifest > new
+         m=$(sha256sum new | cut -d' ' -f1) && mv new blobs/sha256/$m
+         jq -c --arg d sha256:$m --argjson s $(stat -c %s blobs/sha256/$m) '.manifests[0].digest = $d | .manifests[0].size = $s' index.json > new && mv new index.json
+         cd / && shibafu image import $LAB/bb checked >/dev/null
+         shibafu run -d --name img checked sh -c 'touch /tmp/ok; exec sleep 1000' >/dev/null
+         shibafu run -d --name off --no-healthcheck checked sleep 1000 >/dev/null
+         wait_until '[ \"$(info img health)\" = healthy ]'
+         echo off=$(info off health)",
+    );
+    assert!(out.contains("off=null"), "{out}");
+}
+
+#[test]
 fn logs_follow_across_restarts_and_end_when_the_container_is_removed() {
     let lab = Lab::new();
     let out = lab_ok(

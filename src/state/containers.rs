@@ -344,6 +344,36 @@ mod tests {
     }
 
     #[test]
+    fn restarts_user_stops_and_health_are_recorded() {
+        let db = Db::in_memory().unwrap();
+        let check = Healthcheck { test: vec!["CMD".into(), "true".into()], interval: 1, timeout: 1, start_period: 0, retries: 3 };
+        let c = ContainerRow { restart_policy: "on-failure:2".into(), publish: vec!["0.0.0.0::80/tcp".into()], healthcheck: Some(check.clone()), log_opts: LogOptions { max_size: 1024, max_file: 2 }, ..container("d", "svc") };
+        db.insert_container(&c).unwrap();
+        db.set_running(&c.id, 42, 7).unwrap();
+        let r = db.container_by_name("svc").unwrap().unwrap();
+        assert_eq!((r.restart_policy.as_str(), r.healthcheck.as_ref(), r.log_opts.max_size, r.publish.len()), ("on-failure:2", Some(&check), 1024, 1));
+        assert_eq!(r.health.as_ref().map(|h| h.status.as_str()), Some("starting"));
+        assert!(r.started_at.is_some());
+        let probe = HealthProbe { start: "s".into(), end: "e".into(), exit_code: 1, output: "no".into() };
+        db.set_health(&c.id, &HealthRecord { status: "unhealthy".into(), failing_streak: 3, log: vec![probe] }).unwrap();
+        db.set_restarting(&c.id, 1, 1, 100).unwrap();
+        let r = db.container_by_name("svc").unwrap().unwrap();
+        assert_eq!((r.state.as_str(), r.exit_code, r.restart_count, r.restart_backoff_ms, r.monitor_pid), ("restarting", Some(1), 1, 100, Some(42)));
+        // Running again: starting over, the last results kept.
+        db.set_running(&c.id, 42, 7).unwrap();
+        let h = db.container_by_name("svc").unwrap().unwrap().health.unwrap();
+        assert_eq!((h.status.as_str(), h.failing_streak, h.log.len()), ("starting", 0, 1));
+        assert_eq!(db.stopped_by_user(&c.id).unwrap(), Some(false));
+        db.set_stopped_by_user(&c.id, true).unwrap();
+        assert_eq!(db.stopped_by_user(&c.id).unwrap(), Some(true));
+        db.set_stopped_by_user(&c.id, false).unwrap();
+        let r = db.container_by_name("svc").unwrap().unwrap();
+        assert_eq!((r.stopped_by_user, r.restart_count), (false, 0));
+        db.delete_container(&c.id).unwrap();
+        assert_eq!(db.stopped_by_user(&c.id).unwrap(), None);
+    }
+
+    #[test]
     fn lifecycle_updates_are_recorded() {
         let db = Db::in_memory().unwrap();
         let c = container("c", "job");
