@@ -155,14 +155,16 @@ impl Engine {
     /// upper dir stays for `logs`, `commit`, `rm`); with `remove`, delete everything.
     pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
         // Torn down before the exit is recorded: `stop` returns once it is, and then the
-        // container's ports and address are free again.
+        // container's ports and address are free again, and a `start` that follows mounts
+        // its rootfs afresh (not to have it unmounted by us a moment later).
         let detached = self.detach_network(id);
+        let unmounted = if remove { Ok(()) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged) };
         self.db.set_exited(id, code)?;
         if remove {
             return self.remove_container(id, None);
         }
         detached?;
-        overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
+        unmounted?;
         Ok(())
     }
 
