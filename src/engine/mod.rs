@@ -155,11 +155,6 @@ impl Engine {
         (c.state == "running" || c.state == "restarting") && self.monitor_alive(c)
     }
 
-    /// `is_running` for the container's current row (false once it is gone).
-    pub fn is_running_now(&self, id: &str) -> bool {
-        self.db.containers_by_id(id).ok().and_then(|mut rows| rows.pop()).is_some_and(|c| self.is_running(&c))
-    }
-
     /// `is_active` for the container's current row (false once it is gone).
     pub fn is_active_now(&self, id: &str) -> bool {
         self.db.containers_by_id(id).ok().and_then(|mut rows| rows.pop()).is_some_and(|c| self.is_active(&c))

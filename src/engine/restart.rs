@@ -60,15 +60,6 @@ impl RestartPolicy {
         }
     }
 
-    /// Whether the container comes back when the machine boots.
-    pub fn starts_at_boot(&self, stopped_by_user: bool) -> bool {
-        match self {
-            RestartPolicy::Always => true,
-            RestartPolicy::UnlessStopped => !stopped_by_user,
-            _ => false,
-        }
-    }
-
     /// The policy's name without a retry count (`restart-policy=` filters match it).
     pub fn name(&self) -> &'static str {
         match self {
@@ -155,15 +146,6 @@ mod tests {
         }
         assert!(RestartPolicy::Always.should_restart(0, 5, false));
         assert!(!RestartPolicy::No.should_restart(1, 0, false));
-    }
-
-    #[test]
-    fn boot_brings_back_always_and_unless_stopped_when_not_stopped() {
-        assert!(RestartPolicy::Always.starts_at_boot(true));
-        assert!(RestartPolicy::UnlessStopped.starts_at_boot(false));
-        assert!(!RestartPolicy::UnlessStopped.starts_at_boot(true));
-        assert!(!RestartPolicy::OnFailure(0).starts_at_boot(false));
-        assert!(!RestartPolicy::No.starts_at_boot(false));
     }
 
     #[test]
