@@ -189,11 +189,12 @@ impl Db {
         })
     }
 
-    /// Records a new container in state `created`; a taken name is refused.
+    /// Records a new container in state `created` (with its owner, when it has one: the run
+    /// making it); a taken name is refused.
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
-            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases, restart_policy, publish, auto_remove, healthcheck, log_opts) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases, restart_policy, publish, auto_remove, healthcheck, log_opts, \
+             monitor_pid, monitor_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 c.id,
                 c.name,
@@ -209,7 +210,9 @@ impl Db {
                 json(&c.publish),
                 c.auto_remove,
                 c.healthcheck.as_ref().map(json),
-                json(&c.log_opts)
+                json(&c.log_opts),
+                c.monitor_pid,
+                c.monitor_start.map(|s| s as i64)
             ],
         );
         match result {
