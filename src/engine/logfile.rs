@@ -3,7 +3,7 @@
 //! and read back across the rotated files in order, filtered by time and count.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -235,6 +235,14 @@ impl Follower {
     /// The entries written since the last call (a half-written line waits for its newline).
     pub fn poll(&mut self) -> Vec<Entry> {
         let mut out = self.drain();
+        // Emptied in place (a log kept in one file): read it again from its start.
+        if let Some(reader) = self.reader.as_mut() {
+            let len = reader.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+            if reader.stream_position().is_ok_and(|at| at > len) && reader.seek(std::io::SeekFrom::Start(0)).is_ok() {
+                self.pending.clear();
+                out.extend(self.drain());
+            }
+        }
         // Rotated away (or made): finish the old file, then read the new one from its start.
         let now = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
         if now.is_some_and(|ino| ino != self.inode) {
@@ -360,6 +368,13 @@ mod tests {
         assert_eq!(files_in_order(&path), vec![path.clone()]);
         assert!(std::fs::metadata(&path).unwrap().len() <= 200);
         assert_eq!(read_all(&path).last().unwrap().text, "l19");
+        let (_, mut f) = read_then_follow(&path);
+        let mut seen = Vec::new();
+        for i in 20..30 {
+            w.write("stderr", format!("l{i}").as_bytes());
+            seen.extend(f.poll().into_iter().map(|e| e.text));
+        }
+        assert_eq!(seen, (20..30).map(|i| format!("l{i}")).collect::<Vec<_>>(), "followed across the emptying");
     }
 
     #[test]
