@@ -549,6 +549,23 @@
                       };
                     };
 
+                    # images/appliance/units/shibafu-restart.service: containers with --restart
+                    # always or unless-stopped (not stopped by the user) run again at boot.
+                    shibafu-restart = {
+                      description = "shibafu's containers with --restart always or unless-stopped, started again at boot";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      after = [ "shibafu-network.service" ];
+                      requires = [ "shibafu-network.service" ];
+                      path = [ pkgs.iptables ];
+                      serviceConfig = {
+                        Type = "oneshot";
+                        RemainAfterExit = true;
+                        # The monitors it starts stay in its cgroup: stopping it must not kill them.
+                        KillMode = "process";
+                        ExecStart = "${shibafuCmd} start --all --filter restart-policy=always --filter restart-policy=unless-stopped";
+                      };
+                    };
+
                     # images/appliance/units/shibafu-registry.service: started by hand (phase 5
                     # runs `registry serve` itself), `systemctl start shibafu-registry`.
                     shibafu-registry = {

@@ -6,9 +6,14 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use crate::engine::health::HealthFlags;
 use crate::engine::list::ContainerSummary;
+use crate::engine::logfile::{parse_log_opts, parse_tail, parse_time, LogFilter};
+use crate::engine::logs::LogsOptions;
+use crate::engine::restart::RestartPolicy;
 use crate::engine::run::{RunOptions, RunOutcome};
 use crate::engine::spec::Limits;
+use crate::engine::start::StartFilter;
 use crate::engine::Engine;
 use crate::network::ports::{self, PortMap, Protocol};
 use crate::network::NetworkMode;
@@ -55,6 +60,31 @@ pub struct RunArgs {
     /// host port, one from 30000-32767. A container that publishes runs in the background.
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Restart policy: no, on-failure[:N], always or unless-stopped (runs in the background;
+    /// back-off 100ms doubling to 1m).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Health check: a shell command run in the container (exit 0: healthy).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between two checks (default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Time one check may take (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Time after the start in which failures do not count (default 0s).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// No health check, not even the image's.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Log rotation: max-size=SIZE (default 10m), max-file=COUNT (default 3) (repeatable).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Run on these named layers (prepare-layer), bottom first, instead of an image; the
     /// first word after the flags is then the command.
     #[arg(long, value_delimiter = ',')]
@@ -99,8 +129,56 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing, across restarts, until the container stops for good or is removed.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines (or all).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Only lines since: RFC 3339, Unix seconds, or a duration back (10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before: RFC 3339, Unix seconds, or a duration back (10m).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Each line after its time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Container name or ID.
+    pub container: String,
+}
+
+/// `start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Every stopped container (but an unless-stopped one the user stopped).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only these, as restart-policy=NAME (repeatable: any of them).
+    #[arg(long, requires = "all")]
+    pub filter: Vec<String>,
+    /// Container names or IDs.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub containers: Vec<String>,
+}
+
 /// Runs `run`.
 pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
+    // Checked before anything is made.
+    let restart = RestartPolicy::parse(&a.restart)?;
+    let log_opts = parse_log_opts(&a.log_opt).map_err(anyhow::Error::msg)?;
+    let health = HealthFlags {
+        cmd: a.health_cmd,
+        interval: a.health_interval,
+        timeout: a.health_timeout,
+        start_period: a.health_start_period,
+        retries: a.health_retries,
+        none: a.no_healthcheck,
+    };
+    health.check()?;
     let engine = Engine::open(root)?;
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
     // With --layers there is no image: what clap took for one is the command.
@@ -114,8 +192,9 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         layers: a.layers,
         command,
         name: a.name,
-        // A published service is reached from outside; its output goes to `logs`.
-        detach: a.detach || !publish.is_empty(),
+        // A published service is reached from outside, a restarted or checked one needs its
+        // monitor; the output goes to `logs`.
+        detach: a.detach || !publish.is_empty() || restart != RestartPolicy::No || health.cmd.is_some(),
         env: a.env,
         remove: a.rm,
         runtime: a.runtime,
@@ -124,6 +203,9 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         publish,
         hostname: a.hostname,
         aliases: a.network_alias,
+        restart,
+        health,
+        log_opts,
     };
     match engine.run(&opts)? {
         RunOutcome::Exited(code) => Ok(code),
@@ -209,10 +291,39 @@ pub fn rm(root: &Path, names: &[String], force: bool) -> Result<i32> {
 }
 
 /// Runs `logs`.
-pub fn logs(root: &Path, name: &str, follow: bool) -> Result<i32> {
+pub fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
+    let now = std::time::SystemTime::now();
+    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose().map_err(anyhow::Error::msg);
+    let filter = LogFilter { since: time(&a.since)?, until: time(&a.until)?, tail: parse_tail(&a.tail).map_err(anyhow::Error::msg)? };
     let engine = Engine::open(root)?;
-    engine.logs(name, follow, &mut std::io::stdout(), &mut std::io::stderr())?;
+    let opts = LogsOptions { follow: a.follow, filter, timestamps: a.timestamps };
+    engine.logs(&a.container, &opts, &mut std::io::stdout(), &mut std::io::stderr())?;
     Ok(0)
+}
+
+/// Runs `start`: prints each container started; with --all, goes on past a failure and
+/// reports every one.
+pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
+    let filter = StartFilter::parse(&a.filter)?;
+    let engine = Engine::open(root)?;
+    if !a.all {
+        for n in &a.containers {
+            engine.start(n)?;
+            println!("{n}");
+        }
+        return Ok(0);
+    }
+    let mut code = 0;
+    for (name, started) in engine.start_all(&filter)? {
+        match started {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("shibafu: start {name}: {e}");
+                code = e.exit_code();
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// `512m`, `1g`, `65536` -> bytes.

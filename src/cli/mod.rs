@@ -59,13 +59,9 @@ pub enum Command {
         containers: Vec<String>,
     },
     /// Print what a detached container wrote.
-    Logs {
-        /// Keep printing until the container exits.
-        #[arg(short, long)]
-        follow: bool,
-        /// Container name or ID.
-        container: String,
-    },
+    Logs(container::LogsArgs),
+    /// Start stopped containers again (detached, with the same config).
+    Start(container::StartArgs),
     /// A container's published ports.
     Port {
         /// Container name or ID.
@@ -165,9 +161,9 @@ pub enum Command {
         /// The runtime the container runs under.
         #[arg(long)]
         runtime: String,
-        /// Remove the container when it exits.
+        /// Be the container's health checker (the monitor starts it).
         #[arg(long)]
-        rm: bool,
+        health: bool,
         /// Container ID.
         id: String,
     },
@@ -183,7 +179,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Exec(a) => container::exec(root, a),
         Command::Stop { time, containers } => container::stop(root, &containers, time),
         Command::Rm { force, containers } => container::rm(root, &containers, force),
-        Command::Logs { follow, container } => container::logs(root, &container, follow),
+        Command::Logs(a) => container::logs(root, a),
+        Command::Start(a) => container::start(root, a),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),
@@ -203,7 +200,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Commit { container, image } => layer::commit(root, &container, &image),
         Command::Gc => layer::gc(root),
         Command::Runtime(args) => runtime::run(args),
-        Command::Monitor { runtime, rm, id } => Ok(crate::engine::monitor::serve(root, &id, &runtime, rm)),
+        Command::Monitor { health: true, id, .. } => Ok(crate::engine::health::serve_checks(root, &id)),
+        Command::Monitor { runtime, id, .. } => Ok(crate::engine::monitor::serve(root, &id, &runtime)),
     }
 }
 

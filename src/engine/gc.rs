@@ -3,7 +3,8 @@
 //! blobs no image, container or layer name refers to, half-written temp files and staging
 //! dirs that no live process owns (a running import keeps its own), and container directories
 //! with no container, and the network (namespace, veth, lease, ports, rules) of containers
-//! that are gone.
+//! that are gone; containers whose monitor died are recorded exited, their network and mount
+//! undone.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -34,6 +35,7 @@ impl Engine {
         }
         self.collect_layer_dirs(&mut done)?;
         self.collect_blobs(&mut done)?;
+        self.collect_dead_monitors(&mut done)?;
         self.collect_containers(&mut done)?;
         self.collect_networks(&mut done)?;
         // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
@@ -100,6 +102,17 @@ impl Engine {
                 done.bytes += size_of(&entry.path());
                 remove(&entry.path())?;
                 done.removed.push(format!("unrecorded layer sha256:{name}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Containers recorded running whose monitor is gone (it was killed, or the machine
+    /// rebooted): recorded exited, with their network and mount undone (`start` runs them again).
+    fn collect_dead_monitors(&self, done: &mut Collected) -> Result<()> {
+        for c in self.db.containers()? {
+            if self.reconcile(&c)? {
+                done.removed.push(format!("the run of container {} (its monitor is gone)", c.name));
             }
         }
         Ok(())

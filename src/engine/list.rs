@@ -4,7 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use super::restart::show_duration;
 use super::{Engine, Result};
+use crate::state::containers::ContainerRow;
 use crate::network::ports::PortMap;
 
 /// One line of `list`.
@@ -20,12 +22,20 @@ pub struct ContainerSummary {
     pub command: Vec<String>,
     /// Creation time.
     pub created: String,
-    /// `running`, `exited` or `created`.
+    /// `running`, `restarting`, `exited` or `created`.
     pub state: String,
     /// Docker-style status text.
     pub status: String,
-    /// Exit code once exited.
+    /// Exit code once exited (or between restarts).
     pub exit_code: Option<i32>,
+    /// `no`, `on-failure[:N]`, `always` or `unless-stopped`.
+    pub restart_policy: String,
+    /// Restarts by its monitor since it was last started by hand.
+    pub restart_count: u32,
+    /// The back-off before the next restart, while restarting.
+    pub restart_backoff_ms: u64,
+    /// `starting`, `healthy` or `unhealthy`, with a health check.
+    pub health: Option<String>,
     /// Its networks (`bridge`, `none`, `host`, or names).
     pub network: String,
     /// Its addresses, one per network.
@@ -44,14 +54,8 @@ impl Engine {
     pub fn list(&self, all: bool) -> Result<Vec<ContainerSummary>> {
         let mut out = Vec::new();
         for c in self.db.containers()? {
-            let running = self.is_running(&c);
-            let (state, status) = match c.state.as_str() {
-                "running" if running => ("running", format!("Up {}", ago(&c.created_at))),
-                "running" => ("exited", "Exited (unknown): its monitor is gone".to_string()),
-                "exited" => ("exited", format!("Exited ({}) {} ago", c.exit_code.unwrap_or(-1), ago(c.finished_at.as_deref().unwrap_or(&c.created_at)))),
-                _ => ("created", "Created".to_string()),
-            };
-            if !all && state != "running" {
+            let (state, status) = self.status(&c);
+            if !all && state != "running" && state != "restarting" {
                 continue;
             }
             let addresses = self.db.leases_of(&c.id)?.into_iter().map(|l| l.address).collect();
@@ -65,6 +69,10 @@ impl Engine {
                 state: state.into(),
                 status,
                 exit_code: c.exit_code,
+                restart_policy: c.restart_policy,
+                restart_count: c.restart_count,
+                restart_backoff_ms: c.restart_backoff_ms,
+                health: c.health.map(|h| h.status),
                 addresses,
                 ports,
                 network: c.network,
@@ -73,10 +81,40 @@ impl Engine {
         Ok(out)
     }
 
+    /// A container's state and Docker-style status: `Up 5 seconds (healthy)`, `Restarting (1)
+    /// 2 seconds ago`, `Exited (0) 3 minutes ago`; with restarts, how many (and the back-off).
+    pub fn status(&self, c: &ContainerRow) -> (&'static str, String) {
+        let active = self.is_active(c);
+        let exited_ago = || ago(c.finished_at.as_deref().unwrap_or(&c.created_at));
+        let (state, mut status) = match c.state.as_str() {
+            "running" if active => ("running", format!("Up {}{}", ago(c.started_at.as_deref().unwrap_or(&c.created_at)), health_note(c))),
+            "restarting" if active => ("restarting", format!("Restarting ({}) {} ago", c.exit_code.unwrap_or(-1), exited_ago())),
+            "running" | "restarting" => ("exited", "Exited (unknown): its monitor is gone".to_string()),
+            "exited" => ("exited", format!("Exited ({}) {} ago", c.exit_code.unwrap_or(-1), exited_ago())),
+            _ => ("created", "Created".to_string()),
+        };
+        match (state, c.restart_count) {
+            ("restarting", n) => status.push_str(&format!(", restart {n} in {}", show_duration(Duration::from_millis(c.restart_backoff_ms)))),
+            (_, 0) => {}
+            (_, 1) => status.push_str(", restarted once"),
+            (_, n) => status.push_str(&format!(", restarted {n} times")),
+        }
+        (state, status)
+    }
+
     /// A container's published ports.
     pub fn ports(&self, name_or_id: &str) -> Result<Vec<PortMap>> {
         let c = self.find(name_or_id)?;
         self.db.ports_of(&c.id)?.iter().map(super::network::port_map).collect()
+    }
+}
+
+/// ` (healthy)`, ` (health: starting)`, ` (unhealthy)`, as Docker's status shows health.
+fn health_note(c: &ContainerRow) -> String {
+    match c.health.as_ref().map(|h| h.status.as_str()) {
+        None => String::new(),
+        Some("starting") => " (health: starting)".into(),
+        Some(other) => format!(" ({other})"),
     }
 }
 

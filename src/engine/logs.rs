@@ -1,46 +1,45 @@
-//! `logs`: what a detached container wrote, from its `log.jsonl`.
+//! `logs`: what a detached container wrote, from its log files (see `logfile`), with Docker's
+//! `--tail`, `--since`, `--until`, `-t`; `-f` follows across restarts, the monitor's marks of
+//! each exit and back-off included, until the container stops for good or is removed.
 
-use std::io::{BufRead, BufReader, Write};
-use std::time::Duration;
+use std::io::Write;
+use std::time::{Duration, SystemTime};
 
-use super::monitor::log_path;
+use super::logfile::{log_path, read_then_follow, Entry, LogFilter, EVENT_STREAM};
 use super::{Engine, EngineError, Result};
 
+/// How `logs` shows the log.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    /// Keep printing what comes.
+    pub follow: bool,
+    /// Which entries.
+    pub filter: LogFilter,
+    /// Each line after its time.
+    pub timestamps: bool,
+}
+
 impl Engine {
-    /// Prints the log; with `follow`, keeps printing until the container exits.
-    pub fn logs(&self, name: &str, follow: bool, out: &mut impl Write, err: &mut impl Write) -> Result<()> {
+    /// Prints the log: the container's stdout to `out`, its stderr and the monitor's marks
+    /// (`[shibafu] exited with code 1; restarting in 200ms (restart 2)`) to `err`.
+    pub fn logs(&self, name: &str, opts: &LogsOptions, out: &mut impl Write, err: &mut impl Write) -> Result<()> {
         let c = self.find(name)?;
         let path = log_path(&self.container_dir(&c.id));
-        // A container that has not written yet has no log: wait for it, or for the exit.
-        let file = loop {
-            match std::fs::File::open(&path) {
-                Ok(f) => break f,
-                Err(_) if !follow || !self.is_running_now(&c.id) => return Ok(()),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        let mut reader = BufReader::new(file);
-        // A line the monitor has only half written stays here until its newline arrives.
-        let mut pending = String::new();
+        let (entries, mut follower) = read_then_follow(&path);
+        for e in opts.filter.apply(entries) {
+            print_entry(&e, opts.timestamps, out, err)?;
+        }
+        if !opts.follow {
+            return Ok(());
+        }
+        let window = LogFilter { tail: None, ..opts.filter.clone() };
         loop {
-            let n = reader.read_line(&mut pending).map_err(EngineError::io("read log"))?;
-            if pending.ends_with('\n') {
-                print_entry(&pending, out, err)?;
-                pending.clear();
-                continue;
+            // The state first, then the file: the monitor's last lines come before its exit.
+            let active = self.is_active_now(&c.id);
+            for e in follower.poll().into_iter().filter(|e| window.admits(e)) {
+                print_entry(&e, opts.timestamps, out, err)?;
             }
-            if n > 0 {
-                continue;
-            }
-            // At the end of the file. Check the state first, then read once more: the monitor
-            // may have written its last lines just before it exited.
-            if !follow || !self.is_running_now(&c.id) {
-                let mut rest = String::new();
-                std::io::Read::read_to_string(&mut reader, &mut rest).map_err(EngineError::io("read log"))?;
-                pending.push_str(&rest);
-                for line in pending.lines() {
-                    print_entry(line, out, err)?;
-                }
+            if !active || opts.filter.until.is_some_and(|u| SystemTime::now() >= u) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -48,9 +47,12 @@ impl Engine {
     }
 }
 
-fn print_entry(line: &str, out: &mut impl Write, err: &mut impl Write) -> Result<()> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim_end()) else { return Ok(()) };
-    let text = v["text"].as_str().unwrap_or_default();
-    let sink: &mut dyn Write = if v["stream"] == "stderr" { err } else { out };
-    writeln!(sink, "{text}").and_then(|_| sink.flush()).map_err(EngineError::io("write log"))
+fn print_entry(e: &Entry, timestamps: bool, out: &mut impl Write, err: &mut impl Write) -> Result<()> {
+    let (sink, mark): (&mut dyn Write, &str) = match e.stream.as_str() {
+        "stderr" => (err, ""),
+        EVENT_STREAM => (err, "[shibafu] "),
+        _ => (out, ""),
+    };
+    let time = if timestamps { format!("{} ", e.time) } else { String::new() };
+    writeln!(sink, "{time}{mark}{}", e.text).and_then(|_| sink.flush()).map_err(EngineError::io("write log"))
 }

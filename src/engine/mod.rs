@@ -6,16 +6,20 @@ pub mod commit;
 pub mod exec;
 pub mod export;
 pub mod gc;
+pub mod health;
 pub mod list;
+pub mod logfile;
 pub mod logs;
 pub mod monitor;
 pub mod names;
 pub mod network;
 pub mod networks;
 pub mod oci;
+pub mod restart;
 pub mod routes;
 pub mod run;
 pub mod spec;
+pub mod start;
 pub mod stop;
 
 use std::path::{Path, PathBuf};
@@ -128,21 +132,32 @@ impl Engine {
     /// Finds a container by name, or by a unique prefix of its ID.
     pub fn find(&self, name_or_id: &str) -> Result<ContainerRow> {
         match self.db.lookup_container(name_or_id)? {
-            crate::state::containers::Lookup::Found(c) => Ok(c),
+            crate::state::containers::Lookup::Found(c) => Ok(*c),
             crate::state::containers::Lookup::Ambiguous => Err(EngineError::Ambiguous(name_or_id.into())),
             crate::state::containers::Lookup::Missing => Err(EngineError::NoSuchContainer(name_or_id.into())),
         }
     }
 
-    /// Whether the process that waits for the container is still there.
-    pub fn is_running(&self, c: &ContainerRow) -> bool {
-        c.state == "running"
-            && matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
+    /// Whether the process that waits for the container (its monitor, or an attached `run`)
+    /// is still there.
+    pub fn monitor_alive(&self, c: &ContainerRow) -> bool {
+        matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
     }
 
-    /// `is_running` for the container's current row (false once it is gone).
-    pub fn is_running_now(&self, id: &str) -> bool {
-        self.db.containers_by_id(id).ok().and_then(|mut rows| rows.pop()).is_some_and(|c| self.is_running(&c))
+    /// Whether the container runs (not between restarts).
+    pub fn is_running(&self, c: &ContainerRow) -> bool {
+        c.state == "running" && self.monitor_alive(c)
+    }
+
+    /// Whether the container runs or its monitor is about to restart it: `stop` has something
+    /// to end, and `logs -f` more to wait for.
+    pub fn is_active(&self, c: &ContainerRow) -> bool {
+        (c.state == "running" || c.state == "restarting") && self.monitor_alive(c)
+    }
+
+    /// `is_active` for the container's current row (false once it is gone).
+    pub fn is_active_now(&self, id: &str) -> bool {
+        self.db.containers_by_id(id).ok().and_then(|mut rows| rows.pop()).is_some_and(|c| self.is_active(&c))
     }
 
     /// Records the container as running, waited for by this process.

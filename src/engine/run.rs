@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use super::network::{Attached, NetworkRequest};
 use super::oci::OciRuntime;
+use super::health::HealthFlags;
+use super::restart::RestartPolicy;
 use super::spec::{container_spec, Limits, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
 use crate::image::distribution::RemoteRef;
 use crate::network::ports::{PortMap, PortRequest};
 use crate::network::NetworkMode;
-use crate::state::containers::ContainerRow;
+use crate::state::containers::{ContainerRow, LogOptions};
 use crate::storage::overlay::{self, OverlayDirs};
 
 /// What `run` was asked.
@@ -42,6 +44,12 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// More names on its networks (`--network-alias`).
     pub aliases: Vec<String>,
+    /// `--restart` (a policy other than `no` needs a detached run).
+    pub restart: RestartPolicy,
+    /// The `--health-*` flags (a check needs a detached run).
+    pub health: HealthFlags,
+    /// `--log-opt max-size=..,max-file=..`.
+    pub log_opts: LogOptions,
 }
 
 /// What a run reports.
@@ -56,6 +64,12 @@ impl Engine {
     /// Runs a container.
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
         opts.limits.check()?;
+        if opts.remove && opts.restart != RestartPolicy::No {
+            return Err(EngineError::Invalid(format!("--rm and --restart {} conflict: a container removed at its exit cannot be restarted", opts.restart)));
+        }
+        if !opts.detach && (opts.restart != RestartPolicy::No || opts.health.cmd.is_some()) {
+            return Err(EngineError::Invalid("--restart and --health-cmd need a monitor: run with -d".into()));
+        }
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
@@ -66,6 +80,8 @@ impl Engine {
             },
         };
         let config = images.config(&image)?;
+        let image_check = if opts.layers.is_some() { None } else { images.healthcheck(&image)? };
+        let healthcheck = opts.health.resolve(image_check.as_ref())?;
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
@@ -97,6 +113,12 @@ impl Engine {
             network: opts.network.to_string(),
             hostname: hostname.clone(),
             aliases: opts.aliases.clone(),
+            restart_policy: opts.restart.to_string(),
+            publish: opts.publish.iter().map(|p| p.to_string()).collect(),
+            auto_remove: opts.remove,
+            healthcheck,
+            log_opts: opts.log_opts,
+            ..Default::default()
         };
         self.db.insert_container(&row)?;
         crate::fault::point("run:recorded");
@@ -121,7 +143,7 @@ impl Engine {
         crate::runtime::spec::save(&spec, &dir)?;
         crate::fault::point("run:spec-saved");
         if opts.detach {
-            monitor::start(self, &id, &oci, opts.remove)?;
+            monitor::start(self, &id, &oci)?;
             crate::fault::point("run:monitor-started");
             undo.armed = false;
             return Ok(RunOutcome::Started { id, name, ports: attached.ports });
@@ -139,14 +161,16 @@ impl Engine {
     /// upper dir stays for `logs`, `commit`, `rm`); with `remove`, delete everything.
     pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
         // Torn down before the exit is recorded: `stop` returns once it is, and then the
-        // container's ports and address are free again.
+        // container's ports and address are free again, and a `start` that follows mounts
+        // its rootfs afresh (not to have it unmounted by us a moment later).
         let detached = self.detach_network(id);
+        let unmounted = if remove { Ok(()) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged) };
         self.db.set_exited(id, code)?;
         if remove {
             return self.remove_container(id, None);
         }
         detached?;
-        overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
+        unmounted?;
         Ok(())
     }
 

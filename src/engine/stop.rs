@@ -9,10 +9,17 @@ use super::{Engine, EngineError, Result};
 use crate::state::containers::ContainerRow;
 
 impl Engine {
-    /// Sends SIGTERM, waits up to `timeout`, then SIGKILL; returns once the exit is recorded.
+    /// Ends a container for good: records that the user stopped it (so its monitor does not
+    /// restart it, and an `unless-stopped` one stays down at boot), sends SIGTERM, waits up to
+    /// `timeout`, then SIGKILL; returns once the exit is recorded. A container between two
+    /// restarts just stays down.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<()> {
         let c = self.find(name)?;
-        if !self.is_running(&c) {
+        if c.state == "running" || c.state == "restarting" {
+            self.db.set_stopped_by_user(&c.id, true)?;
+        }
+        if !self.is_active(&c) {
+            self.reconcile(&c)?;
             return Ok(());
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
@@ -28,10 +35,11 @@ impl Engine {
         }
     }
 
-    /// Removes a container; a running one only with `force` (it is killed first).
+    /// Removes a container; a running (or restarting) one only with `force` (it is stopped
+    /// first).
     pub fn rm(&self, name: &str, force: bool) -> Result<()> {
         let c = self.find(name)?;
-        if self.is_running(&c) {
+        if self.is_active(&c) {
             if !force {
                 return Err(EngineError::StillRunning(c.name));
             }
@@ -46,7 +54,7 @@ impl Engine {
     fn wait_exit(&self, c: &ContainerRow, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if !self.is_running_now(&c.id) {
+            if !self.is_active_now(&c.id) {
                 return true;
             }
             if Instant::now() >= deadline {

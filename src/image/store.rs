@@ -222,6 +222,17 @@ impl<'a> ImageStore<'a> {
         })
     }
 
+    /// The health check a Docker image's config carries (`config.Healthcheck`; the OCI image
+    /// config has no such field), as given there.
+    pub fn healthcheck(&self, image: &ImageRow) -> Result<Option<crate::state::containers::Healthcheck>> {
+        let bytes = self.blobs.read(&image.config_digest)?;
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt(image.config_digest.clone(), e.to_string()))?;
+        match parsed.pointer("/config/Healthcheck") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| ImageError::Corrupt(image.config_digest.clone(), format!("config.Healthcheck: {e}"))),
+        }
+    }
+
     /// The unpacked directories of an image's layers, bottom first.
     pub fn layer_dirs(&self, image: &ImageRow) -> Result<Vec<PathBuf>> {
         image

@@ -51,6 +51,14 @@ pub struct PortRequest {
     pub protocol: Protocol,
 }
 
+/// As `parse` takes it back: `HOST_IP:[HOST_PORT]:CONTAINER_PORT/PROTOCOL`.
+impl std::fmt::Display for PortRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host_port.map(|p| p.to_string()).unwrap_or_default();
+        write!(f, "{}:{host}:{}/{}", self.host_ip, self.container_port, self.protocol.as_str())
+    }
+}
+
 /// One published port, as set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMap {
@@ -122,6 +130,14 @@ pub fn in_use_on_host(ip: Ipv4Addr, port: u16, protocol: Protocol) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_prints_as_parse_takes_it_back() {
+        for spec in ["80", "8080:3000", "127.0.0.1:53:53/udp", "127.0.0.1::80"] {
+            let p = parse(spec).unwrap();
+            assert_eq!(parse(&p.to_string()).unwrap(), p, "{spec} -> {p}");
+        }
+    }
 
     #[test]
     fn publish_specs_parse() {

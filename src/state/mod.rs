@@ -138,6 +138,19 @@ const MIGRATIONS: &[&str] = &[
     // Phase 6: the names a container answers to besides its own (`--hostname`, `--network-alias`).
     "ALTER TABLE containers ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
     ALTER TABLE containers ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';",
+    // Phase 7: restart policies (the count, the current back-off, whether the user stopped
+    // it), what `start` needs to run it again (its -p requests, --rm), health checks (the
+    // config and the last results) and the log's rotation.
+    "ALTER TABLE containers ADD COLUMN started_at TEXT;
+    ALTER TABLE containers ADD COLUMN restart_policy TEXT NOT NULL DEFAULT 'no';
+    ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN restart_backoff_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN publish TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE containers ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN healthcheck TEXT;
+    ALTER TABLE containers ADD COLUMN health TEXT;
+    ALTER TABLE containers ADD COLUMN log_opts TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// An open state database.
