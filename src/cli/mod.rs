@@ -4,6 +4,7 @@ pub mod container;
 pub mod distribution;
 pub mod dns;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod limits;
 pub mod network;
@@ -66,6 +67,9 @@ pub enum Command {
         /// Container name or ID.
         container: String,
     },
+    /// Show containers, images or networks as JSON (Docker's shape), or through --format;
+    /// with --explain, the kernel objects behind the fields, as commands to see them.
+    Inspect(inspect::InspectArgs),
     /// A container's published ports.
     Port {
         /// Container name or ID.
@@ -184,6 +188,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop { time, containers } => container::stop(root, &containers, time),
         Command::Rm { force, containers } => container::rm(root, &containers, force),
         Command::Logs { follow, container } => container::logs(root, &container, follow),
+        Command::Inspect(a) => inspect::inspect(root, a),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),

@@ -6,6 +6,7 @@ pub mod commit;
 pub mod exec;
 pub mod export;
 pub mod gc;
+pub mod inspect;
 pub mod list;
 pub mod logs;
 pub mod monitor;
@@ -30,6 +31,9 @@ pub enum EngineError {
     /// No container by that name or ID.
     #[error("no such container: {0} (see `shibafu list -a`)")]
     NoSuchContainer(String),
+    /// `inspect` found nothing by that name (Docker's message; its exit code is 1).
+    #[error("No such {kind}: {name}")]
+    NoSuchObject { kind: &'static str, name: String },
     /// An ID prefix fits several containers.
     #[error("container ID {0:?} is ambiguous; give more digits or the name")]
     Ambiguous(String),
@@ -73,6 +77,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Runtime(e) => e.exit_code(),
+            EngineError::NoSuchObject { .. } => 1,
             _ => 125,
         }
     }

@@ -17,6 +17,11 @@ fn bridge_name(name: &str) -> String {
     }
 }
 
+/// A network's ID, as `network inspect` shows it: the SHA-256 of its name.
+pub fn network_id(name: &str) -> String {
+    format!("{:x}", Sha256::digest(name.as_bytes()))
+}
+
 impl Engine {
     /// Records a new bridge network; its bridge is made when a container first joins it. An
     /// `internal` one has no way out. A subnet that overlaps another network's, or a route of
@@ -59,7 +64,7 @@ impl Engine {
         }
         Ok(serde_json::json!({
             "name": net.name,
-            "id": format!("{:x}", Sha256::digest(net.name.as_bytes())),
+            "id": network_id(&net.name),
             "driver": "bridge",
             "network_interface": net.bridge,
             "created": row.created_at,

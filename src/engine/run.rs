@@ -118,6 +118,7 @@ impl Engine {
             nofile: super::spec::default_nofile(),
         })?;
         super::spec::apply_network(&mut spec, &opts.network, &attached);
+        super::spec::annotate(&mut spec, super::inspect::container::IMAGE_ID_ANNOTATION, &image.config_digest);
         crate::runtime::spec::save(&spec, &dir)?;
         crate::fault::point("run:spec-saved");
         if opts.detach {

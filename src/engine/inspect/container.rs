@@ -1,0 +1,464 @@
+//! A container as `docker inspect` shows one, where the concept is shared. The facts are
+//! gathered first (state rows, the bundle's config.json, the live PID and MAC addresses), then
+//! turned into the document by a pure function, so its shape is tested without root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::engine::oci::OciRuntime;
+use crate::engine::{Engine, Result};
+use crate::network::{netlink, netns, Network, NetworkMode};
+use crate::state::containers::ContainerRow;
+use crate::state::network::{LeaseRow, PortRow};
+use crate::storage::overlay::OverlayDirs;
+
+/// Docker's time for "never".
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The annotation in config.json that records the ID (config digest) of the image a
+/// container was made from; not one of its labels.
+pub const IMAGE_ID_ANNOTATION: &str = "io.shibafu.image.id";
+
+/// Everything `inspect` says about a container, read from the state and the machine.
+#[derive(Debug, Clone)]
+pub struct ContainerFacts {
+    /// Its row.
+    pub row: ContainerRow,
+    /// Its directory (bundle, overlay dirs, log, /etc files).
+    pub dir: PathBuf,
+    /// Its config.json, when it was written.
+    pub spec: Option<Spec>,
+    /// Docker's status word (`created`, `running`, `exited`).
+    pub status: &'static str,
+    /// Why it is not what its row says (a monitor that vanished), or "".
+    pub error: String,
+    /// Its init's PID, while it runs.
+    pub pid: Option<i32>,
+    /// When its init started (from /proc), while it runs.
+    pub started_at: Option<String>,
+    /// The image's ID ("" when no longer known).
+    pub image_id: String,
+    /// The image config's `config` object (ExposedPorts, Entrypoint, ...), or null.
+    pub image_config: Value,
+    /// Each network it is on, in order, with its lease and the MAC of its interface there.
+    pub networks: Vec<NetworkFacts>,
+    /// Its published ports.
+    pub ports: Vec<PortRow>,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerFacts>,
+    /// Its network namespace file, while it exists.
+    pub sandbox: Option<PathBuf>,
+    /// The data root (volumes live under it).
+    pub root: PathBuf,
+}
+
+/// A container's place on one network.
+#[derive(Debug, Clone)]
+pub struct NetworkFacts {
+    /// The network.
+    pub network: Network,
+    /// Its lease there, while it has one.
+    pub lease: Option<LeaseRow>,
+    /// The MAC address of its interface there.
+    pub mac: Option<String>,
+}
+
+/// One layer under a container.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerFacts {
+    /// Digest of the uncompressed tar.
+    #[serde(rename = "DiffID")]
+    pub diff_id: String,
+    /// Digest of the stored blob.
+    pub digest: String,
+    /// The unpacked directory (an overlay lower dir).
+    pub dir: PathBuf,
+}
+
+impl Engine {
+    /// Gathers what `inspect` shows of a container.
+    pub fn container_facts(&self, row: &ContainerRow) -> Result<ContainerFacts> {
+        let dir = self.container_dir(&row.id);
+        let spec = crate::runtime::spec::load(&dir).ok();
+        let running = self.is_running(row);
+        let (status, error) = match row.state.as_str() {
+            "running" if running => ("running", String::new()),
+            "running" => ("exited", "its monitor is gone; `shibafu gc` cleans up after it".to_string()),
+            "exited" => ("exited", String::new()),
+            _ => ("created", String::new()),
+        };
+        let pid = if running { OciRuntime::choose(&row.runtime, &self.run_dir).ok().and_then(|oci| oci.pid(&row.id)) } else { None };
+        let (image_id, image_config) = self.image_of(row, spec.as_ref());
+        let sandbox = Some(netns::path_for(&self.run_dir, &row.id)).filter(|p| p.exists());
+        let leases = self.db.leases_of(&row.id)?;
+        let mut networks = Vec::new();
+        if let Ok(NetworkMode::Bridges(names)) = NetworkMode::parse(&[row.network.clone()]) {
+            for name in names {
+                let Ok(network) = self.network_named(&name) else { continue };
+                let lease = leases.iter().find(|l| l.network == name).cloned();
+                let mac = match (&sandbox, &lease) {
+                    (Some(ns), Some(l)) => netlink::mac_in(ns, &l.interface).ok().flatten(),
+                    _ => None,
+                };
+                networks.push(NetworkFacts { network, lease, mac });
+            }
+        }
+        let mut layers = Vec::new();
+        for diff_id in &row.layers {
+            let digest = self.db.layer(diff_id)?.map(|l| l.blob_digest).unwrap_or_default();
+            layers.push(LayerFacts { diff_id: diff_id.clone(), digest, dir: self.images().layer_dir(diff_id) });
+        }
+        Ok(ContainerFacts {
+            row: row.clone(),
+            dir,
+            spec,
+            status,
+            error,
+            started_at: pid.and_then(process_start),
+            pid,
+            image_id,
+            image_config,
+            networks,
+            ports: self.db.ports_of(&row.id)?,
+            layers,
+            sandbox,
+            root: self.root.clone(),
+        })
+    }
+
+    /// The image a container was made from: its ID (recorded in config.json; for older
+    /// containers, the image its reference names while that still has the same layers) and
+    /// the `config` object of its image config.
+    fn image_of(&self, row: &ContainerRow, spec: Option<&Spec>) -> (String, Value) {
+        let images = self.images();
+        let recorded = spec.and_then(|s| s.annotations().as_ref()).and_then(|a| a.get(IMAGE_ID_ANNOTATION)).cloned();
+        let id = recorded.or_else(|| images.resolve(&row.image).ok().filter(|i| i.layers == row.layers).map(|i| i.config_digest));
+        let Some(id) = id else { return (String::new(), Value::Null) };
+        let config = images.blob_store().read(&id).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).map(|c| c["config"].clone()).unwrap_or(Value::Null);
+        (id, config)
+    }
+}
+
+/// When a process started, as RFC 3339: its start in clock ticks after boot (/proc/PID/stat)
+/// plus the boot time (btime in /proc/stat).
+fn process_start(pid: i32) -> Option<String> {
+    let (ticks, _) = crate::runtime::state::proc_stat(pid)?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(btime * 1000 + ticks * 1000 / hz);
+    Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+/// The document, as Docker names its fields.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerDoc {
+    id: String,
+    created: String,
+    path: String,
+    args: Vec<String>,
+    state: StateDoc,
+    image: String,
+    resolv_conf_path: PathBuf,
+    hostname_path: PathBuf,
+    hosts_path: PathBuf,
+    log_path: PathBuf,
+    name: String,
+    restart_count: u64,
+    driver: &'static str,
+    platform: &'static str,
+    host_config: HostConfigDoc,
+    graph_driver: GraphDriverDoc,
+    mounts: Vec<MountDoc>,
+    config: ConfigDoc,
+    network_settings: NetworkSettingsDoc,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StateDoc {
+    status: &'static str,
+    running: bool,
+    paused: bool,
+    restarting: bool,
+    pid: i32,
+    exit_code: i32,
+    error: String,
+    started_at: String,
+    finished_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HostConfigDoc {
+    network_mode: String,
+    port_bindings: BTreeMap<String, Vec<PortBindingDoc>>,
+    restart_policy: RestartPolicyDoc,
+    runtime: String,
+    memory: i64,
+    nano_cpus: i64,
+    pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RestartPolicyDoc {
+    name: String,
+    maximum_retry_count: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PortBindingDoc {
+    host_ip: String,
+    host_port: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct GraphDriverDoc {
+    name: &'static str,
+    data: BTreeMap<&'static str, String>,
+    layers: Vec<LayerFacts>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MountDoc {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    source: String,
+    destination: String,
+    mode: String,
+    #[serde(rename = "RW")]
+    rw: bool,
+    propagation: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigDoc {
+    hostname: String,
+    user: String,
+    tty: bool,
+    env: Vec<String>,
+    cmd: Vec<String>,
+    image: String,
+    working_dir: String,
+    entrypoint: Option<Vec<String>>,
+    labels: BTreeMap<String, String>,
+    exposed_ports: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkSettingsDoc {
+    sandbox_key: String,
+    ports: BTreeMap<String, Vec<PortBindingDoc>>,
+    networks: BTreeMap<String, EndpointDoc>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointDoc {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    gateway: String,
+    #[serde(rename = "IPAddress")]
+    ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    ip_prefix_len: u8,
+    mac_address: String,
+    aliases: Vec<String>,
+    #[serde(rename = "DNSNames")]
+    dns_names: Vec<String>,
+}
+
+/// Turns the facts into the document.
+pub fn document(f: &ContainerFacts) -> ContainerDoc {
+    let process = f.spec.as_ref().and_then(|s| s.process().clone());
+    let args = process.as_ref().and_then(|p| p.args().clone()).unwrap_or_else(|| f.row.command.clone());
+    let dirs = OverlayDirs::in_dir(&f.dir);
+    let ports = port_map(&f.ports);
+    ContainerDoc {
+        id: f.row.id.clone(),
+        created: f.row.created_at.clone(),
+        path: args.first().cloned().unwrap_or_default(),
+        args: args.iter().skip(1).cloned().collect(),
+        state: StateDoc {
+            status: f.status,
+            running: f.status == "running",
+            paused: false,
+            restarting: false,
+            pid: f.pid.unwrap_or(0),
+            exit_code: f.row.exit_code.unwrap_or(0),
+            error: f.error.clone(),
+            started_at: f.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+            finished_at: f.row.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
+            // Health checks are not recorded yet: absent, as Docker's for a container without one.
+            health: None,
+        },
+        image: f.image_id.clone(),
+        resolv_conf_path: f.dir.join("resolv.conf"),
+        hostname_path: f.dir.join("hostname"),
+        hosts_path: f.dir.join("hosts"),
+        log_path: crate::engine::monitor::log_path(&f.dir),
+        name: format!("/{}", f.row.name),
+        // Restarts are not recorded yet: none.
+        restart_count: 0,
+        driver: "overlay",
+        platform: "linux",
+        host_config: host_config(f, ports.clone()),
+        graph_driver: GraphDriverDoc {
+            name: "overlay",
+            data: BTreeMap::from([
+                ("LowerDir", f.layers.iter().rev().map(|l| l.dir.display().to_string()).collect::<Vec<_>>().join(":")),
+                ("UpperDir", dirs.upper.display().to_string()),
+                ("WorkDir", dirs.work.display().to_string()),
+                ("MergedDir", dirs.merged.display().to_string()),
+            ]),
+            layers: f.layers.clone(),
+        },
+        mounts: f.spec.as_ref().map(|s| user_mounts(s, &f.dir, &f.root)).unwrap_or_default(),
+        config: config(f, &args),
+        network_settings: NetworkSettingsDoc {
+            sandbox_key: f.sandbox.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ports,
+            networks: endpoints(f),
+        },
+    }
+}
+
+/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "30001"}]}`.
+fn port_map(ports: &[PortRow]) -> BTreeMap<String, Vec<PortBindingDoc>> {
+    let mut map: BTreeMap<String, Vec<PortBindingDoc>> = BTreeMap::new();
+    for p in ports {
+        map.entry(format!("{}/{}", p.container_port, p.protocol)).or_default().push(PortBindingDoc { host_ip: p.host_ip.clone(), host_port: p.host_port.to_string() });
+    }
+    map
+}
+
+fn host_config(f: &ContainerFacts, ports: BTreeMap<String, Vec<PortBindingDoc>>) -> HostConfigDoc {
+    let resources = f.spec.as_ref().and_then(|s| s.linux().as_ref()).and_then(|l| l.resources().clone());
+    let memory = resources.as_ref().and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0);
+    let cpu = resources.as_ref().and_then(|r| r.cpu().clone());
+    let nano_cpus = cpu.and_then(|c| Some(c.quota()? * 1_000_000_000 / c.period()?.max(1) as i64)).unwrap_or(0);
+    let pids_limit = resources.as_ref().and_then(|r| r.pids().as_ref()).map(|p| p.limit());
+    HostConfigDoc {
+        network_mode: f.row.network.split(',').next().unwrap_or_default().to_string(),
+        port_bindings: ports,
+        // Restart policies are not recorded yet: Docker's default.
+        restart_policy: RestartPolicyDoc { name: "no".into(), maximum_retry_count: 0 },
+        runtime: f.row.runtime.clone(),
+        memory,
+        nano_cpus,
+        pids_limit,
+    }
+}
+
+fn config(f: &ContainerFacts, args: &[String]) -> ConfigDoc {
+    let process = f.spec.as_ref().and_then(|s| s.process().clone());
+    let image_entrypoint: Vec<String> = serde_json::from_value(f.image_config["Entrypoint"].clone()).unwrap_or_default();
+    let (entrypoint, cmd) = if !image_entrypoint.is_empty() && args.starts_with(&image_entrypoint) {
+        (Some(image_entrypoint.clone()), args[image_entrypoint.len()..].to_vec())
+    } else {
+        (None, args.to_vec())
+    };
+    let user = process.as_ref().map(|p| (p.user().uid(), p.user().gid())).filter(|ids| *ids != (0, 0)).map(|(u, g)| format!("{u}:{g}")).unwrap_or_default();
+    let mut exposed: BTreeMap<String, Value> = f.image_config["ExposedPorts"].as_object().map(|m| m.keys().map(|k| (k.clone(), json!({}))).collect()).unwrap_or_default();
+    for p in &f.ports {
+        exposed.insert(format!("{}/{}", p.container_port, p.protocol), json!({}));
+    }
+    ConfigDoc {
+        hostname: f.row.hostname.clone(),
+        user,
+        tty: process.as_ref().and_then(|p| p.terminal()).unwrap_or(false),
+        env: process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+        cmd,
+        image: f.row.image.clone(),
+        working_dir: process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
+        entrypoint,
+        labels: labels(f.spec.as_ref()),
+        exposed_ports: exposed,
+    }
+}
+
+/// The container's labels: its config.json annotations, but for our own records.
+fn labels(spec: Option<&Spec>) -> BTreeMap<String, String> {
+    let annotations = spec.and_then(|s| s.annotations().clone()).unwrap_or_default();
+    annotations.into_iter().filter(|(k, _)| k != IMAGE_ID_ANNOTATION).collect()
+}
+
+/// One entry per network: its address, gateway, MAC and names there. With `--network none`
+/// or `host`, one empty entry of that name, as Docker shows.
+fn endpoints(f: &ContainerFacts) -> BTreeMap<String, EndpointDoc> {
+    let mut out = BTreeMap::new();
+    if f.networks.is_empty() {
+        out.insert(f.row.network.clone(), EndpointDoc::default());
+    }
+    for n in &f.networks {
+        let mut names = vec![f.row.name.clone()];
+        for extra in std::iter::once(&f.row.hostname).chain(&f.row.aliases) {
+            if !extra.is_empty() && !names.contains(extra) {
+                names.push(extra.clone());
+            }
+        }
+        let lease = n.lease.as_ref();
+        out.insert(
+            n.network.name.clone(),
+            EndpointDoc {
+                network_id: crate::engine::networks::network_id(&n.network.name),
+                gateway: lease.map(|_| n.network.gateway.to_string()).unwrap_or_default(),
+                ip_address: lease.map(|l| l.address.clone()).unwrap_or_default(),
+                ip_prefix_len: lease.map_or(0, |_| n.network.subnet.prefix_len()),
+                mac_address: n.mac.clone().unwrap_or_default(),
+                aliases: f.row.aliases.clone(),
+                dns_names: names,
+            },
+        );
+    }
+    out
+}
+
+/// The mounts the user asked for: every mount of config.json but the default ones every
+/// container has (/proc, /dev, /sys, ...) and the /etc files the engine writes.
+fn user_mounts(spec: &Spec, dir: &Path, root: &Path) -> Vec<MountDoc> {
+    let defaults: Vec<PathBuf> = crate::runtime::spec::default_spec().mounts().clone().unwrap_or_default().iter().map(|m| m.destination().clone()).collect();
+    let volumes = root.join("volumes");
+    let mut out = Vec::new();
+    for m in spec.mounts().clone().unwrap_or_default() {
+        let source = m.source().clone().unwrap_or_default();
+        if defaults.contains(m.destination()) || source.parent() == Some(dir) {
+            continue;
+        }
+        let options = m.options().clone().unwrap_or_default();
+        let volume = source.strip_prefix(&volumes).ok().and_then(|rest| rest.components().next()).map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let kind = match (&volume, m.typ().as_deref()) {
+            (Some(_), _) => "volume",
+            (None, Some("tmpfs")) => "tmpfs",
+            (None, Some(other)) if other != "bind" && !options.iter().any(|o| o == "bind" || o == "rbind") => other,
+            _ => "bind",
+        };
+        out.push(MountDoc {
+            kind: kind.to_string(),
+            name: volume,
+            source: source.display().to_string(),
+            destination: m.destination().display().to_string(),
+            mode: options.iter().find(|o| *o == "ro" || *o == "rw").cloned().unwrap_or_default(),
+            rw: !options.iter().any(|o| o == "ro"),
+            propagation: options.iter().find(|o| ["rprivate", "private", "rshared", "shared", "rslave", "slave"].contains(&o.as_str())).cloned().unwrap_or_default(),
+        });
+    }
+    out
+}
