@@ -462,3 +462,108 @@ fn user_mounts(spec: &Spec, dir: &Path, root: &Path) -> Vec<MountDoc> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::network::Attached;
+    use crate::engine::spec::{container_spec, Limits, SpecInput};
+    use crate::image::ImageConfig;
+
+    fn facts() -> ContainerFacts {
+        let root = PathBuf::from("/var/lib/shibafu");
+        let id = "ab".repeat(32);
+        let dir = root.join("containers").join(&id);
+        let image = ImageConfig { entrypoint: vec!["/entry".into()], cmd: vec!["serve".into()], ..Default::default() };
+        let mut spec = container_spec(&SpecInput {
+            image: &image,
+            command: &[],
+            env: &["NODE_ENV=production".to_string()],
+            rootfs: dir.join("rootfs"),
+            rootfs_on_disk: Path::new("/nonexistent"),
+            hostname: id[..12].to_string(),
+            terminal: false,
+            limits: &Limits { memory: Some(64 << 20), cpus: Some(0.5), pids: Some(100) },
+            cgroup: Some(PathBuf::from("shibafu").join(&id)),
+            nofile: 1024,
+        })
+        .unwrap();
+        let files = ["hostname", "hosts", "resolv.conf"].map(|f| (Path::new("/etc").join(f), dir.join(f)));
+        let attached = Attached { netns: Some(root.join("run/netns").join(&id)), files: files.to_vec(), ports: Vec::new() };
+        crate::engine::spec::apply_network(&mut spec, &NetworkMode::Bridges(vec!["production".into()]), &attached);
+        crate::engine::spec::annotate(&mut spec, IMAGE_ID_ANNOTATION, "sha256:image");
+        crate::engine::spec::annotate(&mut spec, "tier", "front");
+        let mut mounts = spec.mounts().clone().unwrap();
+        mounts.push(oci_spec::runtime::MountBuilder::default().destination("/data").typ("bind").source(root.join("volumes/db/_data")).options(vec!["rbind".into(), "ro".into()]).build().unwrap());
+        spec.set_mounts(Some(mounts));
+        let network = Network::parse("production", "br-production", "10.89.0.0/24", "10.89.0.1").unwrap();
+        let lease = LeaseRow { network: "production".into(), address: "10.89.0.2".into(), container_id: id.clone(), interface: "eth0".into(), host_veth: "vethababababa0".into() };
+        ContainerFacts {
+            row: ContainerRow {
+                id: id.clone(),
+                name: "webapp".into(),
+                image: "localhost:5000/apps/webapp:latest".into(),
+                command: vec!["/entry".into(), "serve".into()],
+                layers: vec!["sha256:l1".into(), "sha256:l2".into()],
+                runtime: "shibafu".into(),
+                created_at: "2026-01-02T03:04:05Z".into(),
+                state: "running".into(),
+                monitor_pid: Some(99),
+                monitor_start: Some(1),
+                exit_code: None,
+                finished_at: None,
+                network: "production".into(),
+                hostname: id[..12].to_string(),
+                aliases: vec!["web".into()],
+            },
+            spec: Some(spec),
+            status: "running",
+            error: String::new(),
+            pid: Some(4242),
+            started_at: Some("2026-01-02T03:04:06.000Z".into()),
+            image_id: "sha256:image".into(),
+            image_config: json!({"Entrypoint": ["/entry"], "Cmd": ["serve"], "ExposedPorts": {"8080/tcp": {}}}),
+            networks: vec![NetworkFacts { network, lease: Some(lease), mac: Some("02:42:0a:59:00:02".into()) }],
+            ports: vec![PortRow { container_id: id.clone(), host_ip: "0.0.0.0".into(), host_port: 30001, container_ip: "10.89.0.2".into(), container_port: 80, protocol: "tcp".into() }],
+            layers: ["sha256:l1", "sha256:l2"].iter().map(|d| LayerFacts { diff_id: d.to_string(), digest: format!("{d}-blob"), dir: root.join("layers").join(&d[7..]) }).collect(),
+            sandbox: Some(root.join("run/netns").join(&id)),
+            dir,
+            root,
+        }
+    }
+
+    #[test]
+    fn a_running_container_document() {
+        insta::assert_json_snapshot!(document(&facts()));
+    }
+
+    #[test]
+    fn a_stopped_container_has_no_pid_and_empty_endpoints() {
+        let mut f = facts();
+        f.status = "exited";
+        f.pid = None;
+        f.started_at = None;
+        f.row.exit_code = Some(3);
+        f.row.finished_at = Some("2026-01-02T04:00:00Z".into());
+        f.networks[0].lease = None;
+        f.networks[0].mac = None;
+        f.ports.clear();
+        f.sandbox = None;
+        let doc = serde_json::to_value(document(&f)).unwrap();
+        assert_eq!(doc["State"]["Pid"], 0);
+        assert_eq!(doc["State"]["ExitCode"], 3);
+        assert_eq!(doc["State"]["StartedAt"], ZERO_TIME);
+        assert_eq!(doc["NetworkSettings"]["Networks"]["production"]["IPAddress"], "");
+        assert_eq!(doc["NetworkSettings"]["Ports"], json!({}));
+    }
+
+    #[test]
+    fn host_and_none_show_one_empty_endpoint() {
+        let mut f = facts();
+        f.row.network = "host".into();
+        f.networks.clear();
+        let doc = serde_json::to_value(document(&f)).unwrap();
+        assert_eq!(doc["NetworkSettings"]["Networks"]["host"]["IPAddress"], "");
+        assert_eq!(doc["HostConfig"]["NetworkMode"], "host");
+    }
+}
