@@ -59,8 +59,12 @@ pub struct RunArgs {
     /// first word after the flags is then the command.
     #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<String>>,
-    /// Image (with --layers: the command).
-    pub image: String,
+    /// The image, as a flag: every word after the flags is then the command.
+    #[arg(long = "image", value_name = "REF", conflicts_with = "layers")]
+    pub image_ref: Option<String>,
+    /// Image (with --image or --layers: the command).
+    #[arg(required_unless_present_any = ["image_ref", "layers"])]
+    pub image: Option<String>,
     /// Command and arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -103,10 +107,11 @@ pub struct ExecArgs {
 pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     let engine = Engine::open(root)?;
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
-    // With --layers there is no image: what clap took for one is the command.
-    let (image, command) = match a.layers {
-        Some(_) => (String::new(), std::iter::once(a.image).chain(a.command).collect()),
-        None => (a.image, a.command),
+    // With --image or --layers, what clap took for the image is the command's first word.
+    let (image, command) = match (a.image_ref, a.layers.is_some()) {
+        (Some(image), _) => (image, a.image.into_iter().chain(a.command).collect()),
+        (None, true) => (String::new(), a.image.into_iter().chain(a.command).collect()),
+        (None, false) => (a.image.unwrap_or_default(), a.command),
     };
     let publish = a.publish.iter().map(|p| ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
     let opts = RunOptions {
