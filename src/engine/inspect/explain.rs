@@ -37,11 +37,13 @@ fn container(f: &ContainerFacts) -> Vec<String> {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string();
     out.push(format!("cat /proc/{pid}/cgroup  # 0::{path}: its cgroup"));
-    out.push(format!("cat /sys/fs/cgroup{path}/cgroup.procs  # its processes (HostConfig.Memory: memory.max, NanoCpus: cpu.max, PidsLimit: pids.max)"));
+    if let Some(mount) = crate::runtime::cgroups::v2_mount() {
+        out.push(format!("cat {}{path}/cgroup.procs  # its processes (HostConfig.Memory: memory.max, NanoCpus: cpu.max, PidsLimit: pids.max)", mount.display()));
+    }
     let dirs = OverlayDirs::in_dir(&f.dir);
     out.push(format!("findmnt -o TARGET,FSTYPE,OPTIONS {}  # GraphDriver.Data: the overlay of LowerDir (its layers) and UpperDir", dirs.merged.display()));
     out.push(format!("grep {} /proc/self/mountinfo  # the same mount, as the kernel lists it", dirs.merged.display()));
-    out.push(format!("nsenter -t {pid} -m findmnt /etc/resolv.conf  # ResolvConfPath, bound in ({} and {} too)", f.dir.join("hosts").display(), f.dir.join("hostname").display()));
+    out.push(format!("findmnt --task {pid} /etc/resolv.conf  # ResolvConfPath, bound in ({} and {} too)", f.dir.join("hosts").display(), f.dir.join("hostname").display()));
     if let Some(sandbox) = &f.sandbox {
         out.push(format!("findmnt {}  # NetworkSettings.SandboxKey: a bind mount that holds its network namespace", sandbox.display()));
     }
