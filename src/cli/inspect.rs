@@ -35,8 +35,8 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32> {
     for name in &a.names {
         match engine.find_object(name, kind) {
             Ok(object) => {
-                for line in explain::lines(&object) {
-                    crate::explain::step(|| line);
+                if crate::explain::enabled() {
+                    explain::lines(&object).into_iter().for_each(|line| crate::explain::step(|| line));
                 }
                 documents.push(object.document());
             }

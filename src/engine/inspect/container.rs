@@ -97,7 +97,7 @@ impl Engine {
         let sandbox = Some(netns::path_for(&self.run_dir, &row.id)).filter(|p| p.exists());
         let leases = self.db.leases_of(&row.id)?;
         let mut networks = Vec::new();
-        if let Ok(NetworkMode::Bridges(names)) = NetworkMode::parse(&[row.network.clone()]) {
+        if let Ok(NetworkMode::Bridges(names)) = NetworkMode::parse(std::slice::from_ref(&row.network)) {
             for name in names {
                 let Ok(network) = self.network_named(&name) else { continue };
                 let lease = leases.iter().find(|l| l.network == name).cloned();
