@@ -107,12 +107,7 @@ pub struct ExecArgs {
 pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     let engine = Engine::open(root)?;
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
-    // With --image or --layers, what clap took for the image is the command's first word.
-    let (image, command) = match (a.image_ref, a.layers.is_some()) {
-        (Some(image), _) => (image, a.image.into_iter().chain(a.command).collect()),
-        (None, true) => (String::new(), a.image.into_iter().chain(a.command).collect()),
-        (None, false) => (a.image.unwrap_or_default(), a.command),
-    };
+    let (image, command) = image_and_command(a.image_ref, a.layers.is_some(), a.image, a.command);
     let publish = a.publish.iter().map(|p| ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
     let opts = RunOptions {
         image,
@@ -141,6 +136,16 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
             println!("Container {name} started, accessible at {}", at.join(", "));
             Ok(0)
         }
+    }
+}
+
+/// The image and the command: with --image or --layers, what clap took for the image is the
+/// command's first word.
+fn image_and_command(image_ref: Option<String>, layers: bool, positional: Option<String>, rest: Vec<String>) -> (String, Vec<String>) {
+    match (image_ref, layers) {
+        (Some(image), _) => (image, positional.into_iter().chain(rest).collect()),
+        (None, true) => (String::new(), positional.into_iter().chain(rest).collect()),
+        (None, false) => (positional.unwrap_or_default(), rest),
     }
 }
 
@@ -223,4 +228,29 @@ pub fn logs(root: &Path, name: &str, follow: bool) -> Result<i32> {
 /// `512m`, `1g`, `65536` -> bytes.
 pub fn parse_size(text: &str) -> Result<i64> {
     crate::storage::limits::parse_size(text).map(|n| n as i64).map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(words: &[&str]) -> (String, Vec<String>) {
+        let cli = Cli::try_parse_from(["shibafu", "run"].iter().chain(words)).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        image_and_command(a.image_ref, a.layers.is_some(), a.image, a.command)
+    }
+
+    #[test]
+    fn the_image_comes_by_flag_or_first_and_the_rest_is_the_command() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(run_args(&["--image", "web:1", "sh", "-c", "echo hi"]), ("web:1".into(), words(&["sh", "-c", "echo hi"])));
+        assert_eq!(run_args(&["--image", "web:1", "--name", "w"]), ("web:1".into(), vec![]));
+        assert_eq!(run_args(&["busybox", "echo", "-n", "x"]), ("busybox".into(), words(&["echo", "-n", "x"])));
+        assert_eq!(run_args(&["--layers", "a,b", "python", "app.py"]), (String::new(), words(&["python", "app.py"])));
+        assert!(Cli::try_parse_from(["shibafu", "run", "--image", "x", "--layers", "a", "sh"]).is_err(), "one image at a time");
+        assert!(Cli::try_parse_from(["shibafu", "run", "--name", "w"]).is_err(), "an image is needed");
+    }
 }

@@ -104,6 +104,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_process_is_explained_by_its_namespaces_and_cgroup() {
+        let me = std::process::id() as i32;
+        let row = crate::state::containers::ContainerRow {
+            id: "c".repeat(64),
+            name: "web".into(),
+            image: "busybox:latest".into(),
+            command: vec!["sh".into()],
+            layers: vec![],
+            runtime: "shibafu".into(),
+            created_at: String::new(),
+            state: "running".into(),
+            monitor_pid: None,
+            monitor_start: None,
+            exit_code: None,
+            finished_at: None,
+            network: "none".into(),
+            hostname: String::new(),
+            aliases: vec![],
+        };
+        let facts = ContainerFacts {
+            row,
+            dir: "/var/lib/shibafu/containers/c".into(),
+            spec: None,
+            status: "running",
+            error: String::new(),
+            pid: Some(me),
+            started_at: None,
+            image_id: String::new(),
+            image_config: Value::Null,
+            networks: vec![],
+            ports: vec![],
+            layers: vec![],
+            sandbox: None,
+            root: "/var/lib/shibafu".into(),
+        };
+        let got = container(&facts).join("\n");
+        let net = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert!(got.contains(&format!("readlink /proc/{me}/ns/net  # {}: its net namespace", net.display())), "{got}");
+        assert!(got.contains(&format!("cat /proc/{me}/cgroup  # 0::")), "{got}");
+        assert!(!got.contains("ip route"), "no network, no routes: {got}");
+        let stopped = ContainerFacts { pid: None, status: "exited", ..facts };
+        assert!(container(&stopped).join("\n").contains("web is exited: no process"));
+    }
+
+    #[test]
     fn a_network_is_explained_by_its_bridge_and_rules() {
         let doc = serde_json::json!({"network_interface": "br-backend", "subnets": [{"subnet": "172.22.0.0/24", "gateway": "172.22.0.1"}]});
         let got = network(&doc).join("\n");
