@@ -41,6 +41,7 @@ fn phase7_inspect_names_the_kernel_objects_behind_a_running_container() {
         echo "network=$(shibafu inspect -f '{{{{.name}}}} {{{{(index .subnets 0).subnet}}}} {{{{.network_interface}}}}' production)"
         echo "image=$(shibafu inspect --type image -f '{{{{index .RepoTags 0}}}} {{{{.RootFS.Type}}}} {{{{len .RootFS.Layers}}}}' busybox)"
         shibafu inspect webapp busybox production > $LAB/all.json
+        echo "compact-lines=$(shibafu inspect --format json webapp busybox | wc -l)"
         set +e
         shibafu inspect -f '{{{{.Name}}}}' nosuch webapp 2>$LAB/missing.err; echo "missing-code=$? $(cat $LAB/missing.err)"
         shibafu inspect --type image webapp 2>$LAB/typed.err >/dev/null; echo "typed-code=$? $(cat $LAB/typed.err)"
@@ -75,6 +76,7 @@ fn phase7_inspect_names_the_kernel_objects_behind_a_running_container() {
         "missing-code=1 Error: No such object: nosuch",
         "typed-code=1 Error: No such image: webapp",
         "bad-template-code=125 shibafu: template: executing {{.State.Nope.X}}: nil pointer evaluating .State.Nope.X",
+        "compact-lines=1",
         "ns-line=1",
         "dnat-line=1",
         "stopped=exited 0 |1",

@@ -13,7 +13,8 @@ use crate::template::Template;
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Print each object through a Go template, one line each: '{{.State.Pid}}',
-    /// '{{json .NetworkSettings}}', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'.
+    /// '{{json .NetworkSettings}}', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}';
+    /// `json` prints the array on one line.
     #[arg(short, long)]
     pub format: Option<String>,
     /// Only this kind of object: container, image or network.
@@ -28,7 +29,9 @@ pub struct InspectArgs {
 /// as Docker does ("Error: No such object: X") and makes the exit code 1.
 pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32> {
     let kind = a.kind.as_deref().map(Kind::parse).transpose()?;
-    let template = a.format.as_deref().map(Template::parse).transpose()?;
+    // `--format json` is the array on one line, as Docker's.
+    let compact = a.format.as_deref() == Some("json");
+    let template = a.format.as_deref().filter(|_| !compact).map(Template::parse).transpose()?;
     let engine = Engine::open(root)?;
     let mut documents = Vec::new();
     let mut code = 0;
@@ -54,6 +57,7 @@ pub fn inspect(root: &Path, a: InspectArgs) -> Result<i32> {
                 println!("{}", t.render(&doc.to_value())?);
             }
         }
+        None if compact => println!("{}", serde_json::to_string(&documents)?),
         None => println!("{}", serde_json::to_string_pretty(&documents)?),
     }
     Ok(code)
