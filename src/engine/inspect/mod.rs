@@ -3,6 +3,7 @@
 //! the kernel objects behind each field, as commands a person can type.
 
 pub mod container;
+pub mod container_doc;
 pub mod explain;
 pub mod image;
 
@@ -59,7 +60,7 @@ pub enum Object {
 #[serde(untagged)]
 pub enum Document {
     /// A container's.
-    Container(Box<container::ContainerDoc>),
+    Container(Box<container_doc::ContainerDoc>),
     /// An image's or a network's.
     Other(Value),
 }
@@ -75,7 +76,7 @@ impl Object {
     /// The JSON document.
     pub fn document(&self) -> Document {
         match self {
-            Object::Container(f) => Document::Container(Box::new(container::document(f))),
+            Object::Container(f) => Document::Container(Box::new(container_doc::document(f))),
             Object::Image(f) => Document::Other(image::document(f)),
             Object::Network(v) => Document::Other(v.clone()),
         }
