@@ -15,3 +15,4 @@ pub mod runtime;
 pub mod safepath;
 pub mod state;
 pub mod storage;
+pub mod template;

@@ -119,7 +119,7 @@ fn stop_rm_and_failed_runs_leave_links_rules_and_leases_as_they_were() {
         shibafu stop -t 1 s >/dev/null
         echo stopped-ports=$(shibafu port s | wc -l)
         shibafu run busybox /no/such/program 2>/dev/null || echo failed-run=$?
-        shibafu run --network nosuch busybox true 2>&1 || true
+        shibafu run --network 'no such' busybox true 2>&1 || true
         shibafu run -p 70000 busybox true 2>&1 || true
         shibafu run --network none -p 80 busybox true 2>&1 || true
         state > $LAB/after
@@ -130,7 +130,7 @@ fn stop_rm_and_failed_runs_leave_links_rules_and_leases_as_they_were() {
     for want in [
         "stopped-ports=0",
         "failed-run=127",
-        "no such network: nosuch",
+        "invalid network name \"no such\"",
         "invalid --publish \"70000\"",
         "--publish needs a bridge network, not --network none",
         "unchanged",

@@ -89,8 +89,12 @@ pub struct RunArgs {
     /// first word after the flags is then the command.
     #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<String>>,
-    /// Image (with --layers: the command).
-    pub image: String,
+    /// The image, as a flag: every word after the flags is then the command.
+    #[arg(long = "image", value_name = "REF", conflicts_with = "layers")]
+    pub image_ref: Option<String>,
+    /// Image (with --image or --layers: the command).
+    #[arg(required_unless_present_any = ["image_ref", "layers"])]
+    pub image: Option<String>,
     /// Command and arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -181,11 +185,7 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     health.check()?;
     let engine = Engine::open(root)?;
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
-    // With --layers there is no image: what clap took for one is the command.
-    let (image, command) = match a.layers {
-        Some(_) => (String::new(), std::iter::once(a.image).chain(a.command).collect()),
-        None => (a.image, a.command),
-    };
+    let (image, command) = image_and_command(a.image_ref, a.layers.is_some(), a.image, a.command);
     let publish = a.publish.iter().map(|p| ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
     let opts = RunOptions {
         image,
@@ -218,6 +218,16 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
             println!("Container {name} started, accessible at {}", at.join(", "));
             Ok(0)
         }
+    }
+}
+
+/// The image and the command: with --image or --layers, what clap took for the image is the
+/// command's first word.
+fn image_and_command(image_ref: Option<String>, layers: bool, positional: Option<String>, rest: Vec<String>) -> (String, Vec<String>) {
+    match (image_ref, layers) {
+        (Some(image), _) => (image, positional.into_iter().chain(rest).collect()),
+        (None, true) => (String::new(), positional.into_iter().chain(rest).collect()),
+        (None, false) => (positional.unwrap_or_default(), rest),
     }
 }
 
@@ -329,4 +339,29 @@ pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
 /// `512m`, `1g`, `65536` -> bytes.
 pub fn parse_size(text: &str) -> Result<i64> {
     crate::storage::limits::parse_size(text).map(|n| n as i64).map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(words: &[&str]) -> (String, Vec<String>) {
+        let cli = Cli::try_parse_from(["shibafu", "run"].iter().chain(words)).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        image_and_command(a.image_ref, a.layers.is_some(), a.image, a.command)
+    }
+
+    #[test]
+    fn the_image_comes_by_flag_or_first_and_the_rest_is_the_command() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(run_args(&["--image", "web:1", "sh", "-c", "echo hi"]), ("web:1".into(), words(&["sh", "-c", "echo hi"])));
+        assert_eq!(run_args(&["--image", "web:1", "--name", "w"]), ("web:1".into(), vec![]));
+        assert_eq!(run_args(&["busybox", "echo", "-n", "x"]), ("busybox".into(), words(&["echo", "-n", "x"])));
+        assert_eq!(run_args(&["--layers", "a,b", "python", "app.py"]), (String::new(), words(&["python", "app.py"])));
+        assert!(Cli::try_parse_from(["shibafu", "run", "--image", "x", "--layers", "a", "sh"]).is_err(), "one image at a time");
+        assert!(Cli::try_parse_from(["shibafu", "run", "--name", "w"]).is_err(), "an image is needed");
+    }
 }

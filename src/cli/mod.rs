@@ -4,6 +4,7 @@ pub mod container;
 pub mod distribution;
 pub mod dns;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod limits;
 pub mod network;
@@ -62,6 +63,9 @@ pub enum Command {
     Logs(container::LogsArgs),
     /// Start stopped containers again (detached, with the same config).
     Start(container::StartArgs),
+    /// Show containers, images or networks as JSON (Docker's shape), or through --format;
+    /// with --explain, the kernel objects behind the fields, as commands to see them.
+    Inspect(inspect::InspectArgs),
     /// A container's published ports.
     Port {
         /// Container name or ID.
@@ -181,6 +185,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rm { force, containers } => container::rm(root, &containers, force),
         Command::Logs(a) => container::logs(root, a),
         Command::Start(a) => container::start(root, a),
+        Command::Inspect(a) => inspect::inspect(root, a),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),

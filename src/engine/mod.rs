@@ -7,6 +7,7 @@ pub mod exec;
 pub mod export;
 pub mod gc;
 pub mod health;
+pub mod inspect;
 pub mod list;
 pub mod logfile;
 pub mod logs;
@@ -34,6 +35,9 @@ pub enum EngineError {
     /// No container by that name or ID.
     #[error("no such container: {0} (see `shibafu list -a`)")]
     NoSuchContainer(String),
+    /// `inspect` found nothing by that name (Docker's message; its exit code is 1).
+    #[error("No such {kind}: {name}")]
+    NoSuchObject { kind: &'static str, name: String },
     /// An ID prefix fits several containers.
     #[error("container ID {0:?} is ambiguous; give more digits or the name")]
     Ambiguous(String),
@@ -77,6 +81,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Runtime(e) => e.exit_code(),
+            EngineError::NoSuchObject { .. } => 1,
             _ => 125,
         }
     }

@@ -3,10 +3,28 @@
 
 use sha2::{Digest, Sha256};
 
+use ipnet::Ipv4Net;
+
 use super::network::parse_network;
 use super::{Engine, EngineError, Result};
 use crate::network::{check_name, ipam, lock, netlink, Network, DEFAULT_NETWORK};
 use crate::state::network::NetworkRow;
+use crate::state::StateError;
+
+/// Where `run --network NAME` takes the subnet of a network it makes: the /24s of
+/// 10.89.0.0/16, lowest first (Podman's pool), skipping any that overlaps another network or a
+/// route of the host's.
+pub const POOL: &str = "10.89.0.0/16";
+
+/// The prefix length of the networks made from the pool.
+pub const POOL_PREFIX: u8 = 24;
+
+/// The first subnet of the pool that overlaps none of `taken`.
+pub fn free_subnet(taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+    let pool: Ipv4Net = POOL.parse().expect("the pool parses");
+    let mut candidates = pool.subnets(POOL_PREFIX).expect("the prefix fits the pool");
+    candidates.find(|c| !taken.iter().any(|t| t.contains(&c.network()) || c.contains(&t.network())))
+}
 
 /// The bridge of a network made by `network create`: `br-NAME`, or a digest of a long name.
 fn bridge_name(name: &str) -> String {
@@ -15,6 +33,11 @@ fn bridge_name(name: &str) -> String {
     } else {
         format!("br-{}", &format!("{:x}", Sha256::digest(name.as_bytes()))[..12])
     }
+}
+
+/// A network's ID, as `network inspect` shows it: the SHA-256 of its name.
+pub fn network_id(name: &str) -> String {
+    format!("{:x}", Sha256::digest(name.as_bytes()))
 }
 
 impl Engine {
@@ -43,6 +66,34 @@ impl Engine {
         parse_network(&row)
     }
 
+    /// Makes network `name` from the pool unless it exists; returns it when this call made it
+    /// (a network another run made meanwhile is used, not made again).
+    pub fn create_network_if_missing(&self, name: &str) -> Result<Option<Network>> {
+        if self.db.network(name)?.is_some() {
+            return Ok(None);
+        }
+        self.create_network_from_pool(name)
+    }
+
+    /// Makes network `name` on the pool's first free subnet; none when a racing call made it
+    /// first.
+    fn create_network_from_pool(&self, name: &str) -> Result<Option<Network>> {
+        // Two runs may pick the same subnet at once: the one that loses tries again.
+        for _ in 0..8 {
+            let ours: Vec<String> = self.db.networks()?.into_iter().map(|n| n.bridge).collect();
+            let mut taken: Vec<Ipv4Net> = self.db.networks()?.iter().filter_map(|n| n.subnet.parse().ok()).collect();
+            taken.extend(netlink::routes()?.into_iter().filter(|(_, dev)| !ours.contains(dev)).map(|(dest, _)| dest));
+            let subnet = free_subnet(&taken).ok_or_else(|| EngineError::Invalid(format!("no free /{POOL_PREFIX} left in {POOL} for network {name}; make it with a subnet of your own: shibafu network create {name} CIDR")))?;
+            match self.create_network(name, &subnet.to_string(), false) {
+                Ok(net) => return Ok(Some(net)),
+                Err(EngineError::State(StateError::NetworkExists(_))) if self.db.network(name)?.is_some() => return Ok(None),
+                Err(EngineError::State(StateError::NetworkExists(_))) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(EngineError::Invalid(format!("could not make network {name}: other runs kept taking the free subnets; try again")))
+    }
+
     /// A network as `network inspect` shows it (Podman's JSON): subnet, gateway, bridge, and
     /// the containers on it with their addresses.
     pub fn inspect_network(&self, name: &str) -> Result<serde_json::Value> {
@@ -59,7 +110,7 @@ impl Engine {
         }
         Ok(serde_json::json!({
             "name": net.name,
-            "id": format!("{:x}", Sha256::digest(net.name.as_bytes())),
+            "id": network_id(&net.name),
             "driver": "bridge",
             "network_interface": net.bridge,
             "created": row.created_at,
@@ -139,6 +190,16 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_hands_out_24s_upward_around_what_is_taken() {
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        assert_eq!(free_subnet(&[]), Some(net("10.89.0.0/24")));
+        assert_eq!(free_subnet(&[net("10.89.0.0/24"), net("172.20.0.0/24")]), Some(net("10.89.1.0/24")));
+        assert_eq!(free_subnet(&[net("10.89.0.128/25"), net("10.89.1.0/24")]), Some(net("10.89.2.0/24")), "a partial overlap counts");
+        assert_eq!(free_subnet(&[net("10.89.0.0/23")]), Some(net("10.89.2.0/24")), "a wider route covers two");
+        assert_eq!(free_subnet(&[net("10.0.0.0/8")]), None, "a route over the whole pool leaves nothing");
+    }
 
     #[test]
     fn bridges_are_named_within_the_kernel_limit() {

@@ -112,6 +112,19 @@ impl OciRuntime {
         }
     }
 
+    /// The PID of the container's init, while it runs (from the runtime's state).
+    pub fn pid(&self, id: &str) -> Option<i32> {
+        match self {
+            OciRuntime::Builtin(rt) => rt.state(id).ok().map(|s| s.pid),
+            OciRuntime::External { .. } => {
+                let out = self.command(&["state", id]).stderr(Stdio::null()).output().ok()?;
+                let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                state["pid"].as_i64().map(|p| p as i32)
+            }
+        }
+        .filter(|pid| *pid > 0)
+    }
+
     /// Runs a command in the running container; returns its exit code.
     pub fn exec(&self, id: &str, args: &[String], env: &[String], tty: bool) -> Result<i32> {
         match self {

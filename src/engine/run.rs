@@ -122,7 +122,15 @@ impl Engine {
         };
         self.db.insert_container(&row)?;
         crate::fault::point("run:recorded");
-        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };
+        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, networks: Vec::new(), armed: true };
+        if let NetworkMode::Bridges(names) = &opts.network {
+            for name in names {
+                if let Some(net) = self.create_network_if_missing(name)? {
+                    eprintln!("network {} created: {}", net.name, net.subnet);
+                    undo.networks.push(net.name);
+                }
+            }
+        }
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
         crate::fault::point("run:mounted");
@@ -140,6 +148,7 @@ impl Engine {
             nofile: super::spec::default_nofile(),
         })?;
         super::spec::apply_network(&mut spec, &opts.network, &attached);
+        super::spec::annotate(&mut spec, super::inspect::container::IMAGE_ID_ANNOTATION, &image.config_digest);
         crate::runtime::spec::save(&spec, &dir)?;
         crate::fault::point("run:spec-saved");
         if opts.detach {
@@ -195,11 +204,12 @@ impl Engine {
     }
 }
 
-/// Undoes a half-made run.
+/// Undoes a half-made run: the container, then the networks the run made for it.
 struct Undo<'a> {
     engine: &'a Engine,
     id: String,
     oci: &'a OciRuntime,
+    networks: Vec<String>,
     armed: bool,
 }
 
@@ -208,6 +218,12 @@ impl Drop for Undo<'_> {
         if self.armed {
             if let Err(e) = self.engine.remove_container(&self.id, Some(self.oci)) {
                 eprintln!("shibafu: cleaning up after the failed run: {e}");
+            }
+            for name in &self.networks {
+                // Refused, and rightly, when another container joined it meanwhile.
+                if let Err(e) = self.engine.remove_network(name) {
+                    eprintln!("shibafu: removing network {name} after the failed run: {e}");
+                }
             }
         }
     }

@@ -185,6 +185,13 @@ pub fn apply_network(spec: &mut Spec, mode: &NetworkMode, attached: &Attached) {
     spec.set_mounts(Some(mounts));
 }
 
+/// Records `key=value` among the spec's annotations (what `inspect` reads back).
+pub fn annotate(spec: &mut Spec, key: &str, value: &str) {
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(key.to_string(), value.to_string());
+    spec.set_annotations(Some(annotations));
+}
+
 /// Docker's device rules, and the limits asked for.
 fn resources(limits: &Limits) -> oci_spec::runtime::LinuxResources {
     let devices = DEFAULT_DEVICES.iter().map(|&(allow, typ, major, minor, access)| {

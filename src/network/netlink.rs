@@ -81,6 +81,28 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>> {
     }
 }
 
+/// The hardware address of a link inside a namespace (what `ip -n NETNS link show NAME`
+/// prints after link/ether), or none when there is no such link.
+pub fn mac_in(netns: &std::path::Path, name: &str) -> Result<Option<String>> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let (netns, name) = (netns.to_path_buf(), name.to_string());
+    on_thread(move || {
+        super::netns::enter(&netns)?;
+        with_handle(async move |h| {
+            let mut links = h.link().get().match_name(name.clone()).execute();
+            match links.try_next().await {
+                Ok(Some(link)) => Ok(link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(mac) => Some(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+                    _ => None,
+                })),
+                Ok(None) => Ok(None),
+                Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+                Err(e) => Err(failed(format!("look up link {name}"))(e)),
+            }
+        })
+    })
+}
+
 /// Whether a link by this name exists in our namespace.
 pub fn link_exists(name: &str) -> Result<bool> {
     let name = name.to_string();
