@@ -75,10 +75,10 @@ impl Fetcher<'_> {
     /// from the start once.
     async fn fetch(&self, w: &Wanted) -> Result<()> {
         let mut partial = self.partials.open(&w.digest)?;
-        let resumed = self.transfer(w, &mut partial).await?;
+        let kept = self.transfer(w, &mut partial).await?;
         self.show(w, Step::Verifying);
-        if resumed && partial.digest() != w.digest {
-            self.show(w, Step::Restarting(format!("the {} bytes kept did not verify", partial.len())));
+        if let Some(kept) = kept.filter(|_| partial.digest() != w.digest) {
+            self.show(w, Step::Restarting(format!("the {kept} bytes kept did not verify")));
             partial.restart()?;
             self.transfer(w, &mut partial).await?;
             self.show(w, Step::Verifying);
@@ -92,27 +92,27 @@ impl Fetcher<'_> {
     }
 
     /// Streams the blob into `partial` up to its size, continuing the bytes it holds when the
-    /// registry answers the Range request; true when it did so (the bytes kept are then part
-    /// of what the digest check judges).
-    async fn transfer(&self, w: &Wanted, partial: &mut Partial) -> Result<bool> {
+    /// registry answers the Range request; how many bytes were kept when it did so (they are
+    /// then part of what the digest check judges).
+    async fn transfer(&self, w: &Wanted, partial: &mut Partial) -> Result<Option<u64>> {
         if partial.len() > w.size {
             partial.restart()?;
         }
         if !partial.is_empty() && partial.len() == w.size {
             // Complete already (the last try stopped before storing it): only the check is left.
-            return Ok(true);
+            return Ok(Some(partial.len()));
         }
         let from = partial.len();
         let mut resp = self.registry.get_blob(self.repo, &w.digest, (from > 0).then_some(from)).await?;
         let content_range = header(&resp, "content-range");
-        let resumed = match decide(resp.status(), content_range.as_deref(), from, w.size) {
+        let kept = match decide(resp.status(), content_range.as_deref(), from, w.size) {
             Resume::Continue => {
                 self.show(w, Step::Resuming { from, total: w.size });
-                true
+                Some(from)
             }
             Resume::FromStart => {
                 partial.restart()?;
-                false
+                None
             }
             Resume::AskWhole(why) => {
                 self.show(w, Step::Restarting(why));
@@ -121,13 +121,13 @@ impl Fetcher<'_> {
                 if resp.status() != hyper::StatusCode::OK {
                     return Err(failed(format!("get blob {}: {}", w.digest, resp.status())));
                 }
-                false
+                None
             }
             Resume::Fail(status) => return Err(failed(format!("get blob {}: {status}", w.digest))),
         };
         check_length(w, partial.len(), header(&resp, "content-length").as_deref())?;
         self.stream(w, resp.into_body(), partial).await?;
-        Ok(resumed)
+        Ok(kept)
     }
 
     /// Appends the body to `partial`, refusing bytes past the blob's size. When the body ends
