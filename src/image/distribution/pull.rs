@@ -23,8 +23,11 @@ use crate::storage::partial::Partials;
 impl ImageStore<'_> {
     /// Pulls `source` into the local store; see the module doc.
     pub fn pull(&self, source: &RemoteRef) -> Result<ImageRow> {
+        // Settings first: a wrong one stops the pull before it asks anything.
+        let (limit, max_layer) = (fetch::concurrency()?, Limits::from_env()?.max_size);
         let reg = Registry::new(&source.host)?;
         let (bytes, manifest) = image_manifest(&reg, source)?;
+        let wanted = wanted_blobs(&manifest, max_layer)?;
         let board = Board::stderr();
         board.note(&format!("{}: Pulling from {}", source.tag, source.repo));
         let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
@@ -33,40 +36,52 @@ impl ImageStore<'_> {
         let _owned = crate::storage::scratch::own_dir(scratch.path()).map_err(|e| failed(format!("scratch dir: {e}")))?;
         let blobs = scratch.path().join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| failed(format!("scratch dir: {e}")))?;
+        let fetched = self.gather(&reg, source, wanted, &blobs, &board, limit)?;
+        let manifest_digest = crate::storage::sha256_digest(&bytes);
+        write_layout(scratch.path(), &manifest, &bytes, &manifest_digest, &source.tag)?;
+        let row = self.import_pulled(scratch.path(), source, &fetched, &board)?;
+        board.note(&format!("Digest: {}", row.manifest_digest));
+        let status = if fetched.is_empty() { "Image is up to date for" } else { "Downloaded newer image for" };
+        board.note(&format!("Status: {status} {source}"));
+        Ok(row)
+    }
 
-        let wanted = wanted_blobs(&manifest, Limits::from_env()?.max_size)?;
+    /// Puts every wanted blob into the layout's `blobs` dir: the stored ones lent at once
+    /// (`Already exists`), the others fetched into the store first, `limit` at a time.
+    /// Returns those it fetched.
+    fn gather(&self, reg: &Registry, source: &RemoteRef, wanted: Vec<Wanted>, blobs: &Path, board: &Board, limit: usize) -> Result<Vec<Wanted>> {
         let mut missing = Vec::new();
         for w in wanted {
-            if self.lend(&w.digest, &blobs)? {
-                show(&board, &w, Step::Cached);
+            if self.lend(&w.digest, blobs)? {
+                show(board, &w, Step::Cached);
             } else {
                 missing.push(w);
             }
         }
-        let limit = fetch::concurrency()?;
         for (i, w) in missing.iter().enumerate() {
-            show(&board, w, if i < limit { Step::Pulling } else { Step::Waiting });
+            show(board, w, if i < limit { Step::Pulling } else { Step::Waiting });
         }
+        let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
         let partials = Partials::new(&root);
-        Fetcher { registry: &reg, repo: &source.repo, store: self.blob_store(), partials: &partials, board: &board }.fetch_all(&missing, limit)?;
+        Fetcher { registry: reg, repo: &source.repo, store: self.blob_store(), partials: &partials, board }.fetch_all(&missing, limit)?;
         for w in &missing {
-            self.lend(&w.digest, &blobs)?;
+            self.lend(&w.digest, blobs)?;
         }
+        Ok(missing)
+    }
 
-        let manifest_digest = crate::storage::sha256_digest(&bytes);
-        write_layout(scratch.path(), &manifest, &bytes, &manifest_digest, &source.tag)?;
+    /// Imports the pulled layout as `HOST/REPO:TAG`; the fetched layers' lines go through
+    /// `Extracting` to `Pull complete`.
+    fn import_pulled(&self, dir: &Path, source: &RemoteRef, fetched: &[Wanted], board: &Board) -> Result<ImageRow> {
         let local = super::super::reference::Reference { name: format!("{}/{}", source.host, source.repo), tag: source.tag.clone() };
-        let fetched: HashSet<&str> = missing.iter().filter(|w| w.shown).map(|w| w.digest.as_str()).collect();
+        let fetched: HashSet<&str> = fetched.iter().filter(|w| w.shown).map(|w| w.digest.as_str()).collect();
         let report = |digest: &str, step: LayerImport| {
             if fetched.contains(digest) {
                 board.step(digest, if step == LayerImport::Extracting { Step::Extracting } else { Step::Complete });
             }
         };
-        let row = self.import_layout_reporting(scratch.path(), Some(&local), &report)?.pop().ok_or_else(|| failed(format!("{source}: nothing imported")))?;
-        board.note(&format!("Digest: {}", row.manifest_digest));
-        let status = if missing.is_empty() { "Image is up to date for" } else { "Downloaded newer image for" };
-        board.note(&format!("Status: {status} {source}"));
-        Ok(row)
+        let mut rows = self.import_layout_reporting(dir, Some(&local), &report)?;
+        rows.pop().ok_or_else(|| failed(format!("{source}: nothing imported")))
     }
 
     /// Lends the stored blob `digest` to the layout's `blobs` dir by a hard link (the scratch

@@ -76,7 +76,7 @@ impl Step {
 
 /// `[=========>          ]`: how far `done` is of `total`.
 fn bar(done: u64, total: u64) -> String {
-    let filled = if total == 0 { BAR } else { (done.min(total) * BAR / total).min(BAR) };
+    let filled = done.min(total).saturating_mul(BAR).checked_div(total).unwrap_or(BAR).min(BAR);
     let arrow = if filled < BAR { ">" } else { "" };
     let rest = BAR - filled - arrow.len() as u64;
     format!("[{}{arrow}{}]", "=".repeat(filled as usize), " ".repeat(rest as usize))
