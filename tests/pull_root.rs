@@ -45,12 +45,15 @@ const SETUP: &str = r#"
 /// `cut` sends only the first N bytes of a blob's body, once per digest and config (a `round`
 /// tells two alike apart), then closes the
 /// connection; `ignore_range` drops the Range header (the registry then answers 200);
-/// `redirect` sends blob GETs to http://localhost:5002/cdn/..., another host name.
+/// `redirect` sends blob GETs to http://localhost:5002/cdn/..., another host name; `auth`
+/// wants a bearer token from /token (401 with a challenge without it), and a new one after each
+/// manifest it serves, as if the first had expired.
 const RELAY: &str = r#"
 import http.client, http.server, json, sys, threading
 LAB = sys.argv[1]
 cond = threading.Condition()
-state = {"open": 0, "released": False, "cut": set()}
+state = {"open": 0, "released": False, "cut": set(), "token": 1}
+CHALLENGE = 'Bearer realm="http://127.0.0.1:5002/token",service="lab",scope="repository:lab/multi:pull"'
 def config():
     with open(LAB + "/relay.json") as f:
         return json.load(f)
@@ -80,8 +83,18 @@ class Relay(http.server.BaseHTTPRequestHandler):
         if cdn:
             path = path[len("/cdn"):]
         blob = self.command == "GET" and "/blobs/sha256:" in path
+        if path.startswith("/token"):
+            body = json.dumps({"token": "t%d" % state["token"]}).encode()
+            self.send_head(200, [("Content-Type", "application/json")], len(body))
+            return self.wfile.write(body)
+        if cfg.get("auth") and not cdn and self.headers.get("Authorization") != "Bearer t%d" % state["token"]:
+            log("unauthorized " + path)
+            return self.send_head(401, [("WWW-Authenticate", CHALLENGE)], 0)
         if not blob:
             status, headers, body = self.upstream(path, None)
+            if cfg.get("auth") and "/manifests/" in path:
+                # The token expires as soon as the manifest is served.
+                state["token"] += 1
             self.send_head(status, headers, len(body))
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -289,4 +302,20 @@ fn gc_removes_an_abandoned_partial_and_keeps_an_owned_one() {
     assert_eq!(field(&out, "owned-kept="), "yes", "{out}");
     assert_eq!(field(&out, "abandoned-removed="), "yes", "{out}");
     assert_eq!(field(&out, "gc-said="), "1", "{out}");
+}
+
+#[test]
+fn a_token_that_expires_during_a_pull_is_renewed_for_the_blobs() {
+    let out = lab().ok(&format!(
+        r#"
+        {SETUP}
+        relay '{{"auth": true}}'
+        SHIBAFU_ROOT=$LAB/p shibafu pull 127.0.0.1:5002/lab/multi:1 >/dev/null 2>$LAB/auth.err && echo pulled-with-a-renewed-token
+        echo refused-blob-gets=$(grep -c '^unauthorized .*/blobs/' $LAB/relay.log)
+        echo blob-gets=$(grep -c '^GET .* status=200' $LAB/relay.log)
+        "#
+    ));
+    assert!(out.contains("pulled-with-a-renewed-token"), "{out}");
+    assert_ne!(field(&out, "refused-blob-gets="), "0", "the old token was refused: {out}");
+    assert_eq!(field(&out, "blob-gets="), "6", "{out}");
 }

@@ -184,6 +184,11 @@ impl Registry {
     }
 
     fn fetch_token(&self, challenge: &Challenge) -> Result<()> {
+        self.rt.block_on(self.renew_token(challenge))
+    }
+
+    /// Fetches a token from the service a 401's challenge names; later requests carry it.
+    async fn renew_token(&self, challenge: &Challenge) -> Result<()> {
         let url = token_url(challenge);
         let mut req = Request::get(&url);
         // The token service may sit elsewhere (auth.docker.io): it gets the credentials only
@@ -193,13 +198,11 @@ impl Registry {
             req = req.header("authorization", basic);
         }
         let req = req.body(empty()).map_err(failed)?;
-        let body = self.rt.block_on(async {
-            let resp = self.client.request(req).await.map_err(|e| failed(format!("token from {url}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(failed(format!("token from {url}: {}", resp.status())));
-            }
-            Ok(resp.into_body().collect().await.map_err(|e| failed(format!("token from {url}: {e}")))?.to_bytes())
-        })?;
+        let resp = self.client.request(req).await.map_err(|e| failed(format!("token from {url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(failed(format!("token from {url}: {}", resp.status())));
+        }
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| failed(format!("token from {url}: {e}")))?.to_bytes();
         let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|e| failed(format!("token from {url}: {e}")))?;
         let token = parsed.get("token").or_else(|| parsed.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| failed(format!("{url} gave no token")))?;
         *self.token.lock().expect("never poisoned") = Some(token.to_string());
@@ -207,9 +210,21 @@ impl Registry {
     }
 
     /// Asks for blob `digest` of `repo`, from byte `from` on when given (`Range: bytes=N-`),
-    /// following redirects (a blob may be kept on another host) with the same Range. The
-    /// answer's body is left to stream.
+    /// following redirects (a blob may be kept on another host) with the same Range. A 401
+    /// with a bearer challenge (a token that expired during a long pull) renews the token and
+    /// asks once more. The answer's body is left to stream.
     pub async fn get_blob(&self, repo: &str, digest: &str, from: Option<u64>) -> Result<hyper::Response<Incoming>> {
+        let resp = self.get_blob_once(repo, digest, from).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).and_then(Challenge::parse);
+        let Some(challenge) = challenge else { return Ok(resp) };
+        self.renew_token(&challenge).await?;
+        self.get_blob_once(repo, digest, from).await
+    }
+
+    async fn get_blob_once(&self, repo: &str, digest: &str, from: Option<u64>) -> Result<hyper::Response<Incoming>> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let range = from.map(|n| format!("bytes={n}-"));
         let req = with_range(self.request(Method::GET, &url, None), range.as_deref()).body(empty()).map_err(failed)?;
