@@ -47,7 +47,9 @@ const SETUP: &str = r#"
 /// connection; `ignore_range` drops the Range header (the registry then answers 200);
 /// `redirect` sends blob GETs to http://localhost:5002/cdn/..., another host name; `auth`
 /// wants a bearer token from /token (401 with a challenge without it), and a new one after each
-/// manifest it serves, as if the first had expired.
+/// manifest it serves, as if the first had expired; `stall` sends half of each blob that is not
+/// cut and holds the rest until the client closes the connection (logged `cancelled`), or 30 s
+/// pass (logged `waited`).
 const RELAY: &str = r#"
 import http.client, http.server, json, sys, threading
 LAB = sys.argv[1]
@@ -122,6 +124,11 @@ class Relay(http.server.BaseHTTPRequestHandler):
         log(f"GET {self.path} range={rng or '-'} status={status} open={open_now}" + (f" cut={cut}" if cut is not None else ""))
         self.send_head(status, headers, len(body))
         sent = body[:cut] if cut is not None else body
+        if cfg.get("stall") and cut is None:
+            half = len(body) // 2
+            if self.stall(body[:half], path):
+                return
+            sent = body[half:]
         # Closed before the last byte leaves: the client cannot start its next GET (and be
         # counted) before this one stops counting.
         self.wfile.write(sent[:-1])
@@ -131,6 +138,25 @@ class Relay(http.server.BaseHTTPRequestHandler):
         self.wfile.write(sent[-1:])
         if cut is not None:
             self.close_connection = True
+    def stall(self, first, path):
+        """Sends `first`, then waits for the client to close the connection (true) or for
+        30 s to pass (false, and the rest is sent)."""
+        self.wfile.write(first)
+        self.wfile.flush()
+        self.connection.settimeout(30)
+        try:
+            closed = self.connection.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        except OSError:
+            closed = True
+        self.connection.settimeout(None)
+        log(("cancelled " if closed else "waited ") + path)
+        if closed:
+            with cond:
+                state["open"] -= 1
+            self.close_connection = True
+        return closed
     do_GET = do_HEAD = any
     def log_message(self, *args):
         pass
@@ -318,4 +344,36 @@ fn a_token_that_expires_during_a_pull_is_renewed_for_the_blobs() {
     assert!(out.contains("pulled-with-a-renewed-token"), "{out}");
     assert_ne!(field(&out, "refused-blob-gets="), "0", "the old token was refused: {out}");
     assert_eq!(field(&out, "blob-gets="), "6", "{out}");
+}
+
+#[test]
+fn a_failed_download_cancels_the_others_and_stores_nothing_unverified() {
+    let out = lab().ok(&format!(
+        r#"
+        {SETUP}
+        # busybox, l1 and l2 are fetched together; l1 is cut while the other two hang half-way.
+        relay '{{"barrier": 3, "stall": true, "cut": {{"'$L1'": 150000}}}}'
+        if SHIBAFU_ROOT=$LAB/p shibafu pull 127.0.0.1:5002/lab/multi:1 2>$LAB/cut.err; then echo the-cut-pull-succeeded; fi
+        for i in $(seq 100); do [ $(grep -c '^cancelled\|^waited' $LAB/relay.log) -ge 2 ] && break; sleep 0.1; done
+        echo cancelled=$(grep '^cancelled' $LAB/relay.log | grep -o 'sha256:[0-9a-f]*' | sort | tr '\n' ' ')
+        echo want-cancelled=$(printf '%s\n' $BASE $L2 | sort | tr '\n' ' ')
+        echo waited=$(grep -c '^waited' $LAB/relay.log)
+        echo never-asked=$(grep -c "blobs/$L3 \|blobs/$L4 " $LAB/relay.log)
+        echo stored=$(ls -A $LAB/p/blobs/sha256 2>/dev/null | wc -l)
+        echo error=$(grep -c "stopped after 150000 of" $LAB/cut.err)
+        relay '{{}}'
+        SHIBAFU_ROOT=$LAB/p shibafu pull 127.0.0.1:5002/lab/multi:1 >/dev/null 2>&1 && echo pulled-after
+        echo partials=$(ls -A $LAB/p/blobs/partial | wc -l)
+        verified $LAB/p
+        "#
+    ));
+    assert!(!out.contains("the-cut-pull-succeeded"), "{out}");
+    assert_eq!(field(&out, "cancelled="), field(&out, "want-cancelled="), "the two downloads open beside the cut one were dropped: {out}");
+    assert_eq!(field(&out, "waited="), "0", "{out}");
+    assert_eq!(field(&out, "never-asked="), "0", "the waiting layers were never started: {out}");
+    assert_eq!(field(&out, "stored="), "0", "nothing half-fetched is in the store: {out}");
+    assert_eq!(field(&out, "error="), "1", "{out}");
+    assert!(out.contains("pulled-after"), "{out}");
+    assert_eq!(field(&out, "partials="), "0", "{out}");
+    assert!(!out.contains("UNVERIFIED"), "{out}");
 }
