@@ -165,7 +165,9 @@ impl ImageStore<'_> {
             return Ok(row(d.size));
         }
         let blob_was_there = self.blob_store().exists(&d.digest);
-        let mut blob = self.blob_store().writer()?;
+        // A blob the store has (a pull stores each as soon as it is verified) is checked on
+        // the way through, not written a second time.
+        let mut blob = if blob_was_there { self.blob_store().verifier() } else { self.blob_store().writer()? };
         let unpacked = unpack::unpack_layer(Tee { from: file.take(d.size + 1), to: &mut blob }, &self.layers_dir())
             .map_err(|e| layout.corrupt(format!("layer {}: {e}", d.digest)))?;
         if unpacked.created {
