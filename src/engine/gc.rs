@@ -1,7 +1,7 @@
 //! `gc`: removes what nothing uses any more, and what a crashed run left behind: runs that
-//! never finished (see `Engine::is_abandoned`), layers and
-//! blobs no image, container or layer name refers to, half-written temp files and staging
-//! dirs that no live process owns (a running import keeps its own), and container directories
+//! never finished (see `Engine::is_abandoned`), layers and blobs no image, container or layer
+//! name refers to, half-written temp files, partial downloads and staging dirs that no live
+//! process owns (a running import or pull keeps its own), and container directories
 //! with no container, and the network (namespace, veth, lease, ports, rules) of containers
 //! that are gone; containers whose monitor died are recorded exited, their network and mount
 //! undone.
@@ -38,8 +38,10 @@ impl Engine {
         self.collect_dead_monitors(&mut done)?;
         self.collect_containers(&mut done)?;
         self.collect_networks(&mut done)?;
-        // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
-        for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true)] {
+        // Staging dirs sit beside what they stage; the temp dirs and the partial downloads
+        // (which a pull that was cut keeps to resume) hold nothing else.
+        let partials = crate::storage::partial::partial_dir(&self.root);
+        for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true), (partials, true)] {
             collect_scratch(&dir, all, &mut done)?;
         }
         Ok(done)

@@ -15,8 +15,9 @@ use super::{unreadable, ImageError, Reference, Result};
 use crate::state::images::{ImageRow, LayerRow};
 use crate::storage::unpack;
 
-/// index.json and oci-layout are small; anything bigger is not a layout.
-const MAX_JSON: u64 = 4 << 20;
+/// A layout's manifest, index and config (and a pulled manifest or config) may have this many
+/// bytes at most; anything bigger is not an image.
+pub const MAX_JSON: u64 = 4 << 20;
 /// The annotation that names a manifest in an index.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const INDEX_TYPES: [&str; 2] = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
@@ -92,26 +93,32 @@ impl ImageStore<'_> {
     /// manifest whose ref.name is its tag (or the only one) under that name; without, every
     /// named manifest, named after its ref.name (a bare tag takes the layout's file name).
     pub fn import_layout(&self, path: &Path, reference: Option<&Reference>) -> Result<Vec<ImageRow>> {
+        self.import_layout_reporting(path, reference, &|_, _| {})
+    }
+
+    /// `import_layout`, telling `report` about each layer (by its blob digest) as it is
+    /// unpacked and once it is in place.
+    pub fn import_layout_reporting(&self, path: &Path, reference: Option<&Reference>, report: &dyn Fn(&str, LayerImport)) -> Result<Vec<ImageRow>> {
         let _adding = self.lock_layers(false)?;
         if path.is_dir() {
-            return self.import_layout_dir(path, path, reference);
+            return self.import_layout_dir(path, path, reference, report);
         }
         // A tar is unpacked (safely, as any layer is) into a scratch directory first.
         let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(self.layers_dir().parent().unwrap_or(Path::new("/tmp"))).map_err(|e| unreadable(path, e))?;
         let _owned = crate::storage::scratch::own_dir(scratch.path()).map_err(|e| unreadable(path, e))?;
         unpack::unpack_into(File::open(path).map_err(|e| unreadable(path, e))?, scratch.path())?;
-        self.import_layout_dir(scratch.path(), path, reference)
+        self.import_layout_dir(scratch.path(), path, reference, report)
     }
 
-    fn import_layout_dir(&self, dir: &Path, shown: &Path, reference: Option<&Reference>) -> Result<Vec<ImageRow>> {
+    fn import_layout_dir(&self, dir: &Path, shown: &Path, reference: Option<&Reference>, report: &dyn Fn(&str, LayerImport)) -> Result<Vec<ImageRow>> {
         let layout = Layout { dir: dir.to_path_buf(), shown: shown.display().to_string() };
         layout.check_version()?;
         let index: Index = layout.json(&layout.dir.join("index.json"), "index.json")?;
         let picked = pick(&index.manifests, reference, &default_name(shown))?;
-        picked.iter().map(|(r, d)| self.import_manifest(&layout, d, r)).collect()
+        picked.iter().map(|(r, d)| self.import_manifest(&layout, d, r, report)).collect()
     }
 
-    fn import_manifest(&self, layout: &Layout, descriptor: &Descriptor, reference: &Reference) -> Result<ImageRow> {
+    fn import_manifest(&self, layout: &Layout, descriptor: &Descriptor, reference: &Reference, report: &dyn Fn(&str, LayerImport)) -> Result<ImageRow> {
         let descriptor = layout.resolve_index(descriptor)?;
         let manifest_bytes = layout.blob(&descriptor)?;
         let manifest: Manifest = parse(&manifest_bytes, &layout.shown, "manifest")?;
@@ -123,8 +130,12 @@ impl ImageStore<'_> {
         let mut layers = Vec::new();
         let mut made = Made::default();
         for (d, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            report(&d.digest, LayerImport::Extracting);
             match self.import_layer(layout, d, diff_id, &mut made) {
-                Ok(layer) => layers.push(layer),
+                Ok(layer) => {
+                    report(&d.digest, LayerImport::Done);
+                    layers.push(layer);
+                }
                 Err(e) => {
                     made.undo();
                     return Err(e);
@@ -154,7 +165,9 @@ impl ImageStore<'_> {
             return Ok(row(d.size));
         }
         let blob_was_there = self.blob_store().exists(&d.digest);
-        let mut blob = self.blob_store().writer()?;
+        // A blob the store has (a pull stores each as soon as it is verified) is checked on
+        // the way through, not written a second time.
+        let mut blob = if blob_was_there { self.blob_store().verifier() } else { self.blob_store().writer()? };
         let unpacked = unpack::unpack_layer(Tee { from: file.take(d.size + 1), to: &mut blob }, &self.layers_dir())
             .map_err(|e| layout.corrupt(format!("layer {}: {e}", d.digest)))?;
         if unpacked.created {
@@ -172,6 +185,15 @@ impl ImageStore<'_> {
         }
         Ok(row(size))
     }
+}
+
+/// Where the import of one layer is, as `import_layout_reporting` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerImport {
+    /// Being unpacked (or found unpacked already).
+    Extracting,
+    /// In place.
+    Done,
 }
 
 /// What an import made on disk before it was recorded, removed again when a later layer fails.

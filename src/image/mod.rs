@@ -22,6 +22,9 @@ pub enum ImageError {
     /// A malformed reference.
     #[error("{0}")]
     BadReference(String),
+    /// A setting from the environment that cannot be used.
+    #[error("{0}")]
+    Setting(String),
     /// A registry could not be reached, or answered what we cannot use.
     #[error("registry: {0}")]
     Registry(String),

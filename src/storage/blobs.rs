@@ -74,7 +74,14 @@ impl BlobStore {
         let tmp = tempfile::NamedTempFile::new_in(tmp_dir).map_err(StorageError::io("create temp blob"))?;
         // Owned while open: a writer that dies leaves a file `gc` knows to remove.
         super::scratch::own(std::os::fd::AsFd::as_fd(tmp.as_file())).map_err(StorageError::io("lock temp blob"))?;
-        Ok(BlobWriter { out: std::io::BufWriter::with_capacity(1 << 20, tmp), hasher: Sha256::new(), size: 0, store: self.clone() })
+        Ok(BlobWriter { out: Some(std::io::BufWriter::with_capacity(1 << 20, tmp)), hasher: Sha256::new(), size: 0, store: self.clone() })
+    }
+
+    /// A writer that only hashes: for a blob the store has already, whose bytes read from
+    /// elsewhere are checked on the way through but not written again. `commit` checks the
+    /// digest and stores nothing.
+    pub fn verifier(&self) -> BlobWriter {
+        BlobWriter { out: None, hasher: Sha256::new(), size: 0, store: self.clone() }
     }
 
     /// Stores bytes; returns (digest, size).
@@ -88,9 +95,10 @@ impl BlobStore {
     }
 }
 
-/// A blob being written: hashed as it streams into a temp file.
+/// A blob being written: hashed as it streams into a temp file (or only hashed, from
+/// `verifier`).
 pub struct BlobWriter {
-    out: std::io::BufWriter<tempfile::NamedTempFile>,
+    out: Option<std::io::BufWriter<tempfile::NamedTempFile>>,
     hasher: Sha256,
     size: u64,
     store: BlobStore,
@@ -98,14 +106,17 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
+        let n = match &mut self.out {
+            Some(out) => out.write(buf)?,
+            None => buf.len(),
+        };
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        self.out.as_mut().map_or(Ok(()), Write::flush)
     }
 }
 
@@ -115,8 +126,8 @@ impl BlobWriter {
         self.size
     }
 
-    /// Renames the blob into place under its digest; with `expected`, a mismatch stores
-    /// nothing. Returns (digest, size).
+    /// Renames the blob into place under its digest (a verifier has nothing to rename); with
+    /// `expected`, a mismatch stores nothing. Returns (digest, size).
     pub fn commit(self, expected: Option<&str>) -> Result<(String, u64)> {
         let digest = format!("sha256:{:x}", self.hasher.finalize());
         if let Some(want) = expected {
@@ -124,7 +135,8 @@ impl BlobWriter {
                 return Err(StorageError::DigestMismatch { expected: want.into(), actual: digest });
             }
         }
-        let tmp = self.out.into_inner().map_err(|e| StorageError::io("write blob")(e.into_error()))?;
+        let Some(out) = self.out else { return Ok((digest, self.size)) };
+        let tmp = out.into_inner().map_err(|e| StorageError::io("write blob")(e.into_error()))?;
         let path = self.store.path(&digest);
         if !path.exists() {
             tmp.persist(&path).map_err(|e| StorageError::io(format!("store {}", path.display()))(e.error))?;
@@ -151,5 +163,20 @@ mod tests {
         assert!(matches!(err, StorageError::DigestMismatch { .. }));
         assert_eq!(std::fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().count(), 1);
         assert_eq!(std::fs::read_dir(tmp.path().join("blobs/tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_verifier_checks_and_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(tmp.path());
+        let (d, _) = store.put_bytes(b"hello").unwrap();
+        let mut v = store.verifier();
+        v.write_all(b"hello").unwrap();
+        assert_eq!(v.commit(Some(&d)).unwrap(), (d.clone(), 5));
+        let mut v = store.verifier();
+        v.write_all(b"other").unwrap();
+        assert!(matches!(v.commit(Some(&d)), Err(StorageError::DigestMismatch { .. })));
+        assert_eq!(std::fs::read_dir(tmp.path().join("blobs/tmp")).unwrap().count(), 0);
+        assert_eq!(store.read(&d).unwrap(), b"hello");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod blobs;
 pub mod overlay;
+pub mod partial;
 pub mod limits;
 pub mod pack;
 pub mod scratch;

@@ -1,5 +1,5 @@
-//! Scratch files and staging dirs inside the data root (`blobs/tmp/*`, `layers/.unpack-*`,
-//! `.layout-*`) are owned by the process writing them through an exclusive flock on the file
+//! Scratch files and staging dirs inside the data root (`blobs/tmp/*`, `blobs/partial/*`,
+//! `layers/.unpack-*`, `.layout-*`) are owned by the process writing them through an exclusive flock on the file
 //! or dir itself, held as long as it is open. The kernel drops the lock when that process
 //! dies, however it dies, so `gc` can tell what is abandoned without guessing from ages.
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -57,6 +57,10 @@ pub struct Registry {
 pub fn failed(what: impl std::fmt::Display) -> ImageError {
     ImageError::Registry(what.to_string())
 }
+
+/// The most an answer read whole into memory (a manifest, a config, a token) may have; a
+/// manifest may have 4 MiB (the distribution spec's usual limit), configs stay far below.
+const MAX_ANSWER: usize = 16 << 20;
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -108,10 +112,12 @@ impl Registry {
         self.rt.block_on(async {
             let resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {url}: {}", chain(&e))))?;
             // A blob may live elsewhere (Docker Hub sends it to a CDN): follow, for reads only.
-            let resp = if matches!(method, Method::GET | Method::HEAD) { self.follow(method.clone(), resp).await? } else { resp };
+            let resp = if matches!(method, Method::GET | Method::HEAD) { self.follow(method.clone(), resp, None).await? } else { resp };
             let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let (status, location, challenge) = (resp.status(), header("location"), header("www-authenticate"));
-            let body = resp.into_body().collect().await.map_err(|e| failed(format!("{method} {url}: {e}")))?.to_bytes();
+            // Manifests, configs, tokens and errors: small, so read whole, within a limit.
+            let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+            let body = limited.collect().await.map_err(|e| failed(format!("{method} {url}: {e} (an answer read whole may have {MAX_ANSWER} bytes at most)")))?.to_bytes();
             Ok(Answer { status, location, body, challenge })
         })
     }
@@ -128,14 +134,15 @@ impl Registry {
         })
     }
 
-    /// Follows up to five redirects of a read. Credentials go only to the registry itself.
-    async fn follow(&self, method: Method, mut resp: hyper::Response<hyper::body::Incoming>) -> Result<hyper::Response<hyper::body::Incoming>> {
+    /// Follows up to five redirects of a read, asking each place for the same `range`.
+    /// Credentials go only to the registry itself.
+    async fn follow(&self, method: Method, mut resp: hyper::Response<Incoming>, range: Option<&str>) -> Result<hyper::Response<Incoming>> {
         for _ in 0..5 {
             if !resp.status().is_redirection() {
                 break;
             }
             let Some(location) = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(|l| self.url(l)) else { break };
-            let req = self.request(method.clone(), &location, None).body(empty()).map_err(failed)?;
+            let req = with_range(self.request(method.clone(), &location, None), range).body(empty()).map_err(failed)?;
             resp = self.client.request(req).await.map_err(|e| failed(format!("{method} {location}: {}", chain(&e))))?;
         }
         Ok(resp)
@@ -177,6 +184,11 @@ impl Registry {
     }
 
     fn fetch_token(&self, challenge: &Challenge) -> Result<()> {
+        self.rt.block_on(self.renew_token(challenge))
+    }
+
+    /// Fetches a token from the service a 401's challenge names; later requests carry it.
+    async fn renew_token(&self, challenge: &Challenge) -> Result<()> {
         let url = token_url(challenge);
         let mut req = Request::get(&url);
         // The token service may sit elsewhere (auth.docker.io): it gets the credentials only
@@ -186,44 +198,51 @@ impl Registry {
             req = req.header("authorization", basic);
         }
         let req = req.body(empty()).map_err(failed)?;
-        let body = self.rt.block_on(async {
-            let resp = self.client.request(req).await.map_err(|e| failed(format!("token from {url}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(failed(format!("token from {url}: {}", resp.status())));
-            }
-            Ok(resp.into_body().collect().await.map_err(|e| failed(format!("token from {url}: {e}")))?.to_bytes())
-        })?;
+        let resp = self.client.request(req).await.map_err(|e| failed(format!("token from {url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(failed(format!("token from {url}: {}", resp.status())));
+        }
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect().await.map_err(|e| failed(format!("token from {url}: {e}")))?.to_bytes();
         let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|e| failed(format!("token from {url}: {e}")))?;
         let token = parsed.get("token").or_else(|| parsed.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| failed(format!("{url} gave no token")))?;
         *self.token.lock().expect("never poisoned") = Some(token.to_string());
         Ok(())
     }
 
-    /// Streams a blob into the file `dest` (a layer never sits in memory).
-    pub fn download(&self, repo: &str, digest: &str, dest: &Path) -> Result<()> {
+    /// Asks for blob `digest` of `repo`, from byte `from` on when given (`Range: bytes=N-`),
+    /// following redirects (a blob may be kept on another host) with the same Range. A 401
+    /// with a bearer challenge (a token that expired during a long pull) renews the token and
+    /// asks once more. The answer's body is left to stream.
+    pub async fn get_blob(&self, repo: &str, digest: &str, from: Option<u64>) -> Result<hyper::Response<Incoming>> {
+        let resp = self.get_blob_once(repo, digest, from).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).and_then(Challenge::parse);
+        let Some(challenge) = challenge else { return Ok(resp) };
+        self.renew_token(&challenge).await?;
+        self.get_blob_once(repo, digest, from).await
+    }
+
+    async fn get_blob_once(&self, repo: &str, digest: &str, from: Option<u64>) -> Result<hyper::Response<Incoming>> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let req = self.request(Method::GET, &url, None).body(empty()).map_err(failed)?;
-        self.rt.block_on(async {
-            let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {e}")))?;
-            let resp = self.follow(Method::GET, resp).await?;
-            if resp.status() != StatusCode::OK {
-                return Err(failed(format!("get blob {digest}: {}", resp.status())));
-            }
-            let size = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut progress = Progress::new(format!("pulling {}", short(digest)), size);
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?);
-            let mut body = resp.into_body();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| failed(format!("GET {url}: {e}")))?;
-                if let Some(data) = frame.data_ref() {
-                    std::io::Write::write_all(&mut out, data).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
-                    progress.add(data.len() as u64);
-                }
-            }
-            std::io::Write::flush(&mut out).map_err(|e| failed(format!("write {}: {e}", dest.display())))?;
-            progress.finish("pulled");
-            Ok(())
-        })
+        let range = from.map(|n| format!("bytes={n}-"));
+        let req = with_range(self.request(Method::GET, &url, None), range.as_deref()).body(empty()).map_err(failed)?;
+        let resp = self.client.request(req).await.map_err(|e| failed(format!("GET {url}: {}", chain(&e))))?;
+        self.follow(Method::GET, resp, range.as_deref()).await
+    }
+
+    /// Runs `work` (requests of this client) to its end.
+    pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
+        self.rt.block_on(work)
+    }
+}
+
+/// Adds `Range` to a request when there is one.
+fn with_range(req: hyper::http::request::Builder, range: Option<&str>) -> hyper::http::request::Builder {
+    match range {
+        Some(r) => req.header("range", r),
+        None => req,
     }
 }
 

@@ -1,14 +1,16 @@
 //! The client side of the distribution API: push a named layer as a one-layer image, build an
 //! image in the registry from other images' layers (cross-repository mounts, no bytes moved),
-//! push a local image, and pull one into the local store. Plain HTTP to the registry host of
-//! the reference (the lab's registries are on loopback). A blob the registry has is never sent.
+//! push a local image, and pull one into the local store (`pull`: layers fetched a few at a
+//! time, resumed when cut, the ones stored already skipped). A blob the registry has is never
+//! sent.
 //! `SHIBAFU_REGISTRY_AUTH=HOST=USER:PASSWORD` sends basic authentication to that host.
-
-use std::path::Path;
 
 mod api;
 mod challenge;
 mod client;
+pub mod fetch;
+mod pull;
+mod resume;
 
 use serde_json::{json, Value};
 
@@ -128,51 +130,6 @@ impl ImageStore<'_> {
             reg.push_blob(&target.repo, &d, &self.blob_store().path(&d))?;
         }
         reg.put_manifest(&target.repo, &target.tag, &media_type, &self.blob_store().read(&image.manifest_digest)?)
-    }
-
-    /// `pull HOST/REPO:TAG`: manifest, config and layers into a scratch OCI layout, then the
-    /// same verified import as `image import` (digests, sizes, diff_ids).
-    pub fn pull(&self, source: &RemoteRef) -> Result<ImageRow> {
-        let reg = Registry::new(&source.host)?;
-        let (mut bytes, mut m) = reg.manifest(&source.repo, &source.tag)?;
-        if m.get("manifests").is_some() {
-            // An index (or a Docker manifest list): the linux/amd64 image of it.
-            let digest = pick_platform(&m).ok_or_else(|| failed(format!("{source} has no linux/amd64 image")))?;
-            checked_hex(&digest)?;
-            (bytes, m) = reg.manifest(&source.repo, &digest)?;
-        }
-        let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(&root).map_err(|e| failed(format!("scratch dir: {e}")))?;
-        let dir = scratch.path();
-        let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).map_err(|e| failed(format!("scratch dir: {e}")))?;
-        let write = |digest: &str, data: &[u8]| -> Result<()> {
-            std::fs::write(blobs.join(checked_hex(digest)?), data).map_err(|e| failed(format!("write {digest}: {e}")))
-        };
-        let manifest_digest = crate::storage::sha256_digest(&bytes);
-        write(&manifest_digest, &bytes)?;
-        let wanted = m.get("config").into_iter().chain(m.get("layers").and_then(Value::as_array).into_iter().flatten());
-        for d in wanted {
-            let digest = d.get("digest").and_then(Value::as_str).ok_or_else(|| failed("a descriptor without a digest"))?;
-            // The registry names the file: only 64 hex digits may become a path.
-            let hex = checked_hex(digest)?;
-            if !self.blob_store().exists(digest) {
-                reg.download(&source.repo, digest, &blobs.join(hex))?;
-            } else {
-                // Stored already: a hard link (the scratch dir is in the data root) lends it to
-                // the layout without reading it again.
-                let (from, to) = (self.blob_store().path(digest), blobs.join(hex));
-                std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(drop)).map_err(|e| failed(format!("copy {digest}: {e}")))?;
-            }
-        }
-        let media_type = m.get("mediaType").and_then(Value::as_str).unwrap_or(super::store::MANIFEST_TYPE);
-        let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": media_type, "digest": manifest_digest, "size": bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": source.tag}}]});
-        std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| failed(format!("write index.json: {e}")))?;
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| failed(format!("write oci-layout: {e}")))?;
-        let local = super::reference::Reference { name: format!("{}/{}", source.host, source.repo), tag: source.tag.clone() };
-        let mut rows = self.import_layout(dir, Some(&local))?;
-        rows.pop().ok_or_else(|| failed(format!("{source}: nothing imported")))
     }
 
     fn push_config_and_manifest(&self, reg: &Registry, target: &RemoteRef, config: Vec<u8>, layers: &[Value]) -> Result<String> {

@@ -1,5 +1,8 @@
-//! A one-line progress report on a terminal (`pushing sha256:1a2b3c4d5e6f  12.0/40.2 MB`),
-//! redrawn at most ten times a second; nothing at all when stderr is not a terminal.
+//! Progress on a terminal. `Progress`: a one-line report of one transfer (`pushing
+//! sha256:1a2b3c4d5e6f  12.0/40.2 MB`), redrawn at most ten times a second, and nothing at all
+//! when stderr is not a terminal. `layers`: the board of a pull, one line per layer.
+
+pub mod layers;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
