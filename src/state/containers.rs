@@ -1,11 +1,57 @@
 //! Typed queries on containers.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
 
 use super::{now, Db, Result, StateError};
 
+/// One mount of a container, as `docker inspect` shows it under `Mounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountRecord {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The path on the host (the volume's `_data` for a volume; empty for tmpfs).
+    pub source: String,
+    /// The path inside the container.
+    pub destination: String,
+    /// Whether the container may write to it.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// An anonymous volume (`-v /data`), removed with `rm -v` or `run --rm`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+/// A container's own resolver settings (`--dns`, `--dns-search`, `--dns-option`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DnsSettings {
+    /// Name servers that replace the default ones.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Search domains that replace the default ones.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// resolv.conf options.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    /// Whether nothing was asked.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
+
 /// A container as the engine records it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ContainerRow {
     /// 64 hex digits.
     pub id: String,
@@ -37,9 +83,15 @@ pub struct ContainerRow {
     pub hostname: String,
     /// More names it answers to on its networks (`--network-alias`).
     pub aliases: Vec<String>,
+    /// Its labels (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Its volumes, binds and tmpfs mounts (`-v`, `--mount`).
+    pub mounts: Vec<MountRecord>,
+    /// Its resolver settings (`--dns`...).
+    pub dns: DnsSettings,
 }
 
-const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network, hostname, aliases FROM containers";
+const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network, hostname, aliases, labels, mounts, dns FROM containers";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
     let command: String = r.get(3)?;
@@ -60,6 +112,9 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         network: r.get(12)?,
         hostname: r.get(13)?,
         aliases: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
+        labels: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or_default(),
+        mounts: serde_json::from_str(&r.get::<_, String>(16)?).unwrap_or_default(),
+        dns: serde_json::from_str(&r.get::<_, String>(17)?).unwrap_or_default(),
     })
 }
 
@@ -94,7 +149,8 @@ impl Db {
     /// Records a new container in state `created`; a taken name is refused.
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
-            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10)",
+            "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases, labels, mounts, dns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 c.id,
                 c.name,
@@ -105,7 +161,10 @@ impl Db {
                 c.created_at,
                 c.network,
                 c.hostname,
-                serde_json::to_string(&c.aliases).expect("strings serialize")
+                serde_json::to_string(&c.aliases).expect("strings serialize"),
+                serde_json::to_string(&c.labels).expect("strings serialize"),
+                serde_json::to_string(&c.mounts).expect("mounts serialize"),
+                serde_json::to_string(&c.dns).expect("strings serialize")
             ],
         );
         match result {
@@ -183,6 +242,7 @@ mod tests {
             network: "bridge".into(),
             hostname: String::new(),
             aliases: Vec::new(),
+            ..Default::default()
         }
     }
 

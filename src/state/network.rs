@@ -304,6 +304,7 @@ mod tests {
             network: "backend,bridge".into(),
             hostname: String::new(),
             aliases: Vec::new(),
+            ..Default::default()
         };
         db.insert_container(&row).unwrap();
         for (k, network) in ["backend", "bridge"].iter().enumerate().rev() {
