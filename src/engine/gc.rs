@@ -35,6 +35,7 @@ impl Engine {
         self.collect_blobs(&mut done)?;
         self.collect_containers(&mut done)?;
         self.collect_networks(&mut done)?;
+        done.removed.extend(self.collect_volume_leftovers()?);
         // Staging dirs sit beside what they stage; the temp dirs hold nothing else.
         for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true)] {
             collect_scratch(&dir, all, &mut done)?;

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod networks;
@@ -17,6 +18,7 @@ pub mod routes;
 pub mod run;
 pub mod spec;
 pub mod stop;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 
@@ -101,7 +103,7 @@ impl Engine {
         if root.exists() && !root.is_dir() {
             return Err(EngineError::Invalid(format!("the data root {} is not a directory: give --root (or SHIBAFU_ROOT) a directory", root.display())));
         }
-        for dir in ["", "containers", "layers", "blobs/sha256", "tmp"] {
+        for dir in ["", "containers", "layers", "blobs/sha256", "tmp", "volumes"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         }
