@@ -3,6 +3,7 @@
 pub mod container;
 pub mod distribution;
 pub mod dns;
+pub mod format;
 pub mod image;
 pub mod layer;
 pub mod limits;
@@ -10,6 +11,7 @@ pub mod network;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
+pub mod volume;
 
 use std::path::PathBuf;
 
@@ -54,6 +56,9 @@ pub enum Command {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too (named ones stay).
+        #[arg(short, long)]
+        volumes: bool,
         /// Container names or IDs.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -74,6 +79,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// The containers' DNS server (NAME.NETWORK.local).
     #[command(subcommand)]
     Dns(dns::DnsCommand),
@@ -168,6 +176,12 @@ pub enum Command {
         /// Remove the container when it exits.
         #[arg(long)]
         rm: bool,
+        /// Give the container a pty (its output goes to the log).
+        #[arg(long)]
+        tty: bool,
+        /// Keep the container's stdin open until it exits.
+        #[arg(long)]
+        interactive: bool,
         /// Container ID.
         id: String,
     },
@@ -182,10 +196,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::List(a) => container::list(root, a),
         Command::Exec(a) => container::exec(root, a),
         Command::Stop { time, containers } => container::stop(root, &containers, time),
-        Command::Rm { force, containers } => container::rm(root, &containers, force),
+        Command::Rm { force, volumes, containers } => container::rm(root, &containers, force, volumes),
         Command::Logs { follow, container } => container::logs(root, &container, follow),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
+        Command::Volume(cmd) => volume::volume(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
@@ -203,7 +218,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Commit { container, image } => layer::commit(root, &container, &image),
         Command::Gc => layer::gc(root),
         Command::Runtime(args) => runtime::run(args),
-        Command::Monitor { runtime, rm, id } => Ok(crate::engine::monitor::serve(root, &id, &runtime, rm)),
+        Command::Monitor { runtime, rm, tty, interactive, id } => {
+            Ok(crate::engine::monitor::serve(root, &id, &runtime, crate::engine::monitor::MonitorMode { remove: rm, terminal: tty, interactive }))
+        }
     }
 }
 

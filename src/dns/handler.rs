@@ -184,6 +184,7 @@ mod tests {
             network: "backend".into(),
             hostname: String::new(),
             aliases: Vec::new(),
+            ..Default::default()
         };
         db.insert_container(&row).unwrap();
         let lease = LeaseRow { network: "backend".into(), address: String::new(), container_id: id, interface: "eth0".into(), host_veth: "vethpg".into() };

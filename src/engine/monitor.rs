@@ -16,17 +16,30 @@ use super::oci::OciRuntime;
 use super::{Engine, EngineError, Result};
 use crate::runtime::foreground::exit_code;
 
+/// How the monitor runs a container's stdio and end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonitorMode {
+    /// Remove the container once it exits (`--rm`).
+    pub remove: bool,
+    /// Give it a pty, whose output goes to the log (`-t`; built-in runtime only).
+    pub terminal: bool,
+    /// Keep its stdin open until it exits (`-i`), instead of /dev/null.
+    pub interactive: bool,
+}
+
 /// Starts the monitor and waits until it reports the container started (or failed). The
 /// monitor is this binary re-executed (`shibafu monitor`), not a fork: SQLite connections
 /// must not cross a fork, and a fresh process holds none.
-pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool) -> Result<()> {
+pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, stdio: &MonitorMode) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let exe = std::env::current_exe().map_err(EngineError::io("find our own binary"))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--root").arg(&engine.root).args(["monitor", "--runtime", &oci.name()]);
-    if remove {
-        cmd.arg("--rm");
+    for (on, flag) in [(stdio.remove, "--rm"), (stdio.terminal, "--tty"), (stdio.interactive, "--interactive")] {
+        if on {
+            cmd.arg(flag);
+        }
     }
     let own_log = File::options().create(true).append(true).open(engine.container_dir(id).join("monitor.log")).map_err(EngineError::io("open monitor.log"))?;
     let own_log_too = own_log.try_clone().map_err(EngineError::io("open monitor.log"))?;
@@ -58,14 +71,14 @@ pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool) -> Resul
 pub const READY_FD: RawFd = 3;
 
 /// The monitor process itself (`shibafu monitor ID`): runs the container and records its exit.
-pub fn serve(root: &Path, id: &str, runtime: &str, remove: bool) -> i32 {
+pub fn serve(root: &Path, id: &str, runtime: &str, stdio: MonitorMode) -> i32 {
     // SAFETY: fd 3 was set up by `start`; we own it from here on.
     let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
     // The container must not inherit it, or `run -d` would wait for the container's exit.
     let _ = nix::fcntl::fcntl(&ready, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     let run = Engine::open(root).and_then(|engine| {
         let oci = OciRuntime::choose(runtime, &engine.run_dir)?;
-        monitor(&engine, id, &oci, remove, ready)
+        monitor(&engine, id, &oci, stdio, ready)
     });
     match run {
         Ok(()) => 0,
@@ -76,17 +89,21 @@ pub fn serve(root: &Path, id: &str, runtime: &str, remove: bool) -> i32 {
     }
 }
 
-fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: OwnedFd) -> Result<()> {
+fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, stdio: MonitorMode, ready: OwnedFd) -> Result<()> {
     // SAFETY: prctl with integer arguments; an external runtime's init is reparented to us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let dir = engine.container_dir(id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
-    // Our stdin is /dev/null (see `start`): the container's is too.
-    let created = oci.create(id, &dir, [0, out_w.as_raw_fd(), err_w.as_raw_fd()]).and_then(|pid| oci.start(id).map(|_| pid));
+    // Our stdin is /dev/null (see `start`): the container's is too, unless it is to stay open
+    // (-i): then a pipe whose other end we hold until it exits.
+    let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
+    let stdin = if stdio.interactive { in_r.as_raw_fd() } else { 0 };
+    let created = oci.create(id, &dir, [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()], stdio.terminal).and_then(|c| oci.start(id).map(|_| c));
     drop(out_w);
     drop(err_w);
-    let pid = match created {
+    drop(in_r);
+    let (pid, console) = match created {
         Ok(pid) => pid,
         Err(e) => {
             let text = match &e {
@@ -101,10 +118,12 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, remove: bool, ready: Own
     let _ = nix::unistd::write(&ready, b"ok");
     drop(ready);
     let log = File::options().create(true).append(true).open(log_path(&dir)).map_err(EngineError::io("open log.jsonl"))?;
-    copy_to_log(out_r, err_r, log);
+    // With a terminal, what the container writes comes out of the pty master.
+    copy_to_log(console.unwrap_or(out_r), err_r, log);
     let code = wait_for(Pid::from_raw(pid));
+    drop(in_w);
     let _ = oci.delete(id);
-    engine.finish(id, code, remove)
+    engine.finish(id, code, stdio.remove)
 }
 
 /// Reaps children until `pid` exits; returns its exit code.
@@ -135,7 +154,8 @@ fn copy_to_log(out: OwnedFd, err: OwnedFd, mut log: File) {
         for (s, _) in streams.iter_mut().filter(|s| s.3).zip(ready).filter(|(_, r)| *r) {
             let mut buf = [0u8; 16384];
             match nix::unistd::read(&s.0, &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EBADF) => {
+                // EIO: a pty master whose slave every process closed.
+                Ok(0) | Err(nix::errno::Errno::EBADF) | Err(nix::errno::Errno::EIO) => {
                     s.3 = false;
                     if !s.2.is_empty() {
                         write_line(&mut log, s.1, &std::mem::take(&mut s.2));

@@ -3,14 +3,16 @@
 
 use std::path::PathBuf;
 
+use super::mounts::{self, MountRequest};
 use super::network::{Attached, NetworkRequest};
 use super::oci::OciRuntime;
-use super::spec::{container_spec, Limits, SpecInput};
+use super::spec::{container_spec, Limits, ProcessOverrides, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
 use crate::image::distribution::RemoteRef;
 use crate::network::ports::{PortMap, PortRequest};
+use crate::network::files::ExtraHost;
 use crate::network::NetworkMode;
-use crate::state::containers::ContainerRow;
+use crate::state::containers::{ContainerRow, DnsSettings};
 use crate::storage::overlay::{self, OverlayDirs};
 
 /// What `run` was asked.
@@ -42,6 +44,19 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// More names on its networks (`--network-alias`).
     pub aliases: Vec<String>,
+    /// Volumes, binds and tmpfs mounts (`-v`, `--mount`).
+    pub mounts: Vec<MountRequest>,
+    /// Entrypoint, working dir, user, capabilities, read-only root, labels.
+    pub process: ProcessOverrides,
+    /// Give it a terminal even when stdin is none (`-t`).
+    pub tty: bool,
+    /// Keep its stdin open (`-i`): a detached container gets a pipe that stays open until it
+    /// exits (a foreground one always reads ours).
+    pub interactive: bool,
+    /// `--add-host` entries.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: DnsSettings,
 }
 
 /// What a run reports.
@@ -56,6 +71,8 @@ impl Engine {
     /// Runs a container.
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
         opts.limits.check()?;
+        opts.process.check()?;
+        mounts::check_unique(&opts.mounts).map_err(EngineError::Invalid)?;
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
@@ -76,8 +93,12 @@ impl Engine {
             crate::network::check_name("network alias", alias, 63)?;
         }
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
-        let terminal = !opts.detach && super::stdin_is_our_terminal();
-        let command = super::spec::command_line(&config, &opts.command)?;
+        let terminal = opts.tty || (!opts.detach && super::stdin_is_our_terminal());
+        if terminal && opts.detach && !matches!(oci, OciRuntime::Builtin(_)) {
+            return Err(EngineError::Invalid(format!("-t with -d runs only under the built-in runtime, not {}", oci.name())));
+        }
+        let command = super::spec::command_line(&config, opts.process.entrypoint.as_deref(), &opts.command)?;
+        let planned = self.plan_mounts(&opts.mounts);
         let dir = self.container_dir(&id);
         let row = ContainerRow {
             id: id.clone(),
@@ -95,12 +116,25 @@ impl Engine {
             network: opts.network.to_string(),
             hostname: hostname.clone(),
             aliases: opts.aliases.clone(),
+            labels: opts.process.labels.clone(),
+            mounts: planned.clone(),
+            dns: opts.dns.clone(),
         };
         self.db.insert_container(&row)?;
-        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, armed: true };
+        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, made_volumes: Vec::new(), armed: true };
+        undo.made_volumes = self.take_volumes(&id, &planned)?;
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
-        let attached: Attached = self.attach_network(&NetworkRequest { id: &id, names: [&name, &hostname], mode: &opts.network, publish: &opts.publish })?;
+        self.fill_mounts(&opts.mounts, &planned, &dirs.merged)?;
+        make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process))?;
+        let attached: Attached = self.attach_network(&NetworkRequest {
+            id: &id,
+            names: [&name, &hostname],
+            mode: &opts.network,
+            publish: &opts.publish,
+            extra_hosts: &opts.extra_hosts,
+            dns: &opts.dns,
+        })?;
         let mut spec = container_spec(&SpecInput {
             image: &config,
             command: &opts.command,
@@ -112,11 +146,13 @@ impl Engine {
             limits: &opts.limits,
             cgroup: Some(PathBuf::from(crate::runtime::cgroups::DEFAULT_PARENT).join(&id)),
             nofile: super::spec::default_nofile(),
+            process: &opts.process,
         })?;
         super::spec::apply_network(&mut spec, &opts.network, &attached);
+        super::spec::add_mounts(&mut spec, &opts.mounts, &planned);
         crate::runtime::spec::save(&spec, &dir)?;
         if opts.detach {
-            monitor::start(self, &id, &oci, opts.remove)?;
+            monitor::start(self, &id, &oci, &monitor::MonitorMode { remove: opts.remove, terminal, interactive: opts.interactive })?;
             undo.armed = false;
             return Ok(RunOutcome::Started { id, name, ports: attached.ports });
         }
@@ -137,11 +173,18 @@ impl Engine {
         let detached = self.detach_network(id);
         self.db.set_exited(id, code)?;
         if remove {
-            return self.remove_container(id, None);
+            return self.remove_container_and_volumes(id, None);
         }
         detached?;
         overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged)?;
         Ok(())
+    }
+
+    /// `remove_container`, then the container's anonymous volumes (`rm -v`, `run --rm`).
+    pub fn remove_container_and_volumes(&self, id: &str, oci: Option<&OciRuntime>) -> Result<()> {
+        let anonymous = self.db.anonymous_volumes_of(id)?;
+        self.remove_container(id, oci)?;
+        self.remove_unused_volumes(&anonymous)
     }
 
     /// Deletes a container's runtime state, mount, directory and row.
@@ -161,18 +204,30 @@ impl Engine {
     }
 }
 
-/// Undoes a half-made run.
+/// Makes the working directory inside the rootfs when the image lacks it, as Docker does
+/// (resolved inside the rootfs: a symlink in the image cannot point it at the host).
+fn make_workdir(rootfs: &std::path::Path, workdir: &str) -> Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let fail = |e: nix::errno::Errno| EngineError::io(format!("create the working directory {workdir}"))(e.into());
+    let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(fail)?;
+    crate::safepath::mkdir_all(&root, std::path::Path::new(workdir)).map(drop).map_err(fail)
+}
+
+/// Undoes a half-made run, and the volumes it made.
 struct Undo<'a> {
     engine: &'a Engine,
     id: String,
     oci: &'a OciRuntime,
+    made_volumes: Vec<String>,
     armed: bool,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = self.engine.remove_container(&self.id, Some(self.oci)) {
+            let removed = self.engine.remove_container(&self.id, Some(self.oci)).and_then(|()| self.engine.remove_unused_volumes(&self.made_volumes));
+            if let Err(e) = removed {
                 eprintln!("shibafu: cleaning up after the failed run: {e}");
             }
         }

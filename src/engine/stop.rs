@@ -28,8 +28,9 @@ impl Engine {
         }
     }
 
-    /// Removes a container; a running one only with `force` (it is killed first).
-    pub fn rm(&self, name: &str, force: bool) -> Result<()> {
+    /// Removes a container; a running one only with `force` (it is killed first); with
+    /// `volumes`, its anonymous volumes too (`rm -v`).
+    pub fn rm(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.find(name)?;
         if self.is_running(&c) {
             if !force {
@@ -38,7 +39,11 @@ impl Engine {
             self.stop(&c.id, Duration::ZERO)?;
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
-        self.remove_container(&c.id, Some(&oci))
+        if volumes {
+            self.remove_container_and_volumes(&c.id, Some(&oci))
+        } else {
+            self.remove_container(&c.id, Some(&oci))
+        }
     }
 
     /// Waits for the container's monitor to finish; true when it did in time.
