@@ -1,0 +1,140 @@
+//! Volumes and mounts (phase 7): named volumes outlive their containers, anonymous ones go with
+//! `rm -v`, copy-up from the image, read-only binds, tmpfs, a volume in use cannot be removed,
+//! and a mount target that is a symlink in the image stays inside the rootfs. Each test runs
+//! in namespaces of its own with a temp data root.
+
+mod common;
+
+use common::Lab;
+
+#[test]
+fn a_named_volume_outlives_its_container_and_is_seeded_from_the_image() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu run --name writer -v data:/etc busybox sh -c 'echo kept > /etc/mine'
+        shibafu rm writer >/dev/null
+        echo seen=$(shibafu run --rm -v data:/x busybox cat /x/mine)
+        echo seeded=$(shibafu run --rm -v data:/x busybox cat /x/motd)
+        echo on-disk=$(cat $SHIBAFU_ROOT/volumes/data/_data/mine)
+        shibafu volume ls
+        shibafu volume inspect data
+        echo created=$(shibafu volume create)
+        shibafu volume create --label team=lab named2 >/dev/null
+        shibafu volume inspect named2 | grep -c '"team": "lab"' | sed 's/^/labels=/'
+        "#,
+    );
+    assert!(out.contains("seen=kept"), "the data did not survive rm: {out}");
+    assert!(out.contains("seeded=shibafu busybox image"), "the image's /etc was not copied into the new volume: {out}");
+    assert!(out.contains("on-disk=kept"), "{out}");
+    assert!(out.contains("local           data"), "{out}");
+    for key in ["\"Driver\": \"local\"", "\"Scope\": \"local\"", "\"Name\": \"data\"", "/volumes/data/_data\"", "\"CreatedAt\""] {
+        assert!(out.contains(key), "{key}: {out}");
+    }
+    let anonymous = out.split("created=").nth(1).and_then(|t| t.lines().next()).unwrap_or("");
+    assert!(anonymous.len() == 64 && anonymous.chars().all(|c| c.is_ascii_hexdigit()), "{out}");
+    assert!(out.contains("labels=1"), "{out}");
+}
+
+#[test]
+fn rm_v_removes_anonymous_volumes_and_keeps_named_ones() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu run --name c1 -v /anon -v keep:/named busybox sh -c 'echo a > /anon/f; echo n > /named/f'
+        echo before=$(shibafu volume ls -q | wc -l)
+        anon=$(shibafu volume ls -q | grep -v keep)
+        shibafu rm -v c1 >/dev/null
+        echo after=$(shibafu volume ls -q | tr '\n' ' ')
+        [ -e $SHIBAFU_ROOT/volumes/$anon ] && echo anon-dir-left || echo anon-dir-gone
+        shibafu run --rm -v /tmp/scratch busybox true
+        echo after-run-rm=$(shibafu volume ls -q | wc -l)
+        shibafu run --name c2 -v /kept-anon busybox true
+        shibafu rm c2 >/dev/null
+        echo after-plain-rm=$(shibafu volume ls -q | wc -l)
+        shibafu volume prune
+        echo after-prune=$(shibafu volume ls -q | tr '\n' ' ')
+        shibafu volume prune -a >/dev/null
+        echo after-prune-all=$(shibafu volume ls -q | wc -l)
+        "#,
+    );
+    assert!(out.contains("before=2"), "{out}");
+    assert!(out.contains("after=keep\n"), "{out}");
+    assert!(out.contains("anon-dir-gone"), "{out}");
+    assert!(out.contains("after-run-rm=1"), "run --rm removes its anonymous volume: {out}");
+    assert!(out.contains("after-plain-rm=2"), "rm without -v keeps it: {out}");
+    assert!(out.contains("Deleted Volumes:") && out.contains("Total reclaimed space"), "{out}");
+    assert!(out.contains("after-prune=keep\n"), "prune takes anonymous ones only: {out}");
+    assert!(out.contains("after-prune-all=0"), "{out}");
+}
+
+#[test]
+fn a_volume_in_use_is_not_removed_and_bad_input_changes_nothing() {
+    let r = Lab::new().sh(
+        r#"
+        rc() { name=$1; shift; if "$@"; then echo $name=0; else echo $name=$?; fi; }
+        shibafu run -d --name user -v busy:/data busybox sleep 100 >/dev/null
+        rc rm-running shibafu volume rm busy
+        shibafu stop -t 0 user >/dev/null
+        rc rm-stopped shibafu volume rm busy
+        rc rm-f-missing shibafu volume rm -f ghost
+        rc rm-missing shibafu volume rm ghost
+        shibafu rm user >/dev/null
+        rc rm-unused shibafu volume rm busy
+        rc bad-name shibafu run --rm -v 'bad name:/x' busybox true
+        rc relative shibafu run --rm -v ok:../x busybox true
+        rc mount-missing shibafu run --rm --mount type=bind,source=$LAB/missing,target=/x busybox true
+        rc bad-user shibafu run --rm -v new1:/x -u ghost busybox true
+        echo volumes=$(shibafu volume ls -q | wc -l) rows=$(shibafu list -aq | wc -l) dirs=$(ls $SHIBAFU_ROOT/containers | wc -l)
+        [ -e $LAB/missing ] && echo missing-made || echo missing-not-made
+        shibafu run --rm -v $LAB/made/by/v:/x busybox true
+        [ -d $LAB/made/by/v ] && echo v-made-it
+        "#,
+    );
+    let out = &r.out;
+    assert_eq!(r.code, 0, "{out}\n{}", r.err);
+    assert!(out.contains("rm-running=1") && out.contains("rm-stopped=1"), "{out}\n{}", r.err);
+    assert!(r.err.contains("volume busy is in use by container"), "{}", r.err);
+    assert!(out.contains("rm-f-missing=0") && out.contains("rm-missing=1") && out.contains("rm-unused=0"), "{out}");
+    for (what, code) in [("bad-name", 125), ("relative", 125), ("mount-missing", 125), ("bad-user", 125)] {
+        assert!(out.contains(&format!("{what}={code}")), "{what}: {out}\n{}", r.err);
+    }
+    assert!(r.err.contains("not a valid volume name") && r.err.contains("bind source path does not exist") && r.err.contains("unable to find user ghost"), "{}", r.err);
+    assert!(out.contains("volumes=0 rows=0 dirs=0"), "a refused run left something: {out}");
+    assert!(out.contains("missing-not-made") && out.contains("v-made-it"), "{out}");
+}
+
+#[test]
+fn binds_can_be_read_only_and_tmpfs_is_tmpfs() {
+    let out = Lab::new().ok(
+        r#"
+        mkdir -p $LAB/host && echo from-host > $LAB/host/f
+        echo read=$(shibafu run --rm -v $LAB/host:/h:ro busybox cat /h/f)
+        shibafu run --rm -v $LAB/host:/h:ro busybox sh -c 'echo x > /h/g' 2>&1 || echo ro-refused
+        shibafu run --rm --mount type=bind,src=$LAB/host,dst=/h busybox sh -c 'echo written > /h/g'
+        echo host-sees=$(cat $LAB/host/g)
+        shibafu run --rm --mount type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=700 busybox sh -c 'grep " /scratch " /proc/mounts; stat -c mode=%a /scratch'
+        "#,
+    );
+    assert!(out.contains("read=from-host"), "{out}");
+    assert!(out.contains("Read-only file system") && out.contains("ro-refused"), "{out}");
+    assert!(out.contains("host-sees=written"), "{out}");
+    assert!(out.contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec") && out.contains("size=1024k"), "{out}");
+    assert!(out.contains("mode=700"), "{out}");
+}
+
+#[test]
+fn a_symlinked_mount_target_in_the_image_stays_inside_the_rootfs() {
+    let out = Lab::new().ok(
+        r#"
+        mkdir -p $LAB/outside $LAB/src
+        echo data > $LAB/src/f
+        shibafu run --name mk busybox ln -s /../../../../../../..$LAB/outside /evil
+        shibafu commit mk evil >/dev/null
+        shibafu run --rm -v $LAB/src:/evil/x evil sh -c "cat /evil/x/f; readlink /evil"
+        shibafu run --rm --mount type=tmpfs,target=/evil/t evil true
+        shibafu run --rm -v vol:/evil/v evil true
+        echo outside-has=$(ls -A $LAB/outside | wc -l)
+        "#,
+    );
+    assert!(out.contains("data\n"), "the bind did not reach the container: {out}");
+    assert!(out.contains("outside-has=0"), "a mount went through the image's symlink onto the host: {out}");
+}
