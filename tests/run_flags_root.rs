@@ -16,6 +16,7 @@ fn workdir_user_and_entrypoint_change_the_process() {
         shibafu run --rm -u nobody busybox sh -c 'echo home=$HOME'
         shibafu run --rm --entrypoint echo busybox from entrypoint
         echo cleared=$(shibafu run --rm --entrypoint '' busybox echo no-entrypoint)
+        shibafu run --rm --hostname web1 busybox sh -c 'echo host=$(hostname) file=$(cat /etc/hostname); grep -c web1 /etc/hosts'
         "#,
     );
     assert!(out.contains("pwd=/made/here"), "{out}");
@@ -24,6 +25,7 @@ fn workdir_user_and_entrypoint_change_the_process() {
     assert!(out.contains("home=/nonexistent"), "{out}");
     assert!(out.contains("from entrypoint"), "{out}");
     assert!(out.contains("cleared=no-entrypoint"), "{out}");
+    assert!(out.contains("host=web1 file=web1\n1\n"), "{out}");
 }
 
 #[test]

@@ -138,3 +138,21 @@ fn a_symlinked_mount_target_in_the_image_stays_inside_the_rootfs() {
     assert!(out.contains("data\n"), "the bind did not reach the container: {out}");
     assert!(out.contains("outside-has=0"), "a mount went through the image's symlink onto the host: {out}");
 }
+
+#[test]
+fn racing_runs_on_one_new_volume_all_start_and_it_is_seeded_once() {
+    let out = Lab::new().ok(
+        r#"
+        for i in 1 2 3 4 5; do (shibafu run --rm -v shared:/etc busybox cat /etc/motd >$LAB/out$i 2>&1; echo "rc$i=$?" >>$LAB/rcs) & done
+        wait
+        sort $LAB/rcs
+        cat $LAB/out*
+        echo volumes=$(shibafu volume ls -q)
+        "#,
+    );
+    for i in 1..=5 {
+        assert!(out.contains(&format!("rc{i}=0")), "{out}");
+    }
+    assert_eq!(out.matches("shibafu busybox image").count(), 5, "{out}");
+    assert!(out.contains("volumes=shared\n"), "{out}");
+}

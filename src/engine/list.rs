@@ -168,6 +168,19 @@ impl Engine {
     }
 }
 
+/// "3 seconds", "5 minutes", ... since an RFC 3339 time.
+pub fn ago(time: &str) -> String {
+    let Ok(then) = humantime::parse_rfc3339_weak(time) else { return "a while".into() };
+    let secs = SystemTime::now().duration_since(then).unwrap_or(Duration::ZERO).as_secs();
+    let (n, unit) = match secs {
+        0..60 => (secs, "second"),
+        60..3600 => (secs / 60, "minute"),
+        3600..86400 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,17 +231,4 @@ mod tests {
             assert!(err.contains(why), "{spec}: {err}");
         }
     }
-}
-
-/// "3 seconds", "5 minutes", ... since an RFC 3339 time.
-pub fn ago(time: &str) -> String {
-    let Ok(then) = humantime::parse_rfc3339_weak(time) else { return "a while".into() };
-    let secs = SystemTime::now().duration_since(then).unwrap_or(Duration::ZERO).as_secs();
-    let (n, unit) = match secs {
-        0..60 => (secs, "second"),
-        60..3600 => (secs / 60, "minute"),
-        3600..86400 => (secs / 3600, "hour"),
-        _ => (secs / 86400, "day"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }

@@ -149,6 +149,9 @@ impl Engine {
             match m.kind {
                 MountKind::Volume => {
                     let data = self.make_volume_dir(&record.name)?;
+                    // Two runs that start on one new volume: one copies, the other then sees
+                    // it full.
+                    let _copying = lock_dir(&self.volume_dir(&record.name))?;
                     if !m.no_copy && is_empty_dir(&data) {
                         copy_up(rootfs, &m.target, &data)?;
                     }
@@ -172,6 +175,12 @@ impl Engine {
         }
         Ok(data)
     }
+}
+
+/// Holds an exclusive flock on a directory until dropped.
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::File::open(dir).map_err(EngineError::io(format!("open {}", dir.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| EngineError::io(format!("lock {}", dir.display()))(e.into()))
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
