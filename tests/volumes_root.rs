@@ -112,6 +112,7 @@ fn binds_can_be_read_only_and_tmpfs_is_tmpfs() {
         shibafu run --rm --mount type=bind,src=$LAB/host,dst=/h busybox sh -c 'echo written > /h/g'
         echo host-sees=$(cat $LAB/host/g)
         shibafu run --rm --mount type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=700 busybox sh -c 'grep " /scratch " /proc/mounts; stat -c mode=%a /scratch'
+        shibafu run --rm --tmpfs /run/app:size=2m busybox grep " /run/app " /proc/mounts
         "#,
     );
     assert!(out.contains("read=from-host"), "{out}");
@@ -119,6 +120,7 @@ fn binds_can_be_read_only_and_tmpfs_is_tmpfs() {
     assert!(out.contains("host-sees=written"), "{out}");
     assert!(out.contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec") && out.contains("size=1024k"), "{out}");
     assert!(out.contains("mode=700"), "{out}");
+    assert!(out.contains("tmpfs /run/app tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k"), "{out}");
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// (repeatable).
     #[arg(long = "mount")]
     pub mount: Vec<String>,
+    /// Mount a fresh tmpfs: PATH[:size=64m,mode=1777,ro] (repeatable).
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
     /// Working directory inside the container (made when missing).
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
@@ -178,6 +181,9 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     let mut mount_requests = a.volume.iter().map(|v| mounts::parse_volume(v)).collect::<std::result::Result<Vec<_>, _>>()?;
     for m in &a.mount {
         mount_requests.push(mounts::parse_mount(m)?);
+    }
+    for t in &a.tmpfs {
+        mount_requests.push(mounts::parse_tmpfs(t)?);
     }
     let process = ProcessOverrides {
         entrypoint: a.entrypoint.map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),

@@ -162,6 +162,23 @@ pub fn parse_mount(spec: &str) -> Result<MountRequest, MountError> {
     Ok(m)
 }
 
+/// Parses `--tmpfs PATH[:OPTIONS]`, OPTIONS among `size=`, `mode=`, `ro`, `rw` (commas).
+pub fn parse_tmpfs(spec: &str) -> Result<MountRequest, MountError> {
+    let bad = |why: String| MountError::Invalid { flag: "--tmpfs", spec: spec.to_string(), why };
+    let (path, options) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut m = MountRequest::new(MountKind::Tmpfs, String::new(), check_target(path).map_err(bad)?);
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        match opt.split_once('=') {
+            Some(("size", v)) => m.tmpfs_size = Some(crate::storage::limits::parse_size(v).map_err(bad)?),
+            Some(("mode", v)) => m.tmpfs_mode = Some(u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| bad("mode is an octal mode such as 1777".into()))?),
+            None if opt == "ro" => m.read_only = true,
+            None if opt == "rw" => m.read_only = false,
+            _ => return Err(bad(format!("unknown option {opt:?}: use size=, mode=, ro or rw"))),
+        }
+    }
+    Ok(m)
+}
+
 /// Refuses two mounts on one path, as Docker does ("Duplicate mount point").
 pub fn check_unique(mounts: &[MountRequest]) -> Result<(), String> {
     for (i, m) in mounts.iter().enumerate() {
@@ -281,6 +298,15 @@ mod tests {
             let err = parse_mount(spec).unwrap_err().to_string();
             assert!(err.contains(why), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn tmpfs_flags_take_size_mode_and_ro() {
+        let t = parse_tmpfs("/run:size=2m,mode=755,ro").unwrap();
+        assert_eq!((t.kind, t.target.as_path(), t.tmpfs_size, t.tmpfs_mode, t.read_only), (MountKind::Tmpfs, Path::new("/run"), Some(2 << 20), Some(0o755), true));
+        assert_eq!(parse_tmpfs("/t").unwrap().tmpfs_size, None);
+        assert!(parse_tmpfs("/t:exec").unwrap_err().to_string().contains("unknown option"));
+        assert!(parse_tmpfs("t").unwrap_err().to_string().contains("must be absolute"));
     }
 
     #[test]
