@@ -113,8 +113,8 @@ fn labels_filters_and_formats_select_and_show_containers() {
     assert!(out.contains("can't evaluate field Nope") && out.contains("bad-format-refused"), "{out}");
 }
 
-/// Python that runs `shibafu run -t` on a pty of 30x100, changes the size to 40x120 after
-/// a moment, and prints what came out.
+/// Python that runs its arguments on a pty of 30x100, changes the size to 40x120 after a
+/// moment, and prints what came out.
 const PTY: &str = r#"
 import os, pty, sys, time, fcntl, termios, struct, select
 def size(fd, rows, cols):
@@ -122,7 +122,7 @@ def size(fd, rows, cols):
 pid, fd = pty.fork()
 if pid == 0:
     size(0, 30, 100)
-    os.execvp("shibafu", ["shibafu", "run", "--rm", "-it", "busybox", "sh", "-c", "tty; stty size; sleep 1; stty size"])
+    os.execvp(sys.argv[1], sys.argv[1:])
 out, start, resized = b"", time.time(), False
 while time.time() - start < 20:
     if not resized and time.time() - start > 0.5:
@@ -147,9 +147,10 @@ fn t_gives_a_terminal_that_follows_resizes() {
         r#"
         echo no-t=$(shibafu run --rm busybox tty </dev/null || true)
         echo with-t=$(shibafu run --rm -t busybox tty </dev/null)
-        python3 -c '{PTY}'
+        python3 -c '{PTY}' shibafu run --rm -it busybox sh -c 'tty; stty size; sleep 1; stty size'
         shibafu run -dt --name dt busybox sh -c 'tty; echo from-a-pty'
         shibafu run -di --name di busybox sh >/dev/null
+        python3 -c '{PTY}' shibafu exec -it di sh -c 'echo exec-size=$(stty size)' 
         for i in $(seq 100); do shibafu list -a --filter name=dt --filter status=exited -q | grep -q . && break; sleep 0.05; done
         shibafu logs dt
         sleep 0.3
@@ -162,4 +163,5 @@ fn t_gives_a_terminal_that_follows_resizes() {
     assert!(out.contains("exit 0"), "{out}");
     assert!(out.contains("from-a-pty"), "a detached -t's output reaches the log: {out}");
     assert!(out.contains("di=running"), "-di keeps a shell's stdin open: {out}");
+    assert!(out.contains("exec-size=30 100"), "exec -it's pty has the terminal's size from the start: {out}");
 }

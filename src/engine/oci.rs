@@ -122,6 +122,10 @@ impl OciRuntime {
                 let mut p = rt.process_template(id)?;
                 p.set_args(Some(args.to_vec()));
                 p.set_terminal(Some(tty));
+                // The pty is made with our terminal's size, so the command never sees 0 x 0.
+                if let Some((rows, cols)) = crate::runtime::tty::winsize(0).filter(|_| tty) {
+                    p.set_console_size(Some(oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build().expect("box builds")));
+                }
                 let mut all = p.env().clone().unwrap_or_default();
                 all.extend(env.iter().cloned());
                 p.set_env(Some(all));
