@@ -158,3 +158,45 @@ fn racing_runs_on_one_new_volume_all_start_and_it_is_seeded_once() {
     assert_eq!(out.matches("shibafu busybox image").count(), 5, "{out}");
     assert!(out.contains("volumes=shared\n"), "{out}");
 }
+
+/// Python that gives the image in the OCI layout at argv[1] the Volumes /data and /etc and
+/// two labels (rewriting its config, manifest and index).
+const IMAGE_WITH_VOLUMES: &str = r#"
+import json, hashlib, sys
+d = sys.argv[1]
+idx = json.load(open(d + "/index.json"))
+desc = idx["manifests"][0]
+blob = lambda dg: d + "/blobs/sha256/" + dg.split(":")[1]
+man = json.load(open(blob(desc["digest"])))
+cfg = json.load(open(blob(man["config"]["digest"])))
+cfg["config"]["Volumes"] = {"/data": {}, "/etc": {}}
+cfg["config"]["Labels"] = {"from": "image", "tier": "image"}
+def put(obj):
+    b = json.dumps(obj).encode()
+    dg = "sha256:" + hashlib.sha256(b).hexdigest()
+    open(blob(dg), "wb").write(b)
+    return dg, len(b)
+man["config"]["digest"], man["config"]["size"] = put(cfg)
+desc["digest"], desc["size"] = put(man)
+json.dump(idx, open(d + "/index.json", "w"))
+"#;
+
+#[test]
+fn an_images_volumes_become_anonymous_volumes_and_its_labels_the_containers() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        shibafu image export busybox $LAB/layout
+        python3 -c '{IMAGE_WITH_VOLUMES}' $LAB/layout
+        shibafu image import $LAB/layout withvol:1 >/dev/null
+        shibafu run --name c1 -l tier=run -v mine:/etc withvol:1 sh -c 'grep -c -E " /data | /etc " /proc/mounts' | sed 's/^/mounts=/'
+        echo volumes=$(shibafu volume ls -q | wc -l)
+        echo labels=$(shibafu list -a --format '{{{{.Labels}}}}')
+        shibafu rm -v c1 >/dev/null
+        echo left=$(shibafu volume ls -q)
+        "#
+    ));
+    assert!(out.contains("mounts=2"), "{out}");
+    assert!(out.contains("volumes=2"), "/etc is the run's own volume, /data an anonymous one: {out}");
+    assert!(out.contains("labels=from=image,tier=run"), "the run's labels go over the image's: {out}");
+    assert!(out.contains("left=mine\n"), "{out}");
+}

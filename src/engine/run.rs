@@ -72,7 +72,6 @@ impl Engine {
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
         opts.limits.check()?;
         opts.process.check()?;
-        mounts::check_unique(&opts.mounts).map_err(EngineError::Invalid)?;
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
@@ -83,6 +82,8 @@ impl Engine {
             },
         };
         let config = images.config(&image)?;
+        let (mounts, process) = with_image_defaults(&config, opts)?;
+        let opts = &RunOptions { mounts, process, ..opts.clone() };
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
@@ -202,6 +203,22 @@ impl Engine {
         self.db.delete_container(id)?;
         Ok(())
     }
+}
+
+/// What the image adds to a run, as Docker: an anonymous volume on each of its `Volumes` that
+/// no mount of the run covers, and its labels under the run's own. Checks the mounts.
+fn with_image_defaults(image: &crate::image::ImageConfig, opts: &RunOptions) -> Result<(Vec<MountRequest>, ProcessOverrides)> {
+    let mut wanted = opts.mounts.clone();
+    for path in &image.volumes {
+        let m = mounts::parse_volume(path).map_err(|e| EngineError::Invalid(format!("the image's volume: {e}")))?;
+        if !wanted.iter().any(|w| w.target == m.target) {
+            wanted.push(m);
+        }
+    }
+    mounts::check_unique(&wanted).map_err(EngineError::Invalid)?;
+    let mut process = opts.process.clone();
+    process.labels = image.labels.clone().into_iter().chain(opts.process.labels.clone()).collect();
+    Ok((wanted, process))
 }
 
 /// Makes the working directory inside the rootfs when the image lacks it, as Docker does
