@@ -54,6 +54,9 @@ fn rm_v_removes_anonymous_volumes_and_keeps_named_ones() {
         echo after-prune=$(shibafu volume ls -q | tr '\n' ' ')
         shibafu volume prune -a >/dev/null
         echo after-prune-all=$(shibafu volume ls -q | wc -l)
+        mkdir -p $SHIBAFU_ROOT/volumes/.removing-cut-short-0123/_data
+        shibafu gc | grep -c 'removed leftover .*removing-cut-short' | sed 's/^/gc-took=/'
+        echo volume-dirs=$(ls -A $SHIBAFU_ROOT/volumes | wc -l)
         "#,
     );
     assert!(out.contains("before=2"), "{out}");
@@ -64,6 +67,7 @@ fn rm_v_removes_anonymous_volumes_and_keeps_named_ones() {
     assert!(out.contains("Deleted Volumes:") && out.contains("Total reclaimed space"), "{out}");
     assert!(out.contains("after-prune=keep\n"), "prune takes anonymous ones only: {out}");
     assert!(out.contains("after-prune-all=0"), "{out}");
+    assert!(out.contains("gc-took=1") && out.contains("volume-dirs=0"), "gc finishes a removal cut short: {out}");
 }
 
 #[test]

@@ -59,7 +59,8 @@ impl Engine {
     /// `volume rm`: removes a volume no container mounts (not even a stopped one).
     pub fn remove_volume(&self, name: &str) -> Result<()> {
         let dir = self.volume_dir(name);
-        let aside = self.root.join("volumes").join(format!("{REMOVING}{name}"));
+        // A name of its own: an earlier removal of the same name may still be there for gc.
+        let aside = self.root.join("volumes").join(format!("{REMOVING}{name}-{}", &names::new_id()[..12]));
         // Moved aside inside the transaction: once the row is gone, no run can meet the files.
         self.db.delete_volume::<EngineError>(name, || match std::fs::rename(&dir, &aside) {
             Ok(()) => Ok(()),
