@@ -241,3 +241,29 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
     125
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_has_no_clashing_flags() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_dockers_everyday_flags() {
+        let cli = Cli::try_parse_from([
+            "shibafu", "run", "-it", "-v", "data:/d", "--mount", "type=tmpfs,dst=/t", "-w", "/w", "-u", "1:2", "-l", "a=b", "--cap-drop", "ALL", "--read-only",
+            "--add-host", "h:1.2.3.4", "--dns", "192.0.2.1", "--entrypoint", "", "busybox", "sh", "-c", "true",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        assert!(a.interactive && a.tty && a.read_only);
+        assert_eq!((a.volume, a.workdir.as_deref(), a.entrypoint.as_deref(), a.command.len()), (vec!["data:/d".to_string()], Some("/w"), Some(""), 3));
+        let cli = Cli::try_parse_from(["shibafu", "ps", "-aq", "-f", "status=exited", "-f", "label=x", "--format", "{{.ID}}", "-n", "2"]).unwrap();
+        let Command::List(l) = cli.command else { panic!("not list") };
+        assert_eq!((l.all, l.quiet, l.filter.len(), l.last), (true, true, 2, Some(2)));
+    }
+}
