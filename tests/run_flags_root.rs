@@ -89,6 +89,8 @@ fn labels_filters_and_formats_select_and_show_containers() {
         echo label-cell=$(shibafu list --filter name=back --format '{{.Label "tier"}}|{{.Labels}}|{{.State}}|{{.Image}}')
         shibafu list --filter name=front --format 'table {{.ID}}\t{{.Names}}\t{{.Status}}'
         shibafu list --filter name=front --format json
+        echo before=$(shibafu list -a --filter before=back --format '{{.Names}}') since=$(shibafu list -a --filter since=back --format '{{.Names}}' | tr '\n' ,)
+        echo anchored=$(shibafu list -a --filter 'name=^o' --format '{{.Names}}')
         echo latest=$(shibafu list -l --format '{{.Names}}')
         echo last2=$(shibafu list -n 2 --format '{{.Names}}' | tr '\n' ,)
         grep -o '"tier": "front"' $SHIBAFU_ROOT/containers/$(shibafu list --filter name=front -q)*/config.json
@@ -107,6 +109,7 @@ fn labels_filters_and_formats_select_and_show_containers() {
     assert!(out.contains("CONTAINER ID   NAMES     STATUS\n"), "{out}");
     assert!(out.contains("   front     Up "), "{out}");
     assert!(out.contains("\"Names\":\"front\"") && out.contains("\"Labels\":\"team=lab,tier=front\""), "{out}");
+    assert!(out.contains("before=front since=done,ok,\n") && out.contains("anchored=ok\n"), "{out}");
     assert!(out.contains("latest=ok\n") && out.contains("last2=done,ok,\n"), "{out}");
     assert!(out.contains("\"tier\": \"front\""), "labels are the spec's annotations: {out}");
     assert!(out.contains("invalid filter \"colour\"") && out.contains("bad-filter-refused"), "{out}");

@@ -137,8 +137,9 @@ pub struct ListArgs {
     /// Only IDs.
     #[arg(short, long)]
     pub quiet: bool,
-    /// KEY=VALUE: id, name, label (KEY or KEY=VALUE), status, ancestor, network, exited,
-    /// volume (repeatable: the same key matches either value, different keys all).
+    /// KEY=VALUE: id, name (^ $ anchors), label (KEY or KEY=VALUE), status, ancestor, network,
+    /// exited, volume, before, since (repeatable: the same key matches either value, different
+    /// keys all).
     #[arg(short, long = "filter")]
     pub filter: Vec<String>,
     /// Only the N newest containers (of every state).

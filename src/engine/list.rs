@@ -53,7 +53,7 @@ impl ContainerSummary {
 pub struct Filters(BTreeMap<String, Vec<String>>);
 
 /// The keys `--filter` takes.
-pub const FILTER_KEYS: [&str; 8] = ["id", "name", "label", "status", "ancestor", "network", "exited", "volume"];
+pub const FILTER_KEYS: [&str; 10] = ["id", "name", "label", "status", "ancestor", "network", "exited", "volume", "before", "since"];
 
 /// The statuses Docker knows (`status=`); ours are created, running and exited.
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -85,16 +85,28 @@ impl Filters {
         self.0.contains_key("status") || self.0.contains_key("exited")
     }
 
-    /// Whether a container passes every filter.
+    /// Whether a container passes every filter but `before` and `since` (which need the
+    /// order of all containers: see `Engine::list_filtered`).
     pub fn matches(&self, c: &ContainerSummary) -> bool {
-        self.0.iter().all(|(key, values)| values.iter().any(|v| matches_one(key, v, c)))
+        self.0.iter().filter(|(key, _)| !ORDER_KEYS.contains(&key.as_str())).all(|(key, values)| values.iter().any(|v| matches_one(key, v, c)))
     }
+
+    /// The values given for a key.
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The filters that name another container and select by creation order.
+const ORDER_KEYS: [&str; 2] = ["before", "since"];
+
+impl Filters {
 }
 
 fn matches_one(key: &str, value: &str, c: &ContainerSummary) -> bool {
     match key {
         "id" => c.id.starts_with(value),
-        "name" => c.name.contains(value.trim_start_matches('/')),
+        "name" => name_matches(&c.name, value),
         "label" => match value.split_once('=') {
             Some((k, v)) => c.labels.get(k).is_some_and(|have| have == v),
             None => c.labels.contains_key(value),
@@ -105,6 +117,20 @@ fn matches_one(key: &str, value: &str, c: &ContainerSummary) -> bool {
         "network" => c.networks().contains(&value),
         "volume" => c.mounts.iter().any(|m| m == value),
         _ => false,
+    }
+}
+
+/// Docker matches names as a regular expression; the plain text and the `^`, `$` anchors
+/// people use with it are taken here (`web` anywhere, `^web$` exactly).
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/');
+    let (start, pattern) = pattern.strip_prefix('^').map_or((false, pattern), |p| (true, p));
+    let (end, pattern) = pattern.strip_suffix('$').map_or((false, pattern), |p| (true, p));
+    match (start, end) {
+        (true, true) => name == pattern,
+        (true, false) => name.starts_with(pattern),
+        (false, true) => name.ends_with(pattern),
+        (false, false) => name.contains(pattern),
     }
 }
 
@@ -119,10 +145,16 @@ fn as_text<S: serde::Serializer>(ports: &[PortMap], s: S) -> std::result::Result
 }
 
 impl Engine {
-    /// Containers (only running ones unless `all`) that pass the filters, oldest first.
+    /// Containers (only running ones unless `all`) that pass the filters, oldest first;
+    /// `before=X` and `since=X` keep those made before or after container X.
     pub fn list_filtered(&self, all: bool, filters: &Filters) -> Result<Vec<ContainerSummary>> {
         let all = all || filters.includes_stopped();
-        Ok(self.list(all)?.into_iter().filter(|c| filters.matches(c)).collect())
+        let every = self.list(true)?;
+        let place = |name: &String| every.iter().position(|c| &c.name == name || c.id.starts_with(name.as_str())).ok_or_else(|| EngineError::NoSuchContainer(name.clone()));
+        let before = filters.values("before").iter().map(place).collect::<Result<Vec<_>>>()?;
+        let since = filters.values("since").iter().map(place).collect::<Result<Vec<_>>>()?;
+        let in_order = |i: usize| before.iter().all(|b| i < *b) && since.iter().all(|s| i > *s);
+        Ok(every.into_iter().enumerate().filter(|(i, c)| (all || c.state == "running") && in_order(*i) && filters.matches(c)).map(|(_, c)| c).collect())
     }
 
     /// Containers (only running ones unless `all`), oldest first.
@@ -222,6 +254,7 @@ mod tests {
         assert!(filters(&["ancestor=busybox", "network=backend", "volume=data"]).matches(&web));
         assert!(!filters(&["ancestor=busybox:1"]).matches(&web));
         assert!(filters(&["id=web0"]).matches(&web));
+        assert!(filters(&["name=^web$"]).matches(&web) && !filters(&["name=^we$"]).matches(&web) && filters(&["name=eb$"]).matches(&web));
     }
 
     #[test]
