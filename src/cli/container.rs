@@ -1,22 +1,26 @@
 //! Container commands: run, list (ps), exec, stop, rm, logs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::engine::health::HealthFlags;
-use crate::engine::list::ContainerSummary;
+use crate::engine::list::{ContainerSummary, Filters};
+use crate::engine::mounts;
 use crate::engine::logfile::{parse_log_opts, parse_tail, parse_time, LogFilter};
 use crate::engine::logs::LogsOptions;
 use crate::engine::restart::RestartPolicy;
 use crate::engine::run::{RunOptions, RunOutcome};
-use crate::engine::spec::Limits;
+use crate::engine::spec::{Limits, ProcessOverrides};
 use crate::engine::start::StartFilter;
 use crate::engine::Engine;
+use crate::network::files::{self, ExtraHost};
 use crate::network::ports::{self, PortMap, Protocol};
 use crate::network::NetworkMode;
+use crate::state::containers::DnsSettings;
 
 /// `run`.
 #[derive(Debug, Args)]
@@ -89,6 +93,60 @@ pub struct RunArgs {
     /// first word after the flags is then the command.
     #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<String>>,
+    /// Mount: /HOST:CTR[:ro] (a bind; a missing host dir is made), NAME:CTR[:ro] (a named
+    /// volume, made on first use), or CTR (an anonymous volume) (repeatable).
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,source=..,target=..[,readonly][,tmpfs-size=..][,tmpfs-mode=..]
+    /// (repeatable).
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a fresh tmpfs: PATH[:size=64m,mode=1777,ro] (repeatable).
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container (made when missing).
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Run as USER[:GROUP], names (from the image's /etc/passwd, /etc/group) or numbers.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Replace the image's entrypoint (and its default command); "" clears it.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Keep stdin open (a foreground container always reads ours; a detached one gets a pipe
+    /// that stays open).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal even when stdin is none.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// A label, KEY=VALUE or KEY (repeatable).
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines (repeatable).
+    #[arg(long = "label-file")]
+    pub label_file: Vec<std::path::PathBuf>,
+    /// Add a capability to Docker's default set (NET_ADMIN or CAP_NET_ADMIN; ALL).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from it (ALL for every one).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Add NAME:IP to /etc/hosts (IP may be host-gateway: the network's gateway) (repeatable).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// A name server for /etc/resolv.conf instead of the default ones (repeatable).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// A search domain for /etc/resolv.conf instead of the default ones (repeatable).
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (ndots:2) instead of the default ones (repeatable).
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
     /// The image, as a flag: every word after the flags is then the command.
     #[arg(long = "image", value_name = "REF", conflicts_with = "layers")]
     pub image_ref: Option<String>,
@@ -106,12 +164,24 @@ pub struct ListArgs {
     /// Show every container, not only running ones.
     #[arg(short, long)]
     pub all: bool,
-    /// table or json.
+    /// table, json (one object a line), a template of Docker's ps placeholders
+    /// ({{.ID}}\t{{.Names}}\t{{.Status}}, {{.Label "k"}}), or `table TEMPLATE` with a header.
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Only IDs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// KEY=VALUE: id, name (^ $ anchors), label (KEY or KEY=VALUE), status, ancestor, network,
+    /// exited, volume, before, since (repeatable: the same key matches either value, different
+    /// keys all).
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Only the N newest containers (of every state).
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<usize>,
+    /// Only the newest container (of every state).
+    #[arg(short = 'l', long = "latest")]
+    pub latest: bool,
 }
 
 /// `exec`.
@@ -187,6 +257,27 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
     let limits = Limits { memory: a.memory.as_deref().map(parse_size).transpose()?, cpus: a.cpus, pids: a.pids_limit };
     let (image, command) = image_and_command(a.image_ref, a.layers.is_some(), a.image, a.command);
     let publish = a.publish.iter().map(|p| ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut mount_requests = a.volume.iter().map(|v| mounts::parse_volume(v)).collect::<std::result::Result<Vec<_>, _>>()?;
+    for m in &a.mount {
+        mount_requests.push(mounts::parse_mount(m)?);
+    }
+    for t in &a.tmpfs {
+        mount_requests.push(mounts::parse_tmpfs(t)?);
+    }
+    let process = ProcessOverrides {
+        entrypoint: a.entrypoint.map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+        workdir: a.workdir,
+        user: a.user,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        read_only: a.read_only,
+        labels: labels(&a.label, &a.label_file)?,
+    };
+    let extra_hosts = a.add_host.iter().map(|h| ExtraHost::parse(h)).collect::<std::result::Result<Vec<_>, _>>()?;
+    for server in &a.dns {
+        files::check_dns_server(server)?;
+    }
+    let dns = DnsSettings { servers: a.dns, search: a.dns_search, options: a.dns_option, hosts: a.add_host };
     let opts = RunOptions {
         image,
         layers: a.layers,
@@ -206,6 +297,12 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         restart,
         health,
         log_opts,
+        mounts: mount_requests,
+        process,
+        tty: a.tty,
+        interactive: a.interactive,
+        extra_hosts,
+        dns,
     };
     match engine.run(&opts)? {
         RunOutcome::Exited(code) => Ok(code),
@@ -247,18 +344,46 @@ pub fn port(root: &Path, name: &str) -> Result<i32> {
     Ok(0)
 }
 
+/// `--label K=V` and `--label-file FILE` (lines of K=V; blank lines and # comments skipped),
+/// the flags after the files, as Docker.
+fn labels(flags: &[String], files: &[std::path::PathBuf]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut put = |text: &str, from: &str| -> Result<()> {
+        let (k, v) = text.split_once('=').unwrap_or((text, ""));
+        if k.trim().is_empty() || k.contains(char::is_whitespace) {
+            bail!("invalid label {text:?}{from}: use KEY=VALUE with a KEY of no spaces");
+        }
+        out.insert(k.to_string(), v.to_string());
+        Ok(())
+    };
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("read the label file {}", file.display()))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            put(line, &format!(" in {}", file.display()))?;
+        }
+    }
+    for label in flags {
+        put(label, "")?;
+    }
+    Ok(out)
+}
+
 /// Runs `list`.
 pub fn list(root: &Path, a: ListArgs) -> Result<i32> {
     let engine = Engine::open(root)?;
-    let rows = engine.list(a.all)?;
+    let filters = Filters::parse(&a.filter)?;
+    let newest = if a.latest { Some(1) } else { a.last };
+    let mut rows = engine.list_filtered(a.all || newest.is_some(), &filters)?;
+    if let Some(n) = newest {
+        rows = rows.split_off(rows.len().saturating_sub(n));
+    }
     if a.quiet {
         rows.iter().for_each(|c| println!("{}", &c.id[..12]));
         return Ok(0);
     }
     match a.format.as_str() {
-        "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
         "table" => print_table(&rows),
-        other => bail!("unknown format {other:?}: use table or json"),
+        format => print!("{}", super::format::format_rows(format, &rows)?),
     }
     Ok(0)
 }
@@ -290,11 +415,11 @@ pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
     Ok(0)
 }
 
-/// Runs `rm`.
-pub fn rm(root: &Path, names: &[String], force: bool) -> Result<i32> {
+/// Runs `rm`; with `volumes`, the containers' anonymous volumes go too.
+pub fn rm(root: &Path, names: &[String], force: bool, volumes: bool) -> Result<i32> {
     let engine = Engine::open(root)?;
     for n in names {
-        engine.rm(n, force)?;
+        engine.rm(n, force, volumes)?;
         println!("{n}");
     }
     Ok(0)

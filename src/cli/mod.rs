@@ -3,6 +3,7 @@
 pub mod container;
 pub mod distribution;
 pub mod dns;
+pub mod format;
 pub mod image;
 pub mod inspect;
 pub mod layer;
@@ -11,6 +12,7 @@ pub mod network;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
+pub mod volume;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,9 @@ pub enum Command {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too (named ones stay).
+        #[arg(short, long)]
+        volumes: bool,
         /// Container names or IDs.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -74,6 +79,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// The containers' DNS server (NAME.NETWORK.local).
     #[command(subcommand)]
     Dns(dns::DnsCommand),
@@ -168,6 +176,12 @@ pub enum Command {
         /// Be the container's health checker (the monitor starts it).
         #[arg(long)]
         health: bool,
+        /// Give the container a pty (its output goes to the log).
+        #[arg(long)]
+        tty: bool,
+        /// Keep the container's stdin open until it exits.
+        #[arg(long)]
+        interactive: bool,
         /// Container ID.
         id: String,
     },
@@ -182,12 +196,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::List(a) => container::list(root, a),
         Command::Exec(a) => container::exec(root, a),
         Command::Stop { time, containers } => container::stop(root, &containers, time),
-        Command::Rm { force, containers } => container::rm(root, &containers, force),
+        Command::Rm { force, volumes, containers } => container::rm(root, &containers, force, volumes),
         Command::Logs(a) => container::logs(root, a),
         Command::Start(a) => container::start(root, a),
         Command::Inspect(a) => inspect::inspect(root, a),
         Command::Port { container } => container::port(root, &container),
         Command::Network(cmd) => network::network(root, cmd),
+        Command::Volume(cmd) => volume::volume(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
@@ -206,7 +221,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc => layer::gc(root),
         Command::Runtime(args) => runtime::run(args),
         Command::Monitor { health: true, id, .. } => Ok(crate::engine::health::serve_checks(root, &id)),
-        Command::Monitor { runtime, id, .. } => Ok(crate::engine::monitor::serve(root, &id, &runtime)),
+        Command::Monitor { runtime, tty, interactive, id, .. } => {
+            Ok(crate::engine::monitor::serve(root, &id, &runtime, crate::engine::monitor::MonitorMode { terminal: tty, interactive }))
+        }
     }
 }
 
@@ -226,4 +243,30 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         }
     }
     125
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_has_no_clashing_flags() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_dockers_everyday_flags() {
+        let cli = Cli::try_parse_from([
+            "shibafu", "run", "-it", "-v", "data:/d", "--mount", "type=tmpfs,dst=/t", "-w", "/w", "-u", "1:2", "-l", "a=b", "--cap-drop", "ALL", "--read-only",
+            "--add-host", "h:1.2.3.4", "--dns", "192.0.2.1", "--entrypoint", "", "busybox", "sh", "-c", "true",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        assert!(a.interactive && a.tty && a.read_only);
+        assert_eq!((a.volume, a.workdir.as_deref(), a.entrypoint.as_deref(), a.command.len()), (vec!["data:/d".to_string()], Some("/w"), Some(""), 3));
+        let cli = Cli::try_parse_from(["shibafu", "ps", "-aq", "-f", "status=exited", "-f", "label=x", "--format", "{{.ID}}", "-n", "2"]).unwrap();
+        let Command::List(l) = cli.command else { panic!("not list") };
+        assert_eq!((l.all, l.quiet, l.filter.len(), l.last), (true, true, 2, Some(2)));
+    }
 }

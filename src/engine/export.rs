@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::spec::{container_spec, default_nofile, Limits, SpecInput};
+use super::spec::{container_spec, default_nofile, Limits, ProcessOverrides, SpecInput};
 use super::{Engine, EngineError, Result};
 use crate::image::export::write_rootfs;
 
@@ -53,6 +53,7 @@ impl Engine {
             limits: &Limits::default(),
             cgroup: None,
             nofile: default_nofile(),
+            process: &ProcessOverrides::default(),
         })?;
         Ok(crate::runtime::spec::save(&spec, dir)?)
     }

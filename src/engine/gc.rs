@@ -38,6 +38,7 @@ impl Engine {
         self.collect_dead_monitors(&mut done)?;
         self.collect_containers(&mut done)?;
         self.collect_networks(&mut done)?;
+        done.removed.extend(self.collect_volume_leftovers()?);
         // Staging dirs sit beside what they stage; the temp dirs and the partial downloads
         // (which a pull that was cut keeps to resume) hold nothing else.
         let partials = crate::storage::partial::partial_dir(&self.root);

@@ -1,11 +1,12 @@
 //! `list` / `ps`: containers with their live status.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::restart::show_duration;
-use super::{Engine, Result};
+use super::{Engine, EngineError, Result};
 use crate::state::containers::ContainerRow;
 use crate::network::ports::PortMap;
 
@@ -43,6 +44,110 @@ pub struct ContainerSummary {
     /// Its published ports, as `0.0.0.0:30001->80/tcp`.
     #[serde(serialize_with = "as_text")]
     pub ports: Vec<PortMap>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its mounts: volume names, else host paths (tmpfs: the path inside).
+    pub mounts: Vec<String>,
+}
+
+impl ContainerSummary {
+    /// Its networks, each by name (`bridge`, `none`, `host`, user networks).
+    pub fn networks(&self) -> Vec<&str> {
+        self.network.split(',').filter(|n| !n.is_empty()).collect()
+    }
+}
+
+/// `list --filter KEY=VALUE`s, as Docker's: the same key given twice matches either value,
+/// different keys must all match.
+#[derive(Debug, Default, Clone)]
+pub struct Filters(BTreeMap<String, Vec<String>>);
+
+/// The keys `--filter` takes.
+pub const FILTER_KEYS: [&str; 10] = ["id", "name", "label", "status", "ancestor", "network", "exited", "volume", "before", "since"];
+
+/// The statuses Docker knows (`status=`); ours are created, running and exited.
+const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+
+impl Filters {
+    /// Parses `KEY=VALUE` filters; an unknown key or a bad value is refused.
+    pub fn parse(specs: &[String]) -> Result<Filters> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for spec in specs {
+            let (key, value) = spec.split_once('=').ok_or_else(|| EngineError::Invalid(format!("bad format of filter {spec:?} (expected name=value)")))?;
+            let key = key.trim().to_lowercase();
+            if !FILTER_KEYS.contains(&key.as_str()) {
+                return Err(EngineError::Invalid(format!("invalid filter {key:?}: use one of {}", FILTER_KEYS.join(", "))));
+            }
+            if key == "status" && !STATUSES.contains(&value) {
+                return Err(EngineError::Invalid(format!("invalid filter 'status={value}': use one of {}", STATUSES.join(", "))));
+            }
+            if key == "exited" && value.parse::<i32>().is_err() {
+                return Err(EngineError::Invalid(format!("invalid filter 'exited={value}': give an exit code")));
+            }
+            map.entry(key).or_default().push(value.to_string());
+        }
+        Ok(Filters(map))
+    }
+
+    /// Whether a filter asks for stopped containers as well (status=, exited=), so `list`
+    /// shows them without `-a`, as Docker's.
+    pub fn includes_stopped(&self) -> bool {
+        self.0.contains_key("status") || self.0.contains_key("exited")
+    }
+
+    /// Whether a container passes every filter but `before` and `since` (which need the
+    /// order of all containers: see `Engine::list_filtered`).
+    pub fn matches(&self, c: &ContainerSummary) -> bool {
+        self.0.iter().filter(|(key, _)| !ORDER_KEYS.contains(&key.as_str())).all(|(key, values)| values.iter().any(|v| matches_one(key, v, c)))
+    }
+
+    /// The values given for a key.
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The filters that name another container and select by creation order.
+const ORDER_KEYS: [&str; 2] = ["before", "since"];
+
+impl Filters {
+}
+
+fn matches_one(key: &str, value: &str, c: &ContainerSummary) -> bool {
+    match key {
+        "id" => c.id.starts_with(value),
+        "name" => name_matches(&c.name, value),
+        "label" => match value.split_once('=') {
+            Some((k, v)) => c.labels.get(k).is_some_and(|have| have == v),
+            None => c.labels.contains_key(value),
+        },
+        "status" => c.state == value,
+        "exited" => c.state == "exited" && c.exit_code.map(|e| e.to_string()).as_deref() == Some(value),
+        "ancestor" => same_image(&c.image, value),
+        "network" => c.networks().contains(&value),
+        "volume" => c.mounts.iter().any(|m| m == value),
+        _ => false,
+    }
+}
+
+/// Docker matches names as a regular expression; the plain text and the `^`, `$` anchors
+/// people use with it are taken here (`web` anywhere, `^web$` exactly).
+fn name_matches(name: &str, pattern: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/');
+    let (start, pattern) = pattern.strip_prefix('^').map_or((false, pattern), |p| (true, p));
+    let (end, pattern) = pattern.strip_suffix('$').map_or((false, pattern), |p| (true, p));
+    match (start, end) {
+        (true, true) => name == pattern,
+        (true, false) => name.starts_with(pattern),
+        (false, true) => name.ends_with(pattern),
+        (false, false) => name.contains(pattern),
+    }
+}
+
+/// `busybox` names `busybox:latest`; `busybox:1` only itself.
+fn same_image(have: &str, wanted: &str) -> bool {
+    let with_tag = |r: &str| if r.rsplit('/').next().is_some_and(|last| last.contains(':')) { r.to_string() } else { format!("{r}:latest") };
+    with_tag(have) == with_tag(wanted)
 }
 
 fn as_text<S: serde::Serializer>(ports: &[PortMap], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -50,6 +155,18 @@ fn as_text<S: serde::Serializer>(ports: &[PortMap], s: S) -> std::result::Result
 }
 
 impl Engine {
+    /// Containers (only running ones unless `all`) that pass the filters, oldest first;
+    /// `before=X` and `since=X` keep those made before or after container X.
+    pub fn list_filtered(&self, all: bool, filters: &Filters) -> Result<Vec<ContainerSummary>> {
+        let all = all || filters.includes_stopped();
+        let every = self.list(true)?;
+        let place = |name: &String| every.iter().position(|c| &c.name == name || c.id.starts_with(name.as_str())).ok_or_else(|| EngineError::NoSuchContainer(name.clone()));
+        let before = filters.values("before").iter().map(place).collect::<Result<Vec<_>>>()?;
+        let since = filters.values("since").iter().map(place).collect::<Result<Vec<_>>>()?;
+        let in_order = |i: usize| before.iter().all(|b| i < *b) && since.iter().all(|s| i > *s);
+        Ok(every.into_iter().enumerate().filter(|(i, c)| (all || c.state == "running") && in_order(*i) && filters.matches(c)).map(|(_, c)| c).collect())
+    }
+
     /// Containers (only running ones unless `all`), oldest first.
     pub fn list(&self, all: bool) -> Result<Vec<ContainerSummary>> {
         let mut out = Vec::new();
@@ -60,6 +177,7 @@ impl Engine {
             }
             let addresses = self.db.leases_of(&c.id)?.into_iter().map(|l| l.address).collect();
             let ports = self.db.ports_of(&c.id)?.iter().map(super::network::port_map).collect::<Result<_>>()?;
+            let mounts = c.mounts.iter().map(|m| if m.name.is_empty() { if m.source.is_empty() { m.destination.clone() } else { m.source.clone() } } else { m.name.clone() }).collect();
             out.push(ContainerSummary {
                 id: c.id,
                 name: c.name,
@@ -76,6 +194,8 @@ impl Engine {
                 addresses,
                 ports,
                 network: c.network,
+                labels: c.labels,
+                mounts,
             });
         }
         Ok(out)
@@ -129,4 +249,61 @@ pub fn ago(time: &str) -> String {
         _ => (secs / 86400, "day"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(name: &str, state: &str, labels: &[(&str, &str)]) -> ContainerSummary {
+        ContainerSummary {
+            id: format!("{name:0<64}"),
+            name: name.into(),
+            image: "busybox:latest".into(),
+            command: vec![],
+            created: String::new(),
+            state: state.into(),
+            status: String::new(),
+            exit_code: (state == "exited").then_some(3),
+            network: "backend,bridge".into(),
+            addresses: vec![],
+            ports: vec![],
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            mounts: vec!["data".into()],
+            restart_policy: "no".into(),
+            restart_count: 0,
+            restart_backoff_ms: 0,
+            health: None,
+        }
+    }
+
+    fn filters(specs: &[&str]) -> Filters {
+        Filters::parse(&specs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn same_keys_or_and_different_keys_and() {
+        let web = summary("web", "running", &[("tier", "front")]);
+        let job = summary("job", "exited", &[("tier", "back"), ("batch", "")]);
+        let both = filters(&["label=tier=front", "label=tier=back"]);
+        assert!(both.matches(&web) && both.matches(&job));
+        let and = filters(&["label=tier", "status=exited"]);
+        assert!(!and.matches(&web) && and.matches(&job));
+        assert!(and.includes_stopped());
+        assert!(filters(&["label=batch"]).matches(&job));
+        assert!(filters(&["exited=3", "name=jo"]).matches(&job));
+        assert!(!filters(&["exited=0"]).matches(&job));
+        assert!(filters(&["ancestor=busybox", "network=backend", "volume=data"]).matches(&web));
+        assert!(!filters(&["ancestor=busybox:1"]).matches(&web));
+        assert!(filters(&["id=web0"]).matches(&web));
+        assert!(filters(&["name=^web$"]).matches(&web) && !filters(&["name=^we$"]).matches(&web) && filters(&["name=eb$"]).matches(&web));
+    }
+
+    #[test]
+    fn bad_filters_are_refused() {
+        for (spec, why) in [("colour=red", "invalid filter \"colour\""), ("status=sleeping", "use one of created"), ("exited=x", "exit code"), ("name", "expected name=value")] {
+            let err = Filters::parse(&[spec.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(why), "{spec}: {err}");
+        }
+    }
 }

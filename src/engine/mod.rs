@@ -12,6 +12,7 @@ pub mod list;
 pub mod logfile;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod networks;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod stop;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +112,7 @@ impl Engine {
         if root.exists() && !root.is_dir() {
             return Err(EngineError::Invalid(format!("the data root {} is not a directory: give --root (or SHIBAFU_ROOT) a directory", root.display())));
         }
-        for dir in ["", "containers", "layers", "blobs/sha256", "tmp"] {
+        for dir in ["", "containers", "layers", "blobs/sha256", "tmp", "volumes"] {
             let d = root.join(dir);
             std::fs::create_dir_all(&d).map_err(EngineError::io(format!("create {}", d.display())))?;
         }

@@ -21,15 +21,29 @@ use super::oci::OciRuntime;
 use super::restart::{next_backoff, show_duration, RestartPolicy};
 use super::{Engine, EngineError, Result};
 
+/// How the monitor runs a container's stdio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonitorMode {
+    /// Give it a pty, whose output goes to the log (`-t`; built-in runtime only).
+    pub terminal: bool,
+    /// Keep its stdin open until it exits (`-i`), instead of /dev/null.
+    pub interactive: bool,
+}
+
 /// Starts the monitor and waits until it reports the container started (or failed). The
 /// monitor is this binary re-executed (`shibafu monitor`), not a fork: SQLite connections
 /// must not cross a fork, and a fresh process holds none.
-pub fn start(engine: &Engine, id: &str, oci: &OciRuntime) -> Result<()> {
+pub fn start(engine: &Engine, id: &str, oci: &OciRuntime, stdio: &MonitorMode) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let exe = std::env::current_exe().map_err(EngineError::io("find our own binary"))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--root").arg(&engine.root).args(["monitor", "--runtime", &oci.name()]);
+    for (on, flag) in [(stdio.terminal, "--tty"), (stdio.interactive, "--interactive")] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
     let own_log = File::options().create(true).append(true).open(engine.container_dir(id).join("monitor.log")).map_err(EngineError::io("open monitor.log"))?;
     let own_log_too = own_log.try_clone().map_err(EngineError::io("open monitor.log"))?;
     cmd.arg(id).stdin(Stdio::null()).stdout(own_log).stderr(own_log_too);
@@ -60,14 +74,14 @@ pub fn start(engine: &Engine, id: &str, oci: &OciRuntime) -> Result<()> {
 pub const READY_FD: RawFd = 3;
 
 /// The monitor process itself (`shibafu monitor ID`): runs the container and records its exit.
-pub fn serve(root: &Path, id: &str, runtime: &str) -> i32 {
+pub fn serve(root: &Path, id: &str, runtime: &str, stdio: MonitorMode) -> i32 {
     // SAFETY: fd 3 was set up by `start`; we own it from here on.
     let ready = unsafe { OwnedFd::from_raw_fd(READY_FD) };
     // The container must not inherit it, or `run -d` would wait for the container's exit.
     let _ = nix::fcntl::fcntl(&ready, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     let run = Engine::open(root).and_then(|engine| {
         let oci = OciRuntime::choose(runtime, &engine.run_dir)?;
-        monitor(&engine, id, &oci, ready)
+        monitor(&engine, id, &oci, stdio, ready)
     });
     match run {
         Ok(()) => 0,
@@ -100,7 +114,7 @@ impl Exit {
     }
 }
 
-fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, ready: OwnedFd) -> Result<()> {
+fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, stdio: MonitorMode, ready: OwnedFd) -> Result<()> {
     // SAFETY: prctl with integer arguments; an external runtime's init is reparented to us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let row = engine.find(id)?;
@@ -112,7 +126,7 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, ready: OwnedFd) -> Resul
     loop {
         let began = Instant::now();
         let first = ready.is_some();
-        let exit = match run_once(engine, id, oci, &mut log, ready.take()) {
+        let exit = match run_once(engine, id, oci, stdio, &mut log, ready.take()) {
             Ok(exit) => exit,
             // The first start reports its failure to the caller, which undoes the run.
             Err(e) if first => return Err(e),
@@ -140,15 +154,19 @@ fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, ready: OwnedFd) -> Resul
 
 /// Creates and starts the container once, copies its output to the log, waits for it and
 /// removes the runtime's record of it. `ready` (first start only) hears "ok" or the error.
-fn run_once(engine: &Engine, id: &str, oci: &OciRuntime, log: &mut LogWriter, ready: Option<OwnedFd>) -> Result<Exit> {
+fn run_once(engine: &Engine, id: &str, oci: &OciRuntime, stdio: MonitorMode, log: &mut LogWriter, ready: Option<OwnedFd>) -> Result<Exit> {
     let dir = engine.container_dir(id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
-    // Our stdin is /dev/null (see `start`): the container's is too.
-    let created = oci.create(id, &dir, [0, out_w.as_raw_fd(), err_w.as_raw_fd()]).and_then(|pid| oci.start(id).map(|_| pid));
+    // Our stdin is /dev/null (see `start`): the container's is too, unless it is to stay open
+    // (-i): then a pipe whose other end we hold until it exits.
+    let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
+    let stdin = if stdio.interactive { in_r.as_raw_fd() } else { 0 };
+    let created = oci.create(id, &dir, [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()], stdio.terminal).and_then(|c| oci.start(id).map(|_| c));
     drop(out_w);
     drop(err_w);
-    let pid = match created {
+    drop(in_r);
+    let (pid, console) = match created {
         Ok(pid) => pid,
         Err(e) => {
             let _ = oci.delete(id);
@@ -173,9 +191,11 @@ fn run_once(engine: &Engine, id: &str, oci: &OciRuntime, log: &mut LogWriter, re
     }
     let checker = super::health::spawn_checker(engine, id);
     let status = std::thread::scope(|s| {
-        s.spawn(|| copy_to_log(out_r, err_r, log));
+        // With a terminal, what the container writes comes out of the pty master.
+        s.spawn(|| copy_to_log(console.unwrap_or(out_r), err_r, log));
         wait_for(Pid::from_raw(pid))
     });
+    drop(in_w);
     if let Some(checker) = checker {
         let _ = nix::sys::signal::kill(Pid::from_raw(checker.id() as i32), Signal::SIGKILL);
         let _ = waitpid(Pid::from_raw(checker.id() as i32), None);
@@ -241,7 +261,8 @@ fn copy_to_log(out: OwnedFd, err: OwnedFd, log: &mut LogWriter) {
         for (s, _) in streams.iter_mut().filter(|s| s.3).zip(ready).filter(|(_, r)| *r) {
             let mut buf = [0u8; 16384];
             match nix::unistd::read(&s.0, &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EBADF) => {
+                // EIO: a pty master whose slave every process closed.
+                Ok(0) | Err(nix::errno::Errno::EBADF) | Err(nix::errno::Errno::EIO) => {
                     s.3 = false;
                     if !s.2.is_empty() {
                         log.write(s.1, &std::mem::take(&mut s.2));

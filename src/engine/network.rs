@@ -12,6 +12,7 @@ use crate::network::firewall::FirewallDriver;
 use crate::network::netlink::{self, VethPlan};
 use crate::network::ports::{self, PortMap, PortRequest, Protocol};
 use crate::network::{files, ipam, lock, netns, Network, NetworkError, NetworkMode, DEFAULT_NETWORK, DNS_ZONE};
+use crate::state::containers::DnsSettings;
 use crate::state::network::{LeaseRow, NetworkRow, PortRow};
 
 /// What `run` asked of the network.
@@ -24,6 +25,10 @@ pub struct NetworkRequest<'a> {
     pub mode: &'a NetworkMode,
     /// `-p` requests.
     pub publish: &'a [PortRequest],
+    /// `--add-host` entries for its /etc/hosts.
+    pub extra_hosts: &'a [files::ExtraHost],
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: &'a DnsSettings,
 }
 
 /// A container's network, as set up.
@@ -55,9 +60,14 @@ impl Engine {
         let mut attached = Attached::default();
         let mut first_address = None;
         let mut resolver = None;
+        let mut gateway = None;
+        if !req.dns.is_empty() && *req.mode == NetworkMode::Host {
+            return Err(EngineError::Invalid("--dns, --dns-search and --dns-option do not go with --network host: the container uses the host's resolv.conf".into()));
+        }
         if let NetworkMode::Bridges(names) = req.mode {
             let networks = names.iter().map(|n| self.network_named(n)).collect::<Result<Vec<_>>>()?;
             resolver = Resolver::for_networks(&networks);
+            gateway = networks.first().map(|n| n.gateway);
             let path = netns::path_for(&self.run_dir, req.id);
             netns::create(&path)?;
             attached.netns = Some(path.clone());
@@ -79,7 +89,7 @@ impl Engine {
         } else if !req.publish.is_empty() {
             return Err(EngineError::Invalid(format!("--publish needs a bridge network, not --network {}", req.mode)));
         }
-        attached.files = self.write_files(req, first_address, resolver.as_ref())?;
+        attached.files = self.write_files(req, first_address, gateway, resolver.as_ref())?;
         Ok(attached)
     }
 
@@ -140,7 +150,8 @@ impl Engine {
     fn refresh_resolv_conf(&self, id: &str) -> Result<()> {
         let networks = self.db.leases_of(id)?.iter().map(|l| self.network_named(&l.network)).collect::<Result<Vec<_>>>()?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let text = resolv_conf(&host_resolv, Resolver::for_networks(&networks).as_ref());
+        let dns = self.db.containers_by_id(id)?.pop().map(|c| c.dns).unwrap_or_default();
+        let text = resolv_conf(&host_resolv, Resolver::for_networks(&networks).as_ref(), &dns);
         let path = self.container_dir(id).join("resolv.conf");
         std::fs::write(&path, text).map_err(EngineError::io(format!("write {}", path.display())))
     }
@@ -320,17 +331,18 @@ impl Engine {
     }
 
     /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
-    fn write_files(&self, req: &NetworkRequest, address: Option<Ipv4Addr>, resolver: Option<&Resolver>) -> Result<Vec<(PathBuf, PathBuf)>> {
+    fn write_files(&self, req: &NetworkRequest, address: Option<Ipv4Addr>, gateway: Option<Ipv4Addr>, resolver: Option<&Resolver>) -> Result<Vec<(PathBuf, PathBuf)>> {
         let dir = self.container_dir(req.id);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let [name, hostname] = req.names;
         let resolv = match req.mode {
             NetworkMode::Host => host_resolv,
-            _ => resolv_conf(&host_resolv, resolver),
+            _ => resolv_conf(&host_resolv, resolver, req.dns),
         };
+        let hosts = files::hosts(address, &[hostname, name]) + &files::extra_hosts(req.extra_hosts, gateway)?;
         let wanted = [
             ("hostname", files::hostname(hostname)),
-            ("hosts", files::hosts(address, &[hostname, name])),
+            ("hosts", hosts),
             ("resolv.conf", resolv),
         ];
         let mut out = Vec::new();
@@ -359,12 +371,14 @@ impl Resolver {
     }
 }
 
-/// A container's resolv.conf: dns serve's when it has a resolver, else the host's servers.
-fn resolv_conf(host_resolv: &str, resolver: Option<&Resolver>) -> String {
-    match resolver {
+/// A container's resolv.conf: dns serve's when it has a resolver, else the host's servers;
+/// then its own `--dns` settings.
+fn resolv_conf(host_resolv: &str, resolver: Option<&Resolver>, dns: &DnsSettings) -> String {
+    let text = match resolver {
         Some(r) => files::resolv_conf(host_resolv, &[r.nameserver], &r.search),
         None => files::resolv_conf(host_resolv, &[], &[]),
-    }
+    };
+    files::with_settings(&text, &dns.servers, &dns.search, &dns.options)
 }
 
 /// A recorded network, parsed.

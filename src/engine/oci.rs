@@ -1,7 +1,7 @@
 //! The OCI runtime a container runs under: our own (in-process), or an external runc-compatible
 //! binary (`--runtime runc|crun|PATH`) driven through its command line.
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -60,13 +60,15 @@ impl OciRuntime {
     }
 
     /// Creates the container with the given stdio and returns its init PID (the caller must be
-    /// its parent or subreaper to wait for it).
-    pub fn create(&self, id: &str, bundle: &Path, stdio: [RawFd; 3]) -> Result<i32> {
+    /// its parent or subreaper to wait for it), and with `terminal` (built-in runtime only) the
+    /// master of its pty.
+    pub fn create(&self, id: &str, bundle: &Path, stdio: [RawFd; 3], terminal: bool) -> Result<(i32, Option<OwnedFd>)> {
         match self {
             OciRuntime::Builtin(rt) => {
-                let created = rt.create(id, bundle, &CreateOptions { stdio: Some(stdio), ..Default::default() })?;
-                Ok(created.pid.as_raw())
+                let created = rt.create(id, bundle, &CreateOptions { stdio: Some(stdio), keep_console: terminal, ..Default::default() })?;
+                Ok((created.pid.as_raw(), created.console))
             }
+            OciRuntime::External { .. } if terminal => Err(EngineError::Invalid(format!("a terminal for a detached container needs the built-in runtime, not {}", self.name()))),
             OciRuntime::External { .. } => {
                 let pid_file = bundle.join("init.pid");
                 let mut cmd = self.command(&["create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
@@ -76,7 +78,8 @@ impl OciRuntime {
                     return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), String::from_utf8_lossy(&out.stderr).trim())));
                 }
                 let text = std::fs::read_to_string(&pid_file).map_err(EngineError::io("read the init's pid file"))?;
-                text.trim().parse().map_err(|_| EngineError::Invalid(format!("bad pid file {}", pid_file.display())))
+                let pid = text.trim().parse().map_err(|_| EngineError::Invalid(format!("bad pid file {}", pid_file.display())))?;
+                Ok((pid, None))
             }
         }
     }
@@ -132,6 +135,10 @@ impl OciRuntime {
                 let mut p = rt.process_template(id)?;
                 p.set_args(Some(args.to_vec()));
                 p.set_terminal(Some(tty));
+                // The pty is made with our terminal's size, so the command never sees 0 x 0.
+                if let Some((rows, cols)) = crate::runtime::tty::winsize(0).filter(|_| tty) {
+                    p.set_console_size(Some(oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build().expect("box builds")));
+                }
                 let mut all = p.env().clone().unwrap_or_default();
                 all.extend(env.iter().cloned());
                 p.set_env(Some(all));

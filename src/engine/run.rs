@@ -3,16 +3,18 @@
 
 use std::path::PathBuf;
 
+use super::mounts::{self, MountRequest};
 use super::network::{Attached, NetworkRequest};
 use super::oci::OciRuntime;
 use super::health::HealthFlags;
 use super::restart::RestartPolicy;
-use super::spec::{container_spec, Limits, SpecInput};
+use super::spec::{container_spec, Limits, ProcessOverrides, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
 use crate::image::distribution::RemoteRef;
 use crate::network::ports::{PortMap, PortRequest};
+use crate::network::files::ExtraHost;
 use crate::network::NetworkMode;
-use crate::state::containers::{ContainerRow, LogOptions};
+use crate::state::containers::{ContainerRow, DnsSettings, LogOptions};
 use crate::storage::overlay::{self, OverlayDirs};
 
 /// What `run` was asked.
@@ -50,6 +52,19 @@ pub struct RunOptions {
     pub health: HealthFlags,
     /// `--log-opt max-size=..,max-file=..`.
     pub log_opts: LogOptions,
+    /// Volumes, binds and tmpfs mounts (`-v`, `--mount`).
+    pub mounts: Vec<MountRequest>,
+    /// Entrypoint, working dir, user, capabilities, read-only root, labels.
+    pub process: ProcessOverrides,
+    /// Give it a terminal even when stdin is none (`-t`).
+    pub tty: bool,
+    /// Keep its stdin open (`-i`): a detached container gets a pipe that stays open until it
+    /// exits (a foreground one always reads ours).
+    pub interactive: bool,
+    /// `--add-host` entries.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: DnsSettings,
 }
 
 /// What a run reports.
@@ -70,6 +85,7 @@ impl Engine {
         if !opts.detach && (opts.restart != RestartPolicy::No || opts.health.cmd.is_some()) {
             return Err(EngineError::Invalid("--restart and --health-cmd need a monitor: run with -d".into()));
         }
+        opts.process.check()?;
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
@@ -82,6 +98,8 @@ impl Engine {
         let config = images.config(&image)?;
         let image_check = if opts.layers.is_some() { None } else { images.healthcheck(&image)? };
         let healthcheck = opts.health.resolve(image_check.as_ref())?;
+        let (mounts, process) = with_image_defaults(&config, opts)?;
+        let opts = &RunOptions { mounts, process, ..opts.clone() };
         let lowers = images.layer_dirs(&image)?;
         let id = names::new_id();
         let name = opts.name.clone().unwrap_or_else(|| names::default_name(&image.name, &id));
@@ -92,8 +110,12 @@ impl Engine {
             crate::network::check_name("network alias", alias, 63)?;
         }
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
-        let terminal = !opts.detach && super::stdin_is_our_terminal();
-        let command = super::spec::command_line(&config, &opts.command)?;
+        let terminal = opts.tty || (!opts.detach && super::stdin_is_our_terminal());
+        if terminal && opts.detach && !matches!(oci, OciRuntime::Builtin(_)) {
+            return Err(EngineError::Invalid(format!("-t with -d runs only under the built-in runtime, not {}", oci.name())));
+        }
+        let command = super::spec::command_line(&config, opts.process.entrypoint.as_deref(), &opts.command)?;
+        let planned = self.plan_mounts(&opts.mounts);
         let dir = self.container_dir(&id);
         let row = ContainerRow {
             id: id.clone(),
@@ -118,11 +140,15 @@ impl Engine {
             auto_remove: opts.remove,
             healthcheck,
             log_opts: opts.log_opts,
+            labels: opts.process.labels.clone(),
+            mounts: planned.clone(),
+            dns: opts.dns.clone(),
             ..Default::default()
         };
         self.db.insert_container(&row)?;
         crate::fault::point("run:recorded");
-        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, networks: Vec::new(), armed: true };
+        let mut undo = Undo { engine: self, id: id.clone(), oci: &oci, networks: Vec::new(), made_volumes: Vec::new(), armed: true };
+        undo.made_volumes = self.take_volumes(&id, &planned)?;
         if let NetworkMode::Bridges(names) = &opts.network {
             for name in names {
                 if let Some(net) = self.create_network_if_missing(name)? {
@@ -134,7 +160,16 @@ impl Engine {
         let dirs = OverlayDirs::in_dir(&dir);
         overlay::mount_overlay(&lowers, &dirs)?;
         crate::fault::point("run:mounted");
-        let attached: Attached = self.attach_network(&NetworkRequest { id: &id, names: [&name, &hostname], mode: &opts.network, publish: &opts.publish })?;
+        self.fill_mounts(&opts.mounts, &planned, &dirs.merged)?;
+        make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process))?;
+        let attached: Attached = self.attach_network(&NetworkRequest {
+            id: &id,
+            names: [&name, &hostname],
+            mode: &opts.network,
+            publish: &opts.publish,
+            extra_hosts: &opts.extra_hosts,
+            dns: &opts.dns,
+        })?;
         let mut spec = container_spec(&SpecInput {
             image: &config,
             command: &opts.command,
@@ -146,13 +181,15 @@ impl Engine {
             limits: &opts.limits,
             cgroup: Some(PathBuf::from(crate::runtime::cgroups::DEFAULT_PARENT).join(&id)),
             nofile: super::spec::default_nofile(),
+            process: &opts.process,
         })?;
         super::spec::apply_network(&mut spec, &opts.network, &attached);
         super::spec::annotate(&mut spec, super::inspect::container::IMAGE_ID_ANNOTATION, &image.config_digest);
+        super::spec::add_mounts(&mut spec, &opts.mounts, &planned);
         crate::runtime::spec::save(&spec, &dir)?;
         crate::fault::point("run:spec-saved");
         if opts.detach {
-            monitor::start(self, &id, &oci)?;
+            monitor::start(self, &id, &oci, &monitor::MonitorMode { terminal, interactive: opts.interactive })?;
             crate::fault::point("run:monitor-started");
             undo.armed = false;
             return Ok(RunOutcome::Started { id, name, ports: attached.ports });
@@ -176,11 +213,18 @@ impl Engine {
         let unmounted = if remove { Ok(()) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged) };
         self.db.set_exited(id, code)?;
         if remove {
-            return self.remove_container(id, None);
+            return self.remove_container_and_volumes(id, None);
         }
         detached?;
         unmounted?;
         Ok(())
+    }
+
+    /// `remove_container`, then the container's anonymous volumes (`rm -v`, `run --rm`).
+    pub fn remove_container_and_volumes(&self, id: &str, oci: Option<&OciRuntime>) -> Result<()> {
+        let anonymous = self.db.anonymous_volumes_of(id)?;
+        self.remove_container(id, oci)?;
+        self.remove_unused_volumes(&anonymous)
     }
 
     /// Deletes a container's runtime state, mount, directory and row.
@@ -204,19 +248,48 @@ impl Engine {
     }
 }
 
-/// Undoes a half-made run: the container, then the networks the run made for it.
+/// What the image adds to a run, as Docker: an anonymous volume on each of its `Volumes` that
+/// no mount of the run covers, and its labels under the run's own. Checks the mounts.
+fn with_image_defaults(image: &crate::image::ImageConfig, opts: &RunOptions) -> Result<(Vec<MountRequest>, ProcessOverrides)> {
+    let mut wanted = opts.mounts.clone();
+    for path in &image.volumes {
+        let m = mounts::parse_volume(path).map_err(|e| EngineError::Invalid(format!("the image's volume: {e}")))?;
+        if !wanted.iter().any(|w| w.target == m.target) {
+            wanted.push(m);
+        }
+    }
+    mounts::check_unique(&wanted).map_err(EngineError::Invalid)?;
+    let mut process = opts.process.clone();
+    process.labels = image.labels.clone().into_iter().chain(opts.process.labels.clone()).collect();
+    Ok((wanted, process))
+}
+
+/// Makes the working directory inside the rootfs when the image lacks it, as Docker does
+/// (resolved inside the rootfs: a symlink in the image cannot point it at the host).
+fn make_workdir(rootfs: &std::path::Path, workdir: &str) -> Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let fail = |e: nix::errno::Errno| EngineError::io(format!("create the working directory {workdir}"))(e.into());
+    let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(fail)?;
+    crate::safepath::mkdir_all(&root, std::path::Path::new(workdir)).map(drop).map_err(fail)
+}
+
+/// Undoes a half-made run: the container, the volumes it made, then the networks the run
+/// made for it.
 struct Undo<'a> {
     engine: &'a Engine,
     id: String,
     oci: &'a OciRuntime,
     networks: Vec<String>,
+    made_volumes: Vec<String>,
     armed: bool,
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = self.engine.remove_container(&self.id, Some(self.oci)) {
+            let removed = self.engine.remove_container(&self.id, Some(self.oci)).and_then(|()| self.engine.remove_unused_volumes(&self.made_volumes));
+            if let Err(e) = removed {
                 eprintln!("shibafu: cleaning up after the failed run: {e}");
             }
             for name in &self.networks {

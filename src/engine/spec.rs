@@ -1,5 +1,7 @@
 //! The runtime spec (config.json) of a container made from an image, as Docker would set it up.
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
@@ -7,8 +9,10 @@ use oci_spec::runtime::{
     LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
 };
 
+use super::mounts::{MountKind, MountRequest};
 use super::network::Attached;
 use super::{EngineError, Result};
+use crate::state::containers::MountRecord;
 use crate::network::NetworkMode;
 use crate::image::ImageConfig;
 use crate::runtime::spec::default_spec;
@@ -107,6 +111,42 @@ pub struct SpecInput<'a> {
     pub cgroup: Option<PathBuf>,
     /// RLIMIT_NOFILE (soft = hard).
     pub nofile: u64,
+    /// The process, as `run` changes it from the image's.
+    pub process: &'a ProcessOverrides,
+}
+
+/// What `run` changes of the image's process and root: `--entrypoint`, `-w`, `-u`,
+/// `--cap-add`/`--cap-drop`, `--read-only`, `--label`.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOverrides {
+    /// Replaces the image's Entrypoint (and drops its Cmd); `Some(vec![])` clears it.
+    pub entrypoint: Option<Vec<String>>,
+    /// Working directory (absolute).
+    pub workdir: Option<String>,
+    /// `USER[:GROUP]`, names or numbers.
+    pub user: Option<String>,
+    /// Capabilities added to Docker's default set (`ALL` for every one).
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped from it (`ALL` for every one).
+    pub cap_drop: Vec<String>,
+    /// A read-only root filesystem.
+    pub read_only: bool,
+    /// Labels, written as the spec's annotations.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ProcessOverrides {
+    /// Refuses what no container could take: a relative working directory, unknown
+    /// capabilities.
+    pub fn check(&self) -> Result<()> {
+        if let Some(w) = self.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+            return Err(EngineError::Invalid(format!("the working directory {w:?} is invalid: it needs to be an absolute path")));
+        }
+        if self.user.as_deref() == Some("") {
+            return Err(EngineError::Invalid("--user needs a name or number: USER[:GROUP]".into()));
+        }
+        capabilities(&self.cap_add, &self.cap_drop).map(|_| ())
+    }
 }
 
 /// The open-files limit containers get: Docker's 1048576, or our own hard limit when that is
@@ -116,9 +156,14 @@ pub fn default_nofile() -> u64 {
     hard.min(1_048_576)
 }
 
-/// The process's arguments: the image's entrypoint, then the given command or else the image's.
-pub fn command_line(image: &ImageConfig, command: &[String]) -> Result<Vec<String>> {
-    let args: Vec<String> = image.entrypoint.iter().chain(if command.is_empty() { &image.cmd } else { command }).cloned().collect();
+/// The process's arguments, as Docker makes them: the entrypoint (the image's, or `--entrypoint`
+/// which also drops the image's Cmd), then the given command or else the image's Cmd.
+pub fn command_line(image: &ImageConfig, entrypoint: Option<&[String]>, command: &[String]) -> Result<Vec<String>> {
+    let (entrypoint, cmd) = match entrypoint {
+        Some(e) => (e, &[][..]),
+        None => (&image.entrypoint[..], &image.cmd[..]),
+    };
+    let args: Vec<String> = entrypoint.iter().chain(if command.is_empty() { cmd } else { command }).cloned().collect();
     if args.is_empty() {
         return Err(EngineError::Invalid("no command given, and the image has none".into()));
     }
@@ -129,24 +174,39 @@ pub fn command_line(image: &ImageConfig, command: &[String]) -> Result<Vec<Strin
 pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     let mut spec = default_spec();
     let mut process = spec.process().clone().expect("the default spec has a process");
-    process.set_args(Some(command_line(input.image, input.command)?));
-    process.set_env(Some(merge_env(&input.image.env, input.env, input.terminal, &input.hostname)?));
+    let over = input.process;
+    process.set_args(Some(command_line(input.image, over.entrypoint.as_deref(), input.command)?));
+    let user = resolve_user(over.user.as_deref().unwrap_or(&input.image.user), input.rootfs_on_disk)?;
+    let mut env = merge_env(&input.image.env, input.env, input.terminal, &input.hostname)?;
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    process.set_env(Some(env));
     process.set_terminal(Some(input.terminal));
-    process.set_cwd(PathBuf::from(if input.image.working_dir.is_empty() { "/" } else { &input.image.working_dir }));
-    let (uid, gid) = resolve_user(&input.image.user, input.rootfs_on_disk)?;
-    process.set_user(UserBuilder::default().uid(uid).gid(gid).build().expect("user builds"));
-    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.into_iter().collect();
-    process.set_capabilities(Some(
-        LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).build().expect("caps build"),
-    ));
+    process.set_cwd(PathBuf::from(working_dir(input.image, over)));
+    let mut user_spec = UserBuilder::default().uid(user.uid).gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        user_spec = user_spec.additional_gids(user.additional_gids.clone());
+    }
+    process.set_user(user_spec.build().expect("user builds"));
+    let caps: oci_spec::runtime::Capabilities = capabilities(&over.cap_add, &over.cap_drop)?.into_iter().collect();
+    // The builder's default ambient and inheritable sets (NET_BIND_SERVICE) stay only where
+    // the container keeps that capability: a dropped one is gone from every set.
+    let built = LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps.clone()).build().expect("caps build");
+    let keep = |set: &Option<oci_spec::runtime::Capabilities>| set.as_ref().map(|s| s.intersection(&caps).copied().collect::<oci_spec::runtime::Capabilities>());
+    let (ambient, inheritable) = (keep(built.ambient()), keep(built.inheritable()));
+    process.set_capabilities(Some(LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).ambient(ambient.unwrap_or_default()).inheritable(inheritable.unwrap_or_default()).build().expect("caps build")));
     process.set_rlimits(Some(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(input.nofile).soft(input.nofile).build().expect("rlimit builds")]));
     process.set_no_new_privileges(Some(false));
     spec.set_process(Some(process));
     let mut root = spec.root().clone().expect("the default spec has a root");
     root.set_path(input.rootfs.clone());
-    root.set_readonly(Some(false));
+    root.set_readonly(Some(over.read_only));
     spec.set_root(Some(root));
     spec.set_hostname(Some(input.hostname.clone()));
+    if !over.labels.is_empty() {
+        spec.set_annotations(Some(over.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+    }
     let mut linux = spec.linux().clone().expect("the default spec has linux");
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build().expect("namespace builds"));
@@ -244,31 +304,144 @@ fn merge_env(image: &[String], extra: &[String], terminal: bool, hostname: &str)
     Ok(env)
 }
 
-/// `uid[:gid]`, or a name looked up in the image's /etc/passwd.
-fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32)> {
-    if user.is_empty() {
-        return Ok((0, 0));
+/// The working directory: `-w`, else the image's, else `/`.
+pub fn working_dir<'a>(image: &'a ImageConfig, over: &'a ProcessOverrides) -> &'a str {
+    match over.workdir.as_deref() {
+        Some(w) => w,
+        None if image.working_dir.is_empty() => "/",
+        None => &image.working_dir,
     }
-    let (u, g) = user.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((user, None));
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
-    let uid = match u.parse::<u32>() {
-        Ok(n) => n,
-        Err(_) => entry.as_ref().and_then(|f| f[2].parse().ok()).ok_or_else(|| EngineError::Invalid(format!("user {u:?} is not in the image's /etc/passwd")))?,
+}
+
+/// Docker's capability set changed by `--cap-add`/`--cap-drop` (names with or without
+/// `CAP_`, any case; `ALL`): `--cap-add ALL` starts from every capability the kernel has,
+/// `--cap-drop ALL` from none; then the drops go, then the adds come.
+pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<Capability>> {
+    let is_all = |c: &String| c.eq_ignore_ascii_case("all");
+    let mut set: Vec<Capability> = if add.iter().any(is_all) {
+        let mut all: Vec<Capability> = caps::runtime::thread_all_supported().iter().filter_map(|c| parse_capability(&c.to_string()).ok()).collect();
+        all.sort_by_key(|c| c.to_string());
+        all
+    } else if drop.iter().any(is_all) {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS.to_vec()
     };
+    for name in drop.iter().filter(|c| !is_all(c)) {
+        let cap = parse_capability(name)?;
+        set.retain(|c| *c != cap);
+    }
+    for name in add.iter().filter(|c| !is_all(c)) {
+        let cap = parse_capability(name)?;
+        if !set.contains(&cap) {
+            set.push(cap);
+        }
+    }
+    Ok(set)
+}
+
+/// `NET_RAW`, `cap_net_raw`, `CAP_NET_RAW` -> the capability.
+fn parse_capability(name: &str) -> Result<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| EngineError::Invalid(format!("unknown capability {name:?}: use a name from capabilities(7), such as NET_RAW or CAP_SYS_ADMIN, or ALL")))
+}
+
+/// Who the process runs as.
+#[derive(Debug, PartialEq, Eq)]
+struct ResolvedUser {
+    uid: u32,
+    gid: u32,
+    additional_gids: Vec<u32>,
+    home: String,
+}
+
+/// `USER[:GROUP]`, each a name or a number, as Docker resolves it: names through the image's
+/// /etc/passwd and /etc/group (read inside the rootfs: a symlink there cannot reach the
+/// host's), the user's primary group unless one is given, the groups that list it as extras.
+fn resolve_user(user: &str, rootfs: &Path) -> Result<ResolvedUser> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let u = if u.is_empty() { "0" } else { u };
+    let passwd = read_in_root(rootfs, "/etc/passwd");
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 5 && (f[0] == u || f[2] == u));
+    let (uid, name, primary, home) = match (u.parse::<u32>(), &entry) {
+        (Ok(n), Some(f)) => (n, f[0].to_string(), f[3].parse().unwrap_or(0), f[5].to_string()),
+        (Ok(n), None) => (n, String::new(), 0, "/".to_string()),
+        (Err(_), Some(f)) => (f[2].parse().map_err(|_| bad_entry("passwd", u))?, u.to_string(), f[3].parse().unwrap_or(0), f[5].to_string()),
+        (Err(_), None) => return Err(EngineError::Invalid(format!("unable to find user {u}: no matching entries in the image's /etc/passwd"))),
+    };
+    let groups = read_in_root(rootfs, "/etc/group");
+    let groups: Vec<Vec<&str>> = groups.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() > 3).collect();
     let gid = match g {
-        Some(g) => g.parse().map_err(|_| EngineError::Invalid(format!("group {g:?} must be numeric")))?,
-        None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+        None => primary,
+        Some(g) => match (g.parse::<u32>(), groups.iter().find(|f| f[0] == g)) {
+            (Ok(n), _) => n,
+            (Err(_), Some(f)) => f[2].parse().map_err(|_| bad_entry("group", g))?,
+            (Err(_), None) => return Err(EngineError::Invalid(format!("unable to find group {g}: no matching entries in the image's /etc/group"))),
+        },
     };
-    Ok((uid, gid))
+    let mut additional_gids: Vec<u32> = groups
+        .iter()
+        .filter(|f| !name.is_empty() && f[3].split(',').any(|m| m == name))
+        .filter_map(|f| f[2].parse().ok())
+        .filter(|x| *x != gid)
+        .collect();
+    additional_gids.dedup();
+    Ok(ResolvedUser { uid, gid, additional_gids, home: if home.is_empty() { "/".into() } else { home } })
+}
+
+fn bad_entry(file: &str, name: &str) -> EngineError {
+    EngineError::Invalid(format!("the image's /etc/{file} has a bad entry for {name}"))
+}
+
+/// A small file of the image, resolved inside the rootfs; empty when missing or unreadable.
+fn read_in_root(rootfs: &Path, path: &str) -> String {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let Ok(root) = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else { return String::new() };
+    let Ok(fd) = crate::safepath::open(&root, Path::new(path), OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) else { return String::new() };
+    let mut text = String::new();
+    let _ = std::fs::File::from(fd).take(4 << 20).read_to_string(&mut text);
+    text
+}
+
+/// Adds the container's own mounts (`-v`, `--mount`) to the spec, parents before children;
+/// one on a path the engine binds (/etc/hosts, /etc/resolv.conf, /etc/hostname) takes its place.
+pub fn add_mounts(spec: &mut Spec, wanted: &[MountRequest], planned: &[MountRecord]) {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.retain(|m| !wanted.iter().any(|w| w.target == m.destination().as_path()));
+    let mut ours: Vec<(&MountRequest, &MountRecord)> = wanted.iter().zip(planned).collect();
+    ours.sort_by_key(|(w, _)| w.target.components().count());
+    for (w, record) in ours {
+        let mut options: Vec<String> = match w.kind {
+            MountKind::Tmpfs => {
+                let mut o: Vec<String> = ["nosuid", "nodev", "noexec"].map(String::from).to_vec();
+                o.push(format!("mode={:o}", w.tmpfs_mode.unwrap_or(0o1777)));
+                o.extend(w.tmpfs_size.map(|s| format!("size={s}")));
+                o
+            }
+            _ => vec!["rbind".into(), w.propagation.clone().unwrap_or_else(|| "rprivate".into())],
+        };
+        if w.read_only {
+            options.push("ro".into());
+        }
+        let (typ, source) = if w.kind == MountKind::Tmpfs { ("tmpfs", PathBuf::from("tmpfs")) } else { ("bind", PathBuf::from(&record.source)) };
+        mounts.push(MountBuilder::default().destination(w.target.clone()).typ(typ).source(source).options(options).build().expect("mount builds"));
+    }
+    spec.set_mounts(Some(mounts));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    static NO_OVERRIDES: std::sync::LazyLock<ProcessOverrides> = std::sync::LazyLock::new(ProcessOverrides::default);
+
     fn input<'a>(image: &'a ImageConfig, command: &'a [String], env: &'a [String], limits: &'a Limits) -> SpecInput<'a> {
         SpecInput {
+            process: &NO_OVERRIDES,
             image,
             command,
             env,
@@ -306,5 +479,111 @@ mod tests {
         let image = ImageConfig { cmd: vec!["sh".into()], ..Default::default() };
         let env = vec!["=x".to_string()];
         assert!(container_spec(&input(&image, &[], &env, &Limits::default())).is_err());
+    }
+
+    /// A rootfs with the image's /etc/passwd and /etc/group.
+    fn rootfs_with_users() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(tmp.path().join("etc/group"), "root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:app\n").unwrap();
+        tmp
+    }
+
+    #[test]
+    fn run_overrides_snapshot() {
+        let rootfs = rootfs_with_users();
+        let image = ImageConfig { entrypoint: vec!["/entry".into()], cmd: vec!["default".into()], working_dir: "/img".into(), ..Default::default() };
+        let over = ProcessOverrides {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            workdir: Some("/work".into()),
+            user: Some("app:staff".into()),
+            cap_add: vec!["sys_admin".into()],
+            cap_drop: vec!["CAP_NET_RAW".into(), "mknod".into()],
+            read_only: true,
+            labels: [("tier".to_string(), "front".to_string())].into(),
+        };
+        let command = vec!["-c".to_string(), "id".to_string()];
+        let limits = Limits::default();
+        let mut spec = container_spec(&SpecInput { rootfs_on_disk: rootfs.path(), process: &over, ..input(&image, &command, &[], &limits) }).unwrap();
+        let wanted = vec![
+            crate::engine::mounts::parse_volume("/srv/data:/data:ro").unwrap(),
+            crate::engine::mounts::parse_mount("type=tmpfs,target=/data/tmp,tmpfs-size=1m").unwrap(),
+            crate::engine::mounts::parse_volume("cache:/var/cache").unwrap(),
+        ];
+        let planned: Vec<MountRecord> = wanted
+            .iter()
+            .map(|w| MountRecord { source: if w.source == "cache" { "/var/lib/shibafu/volumes/cache/_data".into() } else { w.source.clone() }, ..Default::default() })
+            .collect();
+        add_mounts(&mut spec, &wanted, &planned);
+        insta::assert_snapshot!(crate::runtime::spec::to_json(&spec));
+    }
+
+    #[test]
+    fn entrypoint_follows_docker() {
+        let image = ImageConfig { entrypoint: vec!["/entry".into()], cmd: vec!["x".into()], ..Default::default() };
+        let given = vec!["y".to_string()];
+        assert_eq!(command_line(&image, None, &[]).unwrap(), vec!["/entry", "x"]);
+        assert_eq!(command_line(&image, None, &given).unwrap(), vec!["/entry", "y"]);
+        assert_eq!(command_line(&image, Some(&["/other".into()]), &[]).unwrap(), vec!["/other"], "--entrypoint drops the image's Cmd");
+        assert_eq!(command_line(&image, Some(&["/other".into()]), &given).unwrap(), vec!["/other", "y"]);
+        assert_eq!(command_line(&image, Some(&[]), &given).unwrap(), vec!["y"], "--entrypoint '' clears it");
+        assert!(command_line(&image, Some(&[]), &[]).is_err());
+    }
+
+    #[test]
+    fn users_resolve_through_the_images_files() {
+        let rootfs = rootfs_with_users();
+        let r = resolve_user("app", rootfs.path()).unwrap();
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone(), r.home.as_str()), (1000, 1000, vec![50, 10], "/home/app"));
+        assert_eq!(resolve_user("1000:wheel", rootfs.path()).unwrap().gid, 10);
+        let n = resolve_user("4242", rootfs.path()).unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 0, "/"));
+        assert_eq!(resolve_user("4242:77", rootfs.path()).unwrap().gid, 77);
+        assert!(resolve_user("ghost", rootfs.path()).unwrap_err().to_string().contains("unable to find user ghost"));
+        assert!(resolve_user("app:ghosts", rootfs.path()).unwrap_err().to_string().contains("unable to find group ghosts"));
+    }
+
+    #[test]
+    fn user_files_are_read_inside_the_rootfs() {
+        let rootfs = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "spy:x:7:7::/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(outside.path(), rootfs.path().join("etc")).unwrap();
+        assert!(resolve_user("spy", rootfs.path()).is_err(), "the host's file was read through the image's symlink");
+    }
+
+    #[test]
+    fn capabilities_follow_dockers_rules() {
+        let names = |add: &[&str], drop: &[&str]| -> Vec<String> {
+            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            capabilities(&s(add), &s(drop)).unwrap().iter().map(|c| c.to_string()).collect()
+        };
+        assert_eq!(names(&[], &[]).len(), DEFAULT_CAPS.len());
+        assert!(!names(&[], &["net_raw"]).contains(&"NET_RAW".to_string()));
+        assert_eq!(names(&["CAP_NET_ADMIN"], &["ALL"]), vec!["NET_ADMIN"]);
+        assert!(names(&["all"], &["SYS_ADMIN"]).len() > DEFAULT_CAPS.len());
+        assert!(!names(&["all"], &["SYS_ADMIN"]).contains(&"SYS_ADMIN".to_string()));
+        let err = capabilities(&["CAP_FLY".into()], &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown capability \"CAP_FLY\""), "{err}");
+    }
+
+    #[test]
+    fn a_relative_workdir_is_refused() {
+        let over = ProcessOverrides { workdir: Some("app".into()), ..Default::default() };
+        assert!(over.check().unwrap_err().to_string().contains("needs to be an absolute path"));
+    }
+
+    #[test]
+    fn a_user_mount_replaces_the_engines_file() {
+        let image = ImageConfig { cmd: vec!["sh".into()], ..Default::default() };
+        let mut spec = container_spec(&input(&image, &[], &[], &Limits::default())).unwrap();
+        let attached = Attached { files: vec![(PathBuf::from("/etc/hosts"), PathBuf::from("/b/hosts"))], ..Default::default() };
+        apply_network(&mut spec, &NetworkMode::None, &attached);
+        let wanted = vec![crate::engine::mounts::parse_volume("/mine:/etc/hosts").unwrap()];
+        add_mounts(&mut spec, &wanted, &[MountRecord { source: "/mine".into(), ..Default::default() }]);
+        let hosts: Vec<_> = spec.mounts().as_ref().unwrap().iter().filter(|m| m.destination() == Path::new("/etc/hosts")).collect();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].source().as_deref(), Some(Path::new("/mine")));
     }
 }

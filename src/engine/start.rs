@@ -58,7 +58,7 @@ impl Engine {
         }
         self.db.set_stopped_by_user(&c.id, false)?;
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
-        let started = self.prepare_start(&c).and_then(|()| monitor::start(self, &c.id, &oci));
+        let started = self.prepare_start(&c).and_then(|()| monitor::start(self, &c.id, &oci, &monitor::MonitorMode::default()));
         if started.is_err() {
             let _ = self.detach_network(&c.id);
             let _ = overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(&c.id)).merged);
@@ -110,7 +110,8 @@ impl Engine {
         let mode = NetworkMode::parse(&words)?;
         let publish = c.publish.iter().map(|p| crate::network::ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let hostname = if c.hostname.is_empty() { c.id[..12].to_string() } else { c.hostname.clone() };
-        self.attach_network(&super::network::NetworkRequest { id: &c.id, names: [&c.name, &hostname], mode: &mode, publish: &publish })?;
+        let extra_hosts = c.dns.hosts.iter().map(|h| crate::network::files::ExtraHost::parse(h)).collect::<std::result::Result<Vec<_>, _>>()?;
+        self.attach_network(&super::network::NetworkRequest { id: &c.id, names: [&c.name, &hostname], mode: &mode, publish: &publish, extra_hosts: &extra_hosts, dns: &c.dns })?;
         let mut spec = crate::runtime::spec::load(&dir)?;
         if let Some(mut process) = spec.process().clone().filter(|p| p.terminal() == Some(true)) {
             process.set_terminal(Some(false));

@@ -36,8 +36,8 @@ impl Engine {
     }
 
     /// Removes a container; a running (or restarting) one only with `force` (it is stopped
-    /// first).
-    pub fn rm(&self, name: &str, force: bool) -> Result<()> {
+    /// first); with `volumes`, its anonymous volumes too (`rm -v`).
+    pub fn rm(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.find(name)?;
         if self.is_active(&c) {
             if !force {
@@ -47,7 +47,11 @@ impl Engine {
             crate::fault::point("rm:stopped");
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
-        self.remove_container(&c.id, Some(&oci))
+        if volumes {
+            self.remove_container_and_volumes(&c.id, Some(&oci))
+        } else {
+            self.remove_container(&c.id, Some(&oci))
+        }
     }
 
     /// Waits for the container's monitor to finish; true when it did in time.

@@ -27,7 +27,7 @@ impl ImageStore<'_> {
             "created": image.created_at,
             "size": image.size,
             "layers": layers,
-            "config": { "env": config.env, "entrypoint": config.entrypoint, "cmd": config.cmd, "working_dir": config.working_dir, "user": config.user },
+            "config": { "env": config.env, "entrypoint": config.entrypoint, "cmd": config.cmd, "working_dir": config.working_dir, "user": config.user, "labels": config.labels, "volumes": config.volumes },
         }))
     }
 

@@ -50,10 +50,14 @@ pub struct ImageConfig {
     pub working_dir: String,
     /// User ("" for root).
     pub user: String,
+    /// Labels (a container made from it starts with them).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Paths that get an anonymous volume in each container (`VOLUME` in a Dockerfile).
+    pub volumes: Vec<String>,
 }
 
 /// The `config` object of an image config: Env (a PATH at least), Cmd, Entrypoint,
-/// WorkingDir and User, each only when set.
+/// WorkingDir, User, Labels and Volumes, each only when set.
 pub fn runtime_config(config: &ImageConfig) -> serde_json::Value {
     let env = if config.env.is_empty() { vec![format!("PATH={}", crate::runtime::process::DEFAULT_PATH)] } else { config.env.clone() };
     let mut cfg = json!({ "Env": env });
@@ -69,7 +73,19 @@ pub fn runtime_config(config: &ImageConfig) -> serde_json::Value {
     if !config.user.is_empty() {
         cfg["User"] = json!(config.user);
     }
+    if !config.labels.is_empty() {
+        cfg["Labels"] = json!(config.labels);
+    }
+    if !config.volumes.is_empty() {
+        let volumes: serde_json::Map<String, serde_json::Value> = config.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+        cfg["Volumes"] = serde_json::Value::Object(volumes);
+    }
     cfg
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
 }
 
 /// The image store of one data root.
@@ -219,6 +235,8 @@ impl<'a> ImageStore<'a> {
             cmd: c.cmd().clone().unwrap_or_default(),
             working_dir: c.working_dir().clone().unwrap_or_default(),
             user: c.user().clone().unwrap_or_default(),
+            labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+            volumes: sorted(c.volumes().clone().unwrap_or_default()),
         })
     }
 

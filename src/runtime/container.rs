@@ -1,6 +1,6 @@
 //! The lifecycle of runc's command line: create, start, state, kill, delete, list, run.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -252,6 +252,11 @@ impl Runtime {
                 return Err(e);
             }
         };
+        // The pty takes our terminal's size before the process runs: its first `stty size`
+        // must not see 0 x 0.
+        if let Some(master) = &created.console {
+            super::tty::copy_winsize(std::io::stdin().as_raw_fd(), master.as_raw_fd());
+        }
         if let Err(e) = self.start(id) {
             let _ = self.delete(id, true);
             foreground::restore(signals);

@@ -78,6 +78,13 @@ pub fn recv_fd(socket: BorrowedFd) -> Result<OwnedFd> {
     Err(RuntimeError::Init("the container sent no terminal".into()))
 }
 
+/// The window size (rows, columns) of a terminal, if `fd` is one.
+pub fn winsize(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a Winsize.
+    unsafe { get_winsize(fd, &mut ws) }.ok().filter(|_| ws.ws_row > 0 && ws.ws_col > 0).map(|_| (ws.ws_row, ws.ws_col))
+}
+
 /// Copies the window size of `from` (our terminal) to `to` (the container's pty master).
 pub fn copy_winsize(from: RawFd, to: RawFd) {
     let mut ws = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };

@@ -1,8 +1,57 @@
 //! Typed queries on containers.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
 
 use super::{now, Db, Result, StateError};
+
+/// One mount of a container, as `docker inspect` shows it under `Mounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountRecord {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The path on the host (the volume's `_data` for a volume; empty for tmpfs).
+    pub source: String,
+    /// The path inside the container.
+    pub destination: String,
+    /// Whether the container may write to it.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// An anonymous volume (`-v /data`), removed with `rm -v` or `run --rm`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+/// A container's own resolver settings (`--dns`, `--dns-search`, `--dns-option`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DnsSettings {
+    /// Name servers that replace the default ones.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Search domains that replace the default ones.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// resolv.conf options.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// `--add-host` entries as given (NAME:IP), for `start` to write /etc/hosts again.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl DnsSettings {
+    /// Whether nothing was asked.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
 
 /// A container as the engine records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -57,6 +106,12 @@ pub struct ContainerRow {
     pub health: Option<HealthRecord>,
     /// How its log is rotated.
     pub log_opts: LogOptions,
+    /// Its labels (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Its volumes, binds and tmpfs mounts (`-v`, `--mount`).
+    pub mounts: Vec<MountRecord>,
+    /// Its resolver settings (`--dns`...).
+    pub dns: DnsSettings,
 }
 
 /// A health check, in Docker's shape (durations in nanoseconds; in an image's config, 0 means
@@ -127,7 +182,7 @@ fn from_json<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> 
 }
 
 const SELECT: &str = "SELECT id, name, image, command, layers, runtime, created_at, state, monitor_pid, monitor_start, exit_code, finished_at, network, hostname, aliases, \
-    started_at, restart_policy, restart_count, restart_backoff_ms, stopped_by_user, publish, auto_remove, healthcheck, health, log_opts FROM containers";
+    started_at, restart_policy, restart_count, restart_backoff_ms, stopped_by_user, publish, auto_remove, healthcheck, health, log_opts, labels, mounts, dns FROM containers";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
     let command: String = r.get(3)?;
@@ -158,6 +213,9 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         healthcheck: r.get::<_, Option<String>>(22)?.and_then(|t| serde_json::from_str(&t).ok()),
         health: r.get::<_, Option<String>>(23)?.and_then(|t| serde_json::from_str(&t).ok()),
         log_opts: from_json(r.get(24)?),
+        labels: serde_json::from_str(&r.get::<_, String>(25)?).unwrap_or_default(),
+        mounts: serde_json::from_str(&r.get::<_, String>(26)?).unwrap_or_default(),
+        dns: serde_json::from_str(&r.get::<_, String>(27)?).unwrap_or_default(),
     })
 }
 
@@ -194,7 +252,7 @@ impl Db {
     pub fn insert_container(&self, c: &ContainerRow) -> Result<()> {
         let result = self.conn.execute(
             "INSERT INTO containers (id, name, image, command, layers, runtime, created_at, state, network, hostname, aliases, restart_policy, publish, auto_remove, healthcheck, log_opts, \
-             monitor_pid, monitor_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             monitor_pid, monitor_start, labels, mounts, dns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             params![
                 c.id,
                 c.name,
@@ -212,7 +270,10 @@ impl Db {
                 c.healthcheck.as_ref().map(json),
                 json(&c.log_opts),
                 c.monitor_pid,
-                c.monitor_start.map(|s| s as i64)
+                c.monitor_start.map(|s| s as i64),
+                serde_json::to_string(&c.labels).expect("strings serialize"),
+                serde_json::to_string(&c.mounts).expect("mounts serialize"),
+                serde_json::to_string(&c.dns).expect("strings serialize")
             ],
         );
         match result {

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod images;
 pub mod network;
 pub mod registry;
+pub mod volumes;
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +36,12 @@ pub enum StateError {
     /// A network name or subnet is taken.
     #[error("{0}")]
     NetworkExists(String),
+    /// A volume is mounted by containers.
+    #[error("volume {0} is in use by container {1}; remove the container first (`shibafu rm {1}`)")]
+    VolumeInUse(String, String),
+    /// No volume by that name.
+    #[error("no such volume: {0} (see `shibafu volume ls`)")]
+    NoSuchVolume(String),
 }
 
 /// Result of state operations.
@@ -151,6 +158,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE containers ADD COLUMN healthcheck TEXT;
     ALTER TABLE containers ADD COLUMN health TEXT;
     ALTER TABLE containers ADD COLUMN log_opts TEXT NOT NULL DEFAULT '{}';",
+    // Phase 7: named volumes and who mounts them; a container's labels, mounts and resolver
+    // settings (`--label`, `-v`/`--mount`, `--dns`).
+    "CREATE TABLE volumes (
+        name       TEXT PRIMARY KEY,
+        anonymous  INTEGER NOT NULL DEFAULT 0,
+        labels     TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE volume_users (
+        volume       TEXT NOT NULL REFERENCES volumes(name),
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        PRIMARY KEY (volume, container_id)
+    );
+    ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE containers ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE containers ADD COLUMN dns TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// An open state database.

@@ -355,6 +355,7 @@ mod tests {
             limits: &Limits { memory: Some(64 << 20), cpus: Some(0.5), pids: Some(100) },
             cgroup: Some(PathBuf::from("shibafu").join(&id)),
             nofile: 1024,
+            process: &crate::engine::spec::ProcessOverrides::default(),
         })
         .unwrap();
         let files = ["hostname", "hosts", "resolv.conf"].map(|f| (Path::new("/etc").join(f), dir.join(f)));

@@ -168,12 +168,37 @@ fn config_settings(config: &Value) -> ImageConfig {
         cmd: strings("Cmd"),
         working_dir: config.pointer("/config/WorkingDir").and_then(Value::as_str).unwrap_or_default().to_string(),
         user: config.pointer("/config/User").and_then(Value::as_str).unwrap_or_default().to_string(),
+        labels: config
+            .pointer("/config/Labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default(),
+        // An object whose keys are the paths (Docker's form).
+        volumes: config.pointer("/config/Volumes").and_then(Value::as_object).map(|m| {
+            let mut paths: Vec<String> = m.keys().cloned().collect();
+            paths.sort();
+            paths
+        }).unwrap_or_default(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_and_volumes_survive_a_round_trip_through_the_image_config() {
+        let config = ImageConfig {
+            cmd: vec!["sh".into()],
+            labels: [("tier".to_string(), "db".to_string())].into(),
+            volumes: vec!["/data".into(), "/var/log".into()],
+            ..Default::default()
+        };
+        let json = serde_json::json!({ "config": super::super::store::runtime_config(&config) });
+        assert_eq!(json["config"]["Volumes"], serde_json::json!({ "/data": {}, "/var/log": {} }));
+        let back = config_settings(&json);
+        assert_eq!((back.labels, back.volumes), (config.labels, config.volumes));
+    }
 
     #[test]
     fn remote_references_name_a_host() {

@@ -1,0 +1,170 @@
+//! Docker's everyday `run` flags (phase 7): -w, -u, --entrypoint, --cap-drop, --read-only,
+//! --add-host, --dns, labels with `list --filter` and `--format`, and -t with a working
+//! terminal (resize included). Each test runs in namespaces of its own with a temp data root.
+
+mod common;
+
+use common::Lab;
+
+#[test]
+fn workdir_user_and_entrypoint_change_the_process() {
+    let out = Lab::new().ok(
+        r#"
+        echo pwd=$(shibafu run --rm -w /made/here busybox pwd)
+        shibafu run --rm -u nobody busybox id
+        shibafu run --rm -u 1234:5 busybox id
+        shibafu run --rm -u nobody busybox sh -c 'echo home=$HOME'
+        shibafu run --rm --entrypoint echo busybox from entrypoint
+        echo cleared=$(shibafu run --rm --entrypoint '' busybox echo no-entrypoint)
+        shibafu run --rm --hostname web1 busybox sh -c 'echo host=$(hostname) file=$(cat /etc/hostname); grep -c web1 /etc/hosts'
+        "#,
+    );
+    assert!(out.contains("pwd=/made/here"), "{out}");
+    assert!(out.contains("uid=65534(nobody) gid=65534(nogroup)"), "{out}");
+    assert!(out.contains("uid=1234 gid=5(tty)"), "{out}");
+    assert!(out.contains("home=/nonexistent"), "{out}");
+    assert!(out.contains("from entrypoint"), "{out}");
+    assert!(out.contains("cleared=no-entrypoint"), "{out}");
+    assert!(out.contains("host=web1 file=web1\n1\n"), "{out}");
+}
+
+#[test]
+fn cap_drop_and_read_only_take_rights_away() {
+    let r = Lab::new().sh(
+        r#"
+        rc() { name=$1; shift; if "$@"; then echo $name=0; else echo $name=$?; fi; }
+        rc ping-default shibafu run --rm busybox ping -c 1 -W 2 127.0.0.1
+        rc ping-no-net-raw shibafu run --rm --cap-drop NET_RAW busybox ping -c 1 -W 2 127.0.0.1
+        rc ping-all-dropped shibafu run --rm --cap-drop ALL --cap-add cap_net_raw busybox ping -c 1 -W 2 127.0.0.1
+        rc chown-all-dropped shibafu run --rm --cap-drop ALL busybox chown nobody /tmp
+        rc read-only shibafu run --rm --read-only busybox touch /etc/x
+        rc read-only-volume shibafu run --rm --read-only -v /scratch busybox touch /scratch/x
+        rc bad-cap shibafu run --rm --cap-add FLY busybox true
+        "#,
+    );
+    let out = &r.out;
+    assert_eq!(r.code, 0, "{out}\n{}", r.err);
+    for want in ["ping-default=0", "ping-no-net-raw=1", "ping-all-dropped=0", "chown-all-dropped=1", "read-only=1", "read-only-volume=0", "bad-cap=125"] {
+        assert!(out.contains(want), "{want}: {out}\n{}", r.err);
+    }
+    assert!(r.err.contains("Read-only file system"), "{}", r.err);
+    assert!(r.err.contains("unknown capability \"FLY\""), "{}", r.err);
+}
+
+#[test]
+fn add_host_and_dns_land_in_the_containers_files() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu run --rm --add-host db:10.9.8.7 --add-host gw:host-gateway --dns 192.0.2.53 --dns 192.0.2.54 --dns-search corp.example --dns-option ndots:2 busybox cat /etc/hosts /etc/resolv.conf
+        shibafu network create backend 172.22.0.0/24 >/dev/null
+        shibafu run --rm --network backend --add-host gw:host-gateway busybox grep gw /etc/hosts
+        shibafu run --rm --network none --add-host gw:host-gateway busybox true 2>&1 || echo gateway-without-network-refused
+        "#,
+    );
+    assert!(out.contains("10.9.8.7\tdb\n"), "{out}");
+    assert!(out.contains("172.20.0.1\tgw\n"), "host-gateway is the bridge's gateway: {out}");
+    assert!(out.contains("nameserver 192.0.2.53\nnameserver 192.0.2.54\n"), "{out}");
+    assert!(out.contains("search corp.example\n") && out.contains("options ndots:2\n"), "{out}");
+    assert!(out.contains("172.22.0.1\tgw\n"), "{out}");
+    assert!(out.contains("needs a bridge network") && out.contains("gateway-without-network-refused"), "{out}");
+}
+
+#[test]
+fn labels_filters_and_formats_select_and_show_containers() {
+    let out = Lab::new().ok(
+        r#"
+        printf '# tiers\ntier=back\nteam=lab\n' > $LAB/labels
+        shibafu run -d --name front -l tier=front -l team=lab busybox sleep 100 >/dev/null
+        shibafu run -d --name back --label-file $LAB/labels busybox sleep 100 >/dev/null
+        shibafu run --name done -l tier=batch busybox sh -c 'exit 3'  || true
+        shibafu run --name ok busybox true
+        echo front=$(shibafu list --filter label=tier=front --format '{{.Names}}')
+        echo team=$(shibafu list --filter label=team --format '{{.Names}}' | sort | tr '\n' ,)
+        echo either=$(shibafu list --filter label=tier=front --filter label=tier=back --format '{{.Names}}' | sort | tr '\n' ,)
+        echo and=$(shibafu list --filter label=team=lab --filter name=fro --format '{{.Names}}')
+        echo exited=$(shibafu list --filter status=exited --format '{{.Names}}' | sort | tr '\n' ,)
+        echo exit3=$(shibafu list --filter exited=3 --format '{{.Names}}')
+        echo ancestor=$(shibafu list -a --filter ancestor=busybox -q | wc -l)
+        echo network=$(shibafu list --filter network=bridge -q | wc -l)
+        echo label-cell=$(shibafu list --filter name=back --format '{{.Label "tier"}}|{{.Labels}}|{{.State}}|{{.Image}}')
+        shibafu list --filter name=front --format 'table {{.ID}}\t{{.Names}}\t{{.Status}}'
+        shibafu list --filter name=front --format json
+        echo before=$(shibafu list -a --filter before=back --format '{{.Names}}') since=$(shibafu list -a --filter since=back --format '{{.Names}}' | tr '\n' ,)
+        echo anchored=$(shibafu list -a --filter 'name=^o' --format '{{.Names}}')
+        echo latest=$(shibafu list -l --format '{{.Names}}')
+        echo last2=$(shibafu list -n 2 --format '{{.Names}}' | tr '\n' ,)
+        grep -o '"tier": "front"' $SHIBAFU_ROOT/containers/$(shibafu list --filter name=front -q)*/config.json
+        shibafu list --filter colour=red 2>&1 || echo bad-filter-refused
+        shibafu list --format '{{.Nope}}' 2>&1 || echo bad-format-refused
+        "#,
+    );
+    assert!(out.contains("front=front\n"), "{out}");
+    assert!(out.contains("team=back,front,\n"), "the label file's labels: {out}");
+    assert!(out.contains("either=back,front,\n"), "{out}");
+    assert!(out.contains("and=front\n"), "{out}");
+    assert!(out.contains("exited=done,ok,\n"), "status=exited shows stopped ones without -a: {out}");
+    assert!(out.contains("exit3=done\n"), "{out}");
+    assert!(out.contains("ancestor=4") && out.contains("network=2"), "{out}");
+    assert!(out.contains("label-cell=back|team=lab,tier=back|running|busybox:latest"), "{out}");
+    assert!(out.contains("CONTAINER ID   NAMES     STATUS\n"), "{out}");
+    assert!(out.contains("   front     Up "), "{out}");
+    assert!(out.contains("\"Names\":\"front\"") && out.contains("\"Labels\":\"team=lab,tier=front\""), "{out}");
+    assert!(out.contains("before=front since=done,ok,\n") && out.contains("anchored=ok\n"), "{out}");
+    assert!(out.contains("latest=ok\n") && out.contains("last2=done,ok,\n"), "{out}");
+    assert!(out.contains("\"tier\": \"front\""), "labels are the spec's annotations: {out}");
+    assert!(out.contains("invalid filter \"colour\"") && out.contains("bad-filter-refused"), "{out}");
+    assert!(out.contains("can't evaluate field Nope") && out.contains("bad-format-refused"), "{out}");
+}
+
+/// Python that runs its arguments on a pty of 30x100, changes the size to 40x120 after a
+/// moment, and prints what came out.
+const PTY: &str = r#"
+import os, pty, sys, time, fcntl, termios, struct, select
+def size(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    size(0, 30, 100)
+    os.execvp(sys.argv[1], sys.argv[1:])
+out, start, resized = b"", time.time(), False
+while time.time() - start < 20:
+    if not resized and time.time() - start > 0.5:
+        size(fd, 40, 120)
+        resized = True
+    if select.select([fd], [], [], 0.1)[0]:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+_, status = os.waitpid(pid, 0)
+print(out.decode(errors="replace").replace("\r", ""))
+print("exit", os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn t_gives_a_terminal_that_follows_resizes() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        echo no-t=$(shibafu run --rm busybox tty </dev/null || true)
+        echo with-t=$(shibafu run --rm -t busybox tty </dev/null)
+        python3 -c '{PTY}' shibafu run --rm -it busybox sh -c 'tty; stty size; sleep 1; stty size'
+        shibafu run -dt --name dt busybox sh -c 'tty; echo from-a-pty'
+        shibafu run -di --name di busybox sh >/dev/null
+        python3 -c '{PTY}' shibafu exec -it di sh -c 'echo exec-size=$(stty size)' 
+        for i in $(seq 100); do shibafu list -a --filter name=dt --filter status=exited -q | grep -q . && break; sleep 0.05; done
+        shibafu logs dt
+        sleep 0.3
+        echo di=$(shibafu list --filter name=di --format '{{{{.State}}}}')
+        "#
+    ));
+    assert!(out.contains("no-t=not a tty"), "{out}");
+    assert!(out.contains("with-t=/dev/pts/0"), "-t gives a pty even when stdin is none: {out}");
+    assert!(out.contains("/dev/pts/0\n30 100\n40 120\n"), "the pty took the size and the resize: {out}");
+    assert!(out.contains("exit 0"), "{out}");
+    assert!(out.contains("from-a-pty"), "a detached -t's output reaches the log: {out}");
+    assert!(out.contains("di=running"), "-di keeps a shell's stdin open: {out}");
+    assert!(out.contains("exec-size=30 100"), "exec -it's pty has the terminal's size from the start: {out}");
+}
