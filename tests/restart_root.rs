@@ -9,7 +9,7 @@ use common::Lab;
 /// Shell helpers: `info NAME FIELD` reads a field of `list -a --format json`; `wait_until
 /// CONDITION` retries it for up to 60 s.
 const HELPERS: &str = r#"
-info() { shibafu list -a --format json | jq -r --arg n "$1" ".[] | select(.name == \$n) | .$2"; }
+info() { shibafu list -a --format json | jq -r --arg n "$1" "select(.name == \$n) | .$2"; }
 wait_until() {
     for i in $(seq 1200); do
         if eval "$1"; then return 0; fi

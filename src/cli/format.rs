@@ -124,10 +124,15 @@ fn header_line(pieces: &[Piece]) -> String {
         .collect()
 }
 
-/// One container as Docker's `ps --format json` line, with its addresses too.
+/// One container as Docker's `ps --format json` line, with its addresses too, and every field
+/// of our own summary beside Docker's (lowercase: `name`, `state`, `restart_count`, `health`,
+/// ...), which scripts read without parsing the status text.
 pub fn json_line(c: &ContainerSummary) -> String {
     let mut object: serde_json::Map<String, serde_json::Value> = fields(c).into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
     object.insert("IPAddresses".into(), serde_json::json!(c.addresses));
+    if let Ok(serde_json::Value::Object(ours)) = serde_json::to_value(c) {
+        object.extend(ours);
+    }
     serde_json::Value::Object(object).to_string()
 }
 
@@ -212,6 +217,7 @@ mod tests {
         assert_eq!(out.lines().count(), 2);
         let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!((v["Names"].as_str(), v["IPAddresses"][0].as_str()), (Some("web"), Some("172.20.0.2")));
+        assert_eq!((v["name"].as_str(), v["restart_count"].as_u64(), v["state"].as_str()), (Some("web"), Some(0), Some("running")));
         assert_eq!(format_rows("{{json .Names}}", &[summary()]).unwrap(), "\"web\"\n");
     }
 
