@@ -99,14 +99,19 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
 
 /// Bytes as a person reads them (binary units).
 pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let (value, unit) = scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]);
+    if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") }
+}
+
+/// `bytes` divided by `base` until it is under it (or the units run out), with its unit.
+pub fn scaled(bytes: u64, base: f64, units: &[&'static str]) -> (f64, &'static str) {
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit < units.len() - 1 {
-        value /= 1024.0;
+    while value >= base && unit < units.len() - 1 {
+        value /= base;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    (value, units[unit])
 }
 
 #[cfg(test)]

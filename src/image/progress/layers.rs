@@ -85,17 +85,11 @@ fn bar(done: u64, total: u64) -> String {
 /// Bytes in decimal units with four significant digits, as Docker prints them: `512B`,
 /// `12.35MB`, `1.5GB`.
 pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
+    let (value, unit) = crate::storage::limits::scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"]);
     let decimals = if value >= 100.0 { 1 } else if value >= 10.0 { 2 } else { 3 };
     let text = format!("{value:.decimals$}");
     let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    format!("{text}{}", units[unit])
+    format!("{text}{unit}")
 }
 
 /// The name of a layer's line: the first 12 hex digits of its digest.
