@@ -9,6 +9,20 @@ use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{mkdirat, Mode};
 
+/// openat2, again while it says EAGAIN: with `..` in the path, RESOLVE_IN_ROOT and
+/// RESOLVE_BENEATH fail that way when a rename or mount anywhere on the machine raced the
+/// lookup, and openat2(2) asks the caller to retry.
+fn openat2_retrying<Fd: AsFd>(root: Fd, rel: &Path, how: impl Fn() -> OpenHow) -> nix::Result<OwnedFd> {
+    let root = root.as_fd();
+    let mut tries = 0;
+    loop {
+        match openat2(root, rel, how()) {
+            Err(Errno::EAGAIN) if tries < 100 => tries += 1,
+            done => return done,
+        }
+    }
+}
+
 fn how(flags: OFlag, mode: Mode) -> OpenHow {
     OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
@@ -20,7 +34,7 @@ fn how(flags: OFlag, mode: Mode) -> OpenHow {
 pub fn open<Fd: AsFd>(root: Fd, path: &Path, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
-    openat2(root, rel, how(flags, mode))
+    openat2_retrying(root, rel, || how(flags, mode))
 }
 
 /// Opens the directory `path` inside `root`, creating every missing component (mode 0755).
@@ -94,10 +108,12 @@ pub fn mkdir_all_no_links<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedF
 pub fn open_dir_no_links<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, rel, how)
+    let how = || {
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+    };
+    openat2_retrying(root, rel, how)
 }
 
 /// Opens the file `path` inside `root`, creating it (and its parents) when missing.
