@@ -1,5 +1,5 @@
 //! Phase 7 of shared/PHASES.md, as written: the integrated runtime. The lab's nginx image
-//! stands for the web app: it is pushed to the appliance's own registry as
+//! stands for the web app: it is pushed to the appliance's own registry (its unit) as
 //! localhost:5000/apps/webapp:latest and removed locally, then `run --image` pulls it (its
 //! layers are in the cache), makes the missing network `production` from the pool, publishes
 //! port 80, and the app answers on that port and through the proxy; `inspect` shows the
@@ -12,8 +12,10 @@ use vmtests::Vm;
 #[test]
 fn phase7_the_integrated_runtime() {
     let mut vm = Vm::boot("phase7", Duration::from_secs(900));
-    let pushed = vm.sh("./container-tool push nginx localhost:5000/apps/webapp:latest 2>&1; ./container-tool image rm localhost:5000/apps/webapp:latest 2>&1 || true");
-    vm.check(pushed.contains("localhost:5000/apps/webapp:latest"), &format!("push to the appliance's registry:\n{pushed}"));
+    vm.sh("systemctl start shibafu-registry.service; for i in $(seq 50); do curl -sf localhost:5000/v2/ >/dev/null && break; sleep 0.2; done");
+    let pushed = vm.sh("./container-tool push nginx localhost:5000/apps/webapp:latest 2>&1");
+    vm.check(pushed.contains("localhost:5000/apps/webapp:latest sha256:"), &format!("push to the appliance's registry:\n{pushed}"));
+    vm.sh("./container-tool image rm localhost:5000/apps/webapp:latest >/dev/null 2>&1 || true");
     let run = vm.sh(
         "./container-tool run \\\n  --image localhost:5000/apps/webapp:latest \\\n  --network production \\\n  --publish 80 \\\n  --env NODE_ENV=production \\\n  --name webapp 2>&1",
     );
