@@ -36,7 +36,7 @@ impl Shared {
 
     /// The upstream servers, leaving out our own listeners (a host whose resolv.conf names a
     /// gateway must not send a query round in circles).
-    pub fn upstreams(&self, directory: &Directory) -> Vec<SocketAddr> {
+    fn upstreams(&self, directory: &Directory) -> Vec<SocketAddr> {
         let mut upstreams = self.upstreams.lock().expect("the upstream lock is never poisoned");
         let ours = |s: &SocketAddr| s.port() == super::PORT && directory.networks.iter().any(|n| s.ip() == IpAddr::V4(n.gateway));
         upstreams.current().iter().filter(|s| !ours(s)).copied().collect()
@@ -58,8 +58,8 @@ pub enum Outcome {
     Answer(ResponseCode, Vec<Record>),
     /// An error, not authoritative (FORMERR, NOTIMP, REFUSED, SERVFAIL).
     Error(ResponseCode),
-    /// Not ours: the upstream servers' reply is passed on.
-    Forward,
+    /// Not ours: the reply of these upstream servers is passed on.
+    Forward(Vec<SocketAddr>),
 }
 
 impl Handler {
@@ -84,7 +84,7 @@ impl Handler {
         // A container's own address is never the host's: only strangers cost a bind(2).
         let host = !directory.is_container(asker) && is_host(asker);
         match directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type()) {
-            Answer::Forward => Outcome::Forward,
+            Answer::Forward => Outcome::Forward(self.shared.upstreams(&directory)),
             Answer::Refused => Outcome::Error(ResponseCode::Refused),
             // A class other than IN holds nothing of ours.
             _ if query.query_class() != DNSClass::IN => Outcome::Answer(ResponseCode::NoError, Vec::new()),
@@ -98,14 +98,6 @@ impl Handler {
         }
     }
 
-    /// The upstream servers' reply to `query` (None: none answered within the budget).
-    pub async fn forward(&self, query: &Query, recursion_desired: bool) -> Option<Message> {
-        let servers = match self.shared.directory() {
-            Ok(directory) => self.shared.upstreams(&directory),
-            Err(_) => return None,
-        };
-        forward(query, recursion_desired, &servers, BUDGET).await
-    }
 }
 
 /// The TCP path: hickory-server parses, calls this, and writes the answer back.
@@ -127,7 +119,7 @@ impl RequestHandler for Handler {
                 metadata.response_code = code;
                 send(&mut response, builder.build(metadata, records.iter(), [], [], [])).await
             }
-            Outcome::Forward => match self.forward(queries[0], request.metadata.recursion_desired).await {
+            Outcome::Forward(servers) => match forward(queries[0], request.metadata.recursion_desired, &servers, BUDGET).await {
                 Some(reply) => relay(&mut response, builder, metadata, &reply).await,
                 None => send(&mut response, builder.error_msg(&request.metadata, ResponseCode::ServFail)).await,
             },

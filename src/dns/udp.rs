@@ -11,6 +11,7 @@ use hickory_server::proto::op::{Message, Metadata, Query, ResponseCode};
 use hickory_server::proto::rr::Record;
 use tokio::net::UdpSocket;
 
+use super::forward::{forward, BUDGET};
 use super::handler::{reply_edns, Handler, Outcome};
 
 /// The largest datagram read; anything longer is cut and then fails to parse.
@@ -42,10 +43,10 @@ pub async fn serve(socket: UdpSocket, handler: Arc<Handler>) {
         match handler.outcome(request.metadata.op_code, &queries, from.ip()) {
             Outcome::Answer(code, records) => send(&socket, from, &reply(&request, code, true, records)).await,
             Outcome::Error(code) => send(&socket, from, &reply(&request, code, false, Vec::new())).await,
-            Outcome::Forward => {
-                let (socket, handler) = (socket.clone(), handler.clone());
+            Outcome::Forward(servers) => {
+                let socket = socket.clone();
                 tokio::spawn(async move {
-                    let answer = match handler.forward(&request.queries[0], request.metadata.recursion_desired).await {
+                    let answer = match forward(&request.queries[0], request.metadata.recursion_desired, &servers, BUDGET).await {
                         Some(upstream) => relayed(&request, upstream),
                         None => reply(&request, ResponseCode::ServFail, false, Vec::new()),
                     };
@@ -75,7 +76,7 @@ fn relayed(request: &Message, upstream: Message) -> Message {
     let mut message = reply(request, upstream.metadata.response_code, false, upstream.answers);
     message.metadata.recursion_available = upstream.metadata.recursion_available;
     message.authorities = upstream.authorities;
-    message.additionals = upstream.additionals.into_iter().filter(|r| r.record_type() != hickory_server::proto::rr::RecordType::OPT).collect();
+    message.additionals = upstream.additionals;
     message
 }
 

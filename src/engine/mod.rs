@@ -175,7 +175,7 @@ impl Engine {
     /// Whether `c` is a run that never finished: still `created`, its owner (the `run` that
     /// made it) gone.
     pub fn is_abandoned(&self, c: &ContainerRow) -> bool {
-        c.state == "created" && !matches!((c.monitor_pid, c.monitor_start), (Some(p), Some(s)) if crate::runtime::state::process_alive(p, s))
+        c.state == "created" && !self.monitor_alive(c)
     }
 }
 

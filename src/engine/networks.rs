@@ -146,6 +146,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!("network {name} is in use by {} container(s), e.g. {}", users.len(), &first.container_id[..12.min(first.container_id.len())])));
         }
         self.drop_bridge(&net)?;
+        self.sync_firewall()?;
         crate::fault::point("network-rm:firewall-synced");
         self.db.delete_network(name)?;
         Ok(())
@@ -169,20 +170,20 @@ impl Engine {
                 removed.push(format!("{} (bridge {} removed)", row.name, row.bridge));
             }
         }
+        // Once for all the bridges that went.
+        self.sync_firewall()?;
         Ok(removed)
     }
 
-    /// Deletes a network's bridge and rewrites the firewall without it; true when there was
-    /// one. Call with the network lock held.
-    /// The rules are rewritten even when the bridge is gone already: a `network rm` killed
-    /// between the two left rules for a bridge that no longer exists.
+    /// Deletes a network's bridge; true when there was one. The caller rewrites the firewall
+    /// afterwards, whether or not there was: a `network rm` killed between the two left rules
+    /// for a bridge that no longer exists. Call with the network lock held.
     fn drop_bridge(&self, net: &Network) -> Result<bool> {
         let had = netlink::link_exists(&net.bridge)?;
         if had {
             netlink::delete_link(&net.bridge)?;
             crate::fault::point("network-rm:bridge-deleted");
         }
-        self.sync_firewall()?;
         Ok(had)
     }
 }
