@@ -122,13 +122,14 @@ class Relay(http.server.BaseHTTPRequestHandler):
         else:
             cut = None
         log(f"GET {self.path} range={rng or '-'} status={status} open={open_now}" + (f" cut={cut}" if cut is not None else ""))
-        self.send_head(status, headers, len(body))
         sent = body[:cut] if cut is not None else body
         if cfg.get("stall") and cut is None:
             half = len(body) // 2
-            if self.stall(body[:half], path):
+            if self.stall(status, headers, body, half, path):
                 return
             sent = body[half:]
+        else:
+            self.send_head(status, headers, len(body))
         # Closed before the last byte leaves: the client cannot start its next GET (and be
         # counted) before this one stops counting.
         self.wfile.write(sent[:-1])
@@ -138,13 +139,15 @@ class Relay(http.server.BaseHTTPRequestHandler):
         self.wfile.write(sent[-1:])
         if cut is not None:
             self.close_connection = True
-    def stall(self, first, path):
-        """Sends `first`, then waits for the client to close the connection (true) or for
-        30 s to pass (false, and the rest is sent)."""
-        self.wfile.write(first)
-        self.wfile.flush()
-        self.connection.settimeout(30)
+    def stall(self, status, headers, body, half, path):
+        """Sends the head and the first `half` bytes of `body`, then waits for the client to
+        close the connection (true) or for 30 s to pass (false, and the rest is sent). A
+        client that closed before (a write fails) counts as closed too."""
         try:
+            self.send_head(status, headers, len(body))
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            self.connection.settimeout(30)
             closed = self.connection.recv(1) == b""
         except TimeoutError:
             closed = False
