@@ -315,6 +315,11 @@ fn read_fifo(fifo: &Path, record: &Record) -> Result<()> {
             Err(e) => return Err(RuntimeError::sys("read exec fifo")(e)),
         }
         if !super::state::process_alive(record.pid, record.pid_start) {
+            // It may have written its byte and exited since the read above (a /bin/true does
+            // both at once): the byte stays in the fifo, so read once more.
+            if matches!(nix::unistd::read(&fd, &mut byte), Ok(1)) {
+                return Ok(());
+            }
             return Err(RuntimeError::Init("the container's init is gone".into()));
         }
         let mut pfd = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
