@@ -25,9 +25,18 @@ pub const POINTS: &[&str] = &[
     "rm:detached",
     "rm:unmounted",
     "rm:dir-removed",
+    // network create
+    "network-create:recorded",
     // network rm
     "network-rm:bridge-deleted",
     "network-rm:firewall-synced",
+    // pull
+    "pull:blob-stored",
+    "pull:fetched",
+    "pull:layer-unpacked",
+    // prepare-layer
+    "prepare-layer:blob-stored",
+    "prepare-layer:unpacked",
 ];
 
 /// The environment variable that names the point to die at.

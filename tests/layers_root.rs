@@ -121,18 +121,20 @@ fn gc_removes_what_nothing_uses_and_crash_leftovers() {
         shibafu prepare-layer x $LAB/x >/dev/null
         shibafu layer rm x >/dev/null
         mkdir -p $SHIBAFU_ROOT/containers/deadbeef/upper $SHIBAFU_ROOT/layers/.unpack-crash $SHIBAFU_ROOT/layers/.unpack-running
-        touch -d '1 hour ago' $SHIBAFU_ROOT/layers/.unpack-crash $SHIBAFU_ROOT/containers/deadbeef
+        touch -d '1 hour ago' $SHIBAFU_ROOT/containers/deadbeef
+        # A staging dir an import owns right now (its flock) stays; no age is asked of the others.
+        flock $SHIBAFU_ROOT/layers/.unpack-running sleep 60 & owner=$!
+        while ! grep -q ":$(stat -c %i $SHIBAFU_ROOT/layers/.unpack-running) " /proc/locks; do sleep 0.01; done
         echo junk > $SHIBAFU_ROOT/blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000
-        touch -d '1 hour ago' $SHIBAFU_ROOT/blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000
         shibafu gc | tail -1
         ls -a $SHIBAFU_ROOT/containers $SHIBAFU_ROOT/layers | grep -e deadbeef -e unpack | tr '\n' ' '; echo
+        kill $owner
         shibafu run --rm busybox echo still-runs
         shibafu gc | tail -1
         "#,
     );
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("gc: 3 removed"), "{out}");
-    // The young staging dir may belong to an import that runs right now: it stays.
     assert_eq!(lines[1..3], [".unpack-running ", "still-runs"], "{out}");
     assert!(lines[3].starts_with("gc: 0 removed"), "{out}");
 }

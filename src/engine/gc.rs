@@ -59,10 +59,15 @@ impl Engine {
     }
 
     /// Blobs of the shared store that no image, layer, registry repository or registry
-    /// manifest refers to, older than the scratch age (a young one may belong to an import
-    /// or upload that has not recorded it yet): (path, digest).
+    /// manifest refers to, and that no live pull has lent to its scratch layout: (path,
+    /// digest). The caller holds the store's lock exclusive (`storage::lock_layers`), so every
+    /// other writer of the store has recorded what it stored, or died: no age is needed.
     pub fn unwanted_blobs(&self) -> Result<Vec<(std::path::PathBuf, String)>> {
-        let mut wanted: HashSet<String> = HashSet::new();
+        // The store is listed before the pulls' layouts: a pull links a blob into its layout
+        // before the blob enters the store, so any blob listed here that a live pull holds is
+        // in that pull's layout by the time it is read.
+        let stored = read_dir(&self.root.join("blobs/sha256"))?;
+        let mut wanted = self.lent_to_pulls()?;
         let store = self.images();
         for i in self.db.images()? {
             wanted.insert(crate::storage::hex(&i.manifest_digest).to_string());
@@ -79,9 +84,9 @@ impl Engine {
         wanted.extend(self.db.blob_links()?.into_iter().map(|(_, d)| crate::storage::hex(&d).to_string()));
         wanted.extend(self.db.registry_manifests()?.into_iter().map(|m| crate::storage::hex(&m.digest).to_string()));
         let mut out = Vec::new();
-        for entry in read_dir(&self.root.join("blobs/sha256"))? {
+        for entry in stored {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !wanted.contains(&name) && is_old(&entry) {
+            if !wanted.contains(&name) {
                 out.push((entry.path(), format!("sha256:{name}")));
             }
         }
@@ -95,13 +100,28 @@ impl Engine {
         Ok(out)
     }
 
-    /// Unpacked layers with no row: left by a prepare or import that failed after unpacking.
+    /// The blobs (hex) in the scratch layouts (`.layout-*`) that a live process owns: a pull's
+    /// fetched blobs before its import records them.
+    fn lent_to_pulls(&self) -> Result<HashSet<String>> {
+        let mut lent = HashSet::new();
+        for entry in read_dir(&self.root)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".layout-") && !crate::storage::scratch::abandoned(&entry.path()) {
+                lent.extend(read_dir(&entry.path().join("blobs/sha256"))?.iter().map(|e| e.file_name().to_string_lossy().into_owned()));
+            }
+        }
+        Ok(lent)
+    }
+
+    /// Unpacked layers with no row: left by a prepare or import that died after unpacking.
+    /// Every unpacker records its layer before it lets go of the store's lock, which `gc`
+    /// holds exclusive: an unrecorded layer is abandoned, whatever its age.
     fn collect_layer_dirs(&self, done: &mut Collected) -> Result<()> {
         let recorded: HashSet<String> = self.db.layers()?.into_iter().map(|l| crate::storage::hex(&l.diff_id).to_string()).collect();
         for entry in read_dir(&self.images().layers_dir())? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let is_layer = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if is_layer && !recorded.contains(&name) && is_old(&entry) {
+            if is_layer && !recorded.contains(&name) {
                 done.bytes += size_of(&entry.path());
                 remove(&entry.path())?;
                 done.removed.push(format!("unrecorded layer sha256:{name}"));
@@ -160,7 +180,7 @@ impl Engine {
     }
 }
 
-/// Scratch (and unrecorded blobs) older than this belong to no command still running.
+/// A container dir with no row older than this belongs to no run still starting.
 const SCRATCH_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) in `dir`; with `all`, every

@@ -63,6 +63,7 @@ impl Engine {
             created_at: String::new(),
         };
         self.db.insert_network(&row)?;
+        crate::fault::point("network-create:recorded");
         parse_network(&row)
     }
 

@@ -39,6 +39,7 @@ impl ImageStore<'_> {
         }
         let _adding = self.lock_layers(false)?;
         let layer = if source.is_dir() { self.pack_layer(source, options)? } else { self.take_layer(source)? };
+        crate::fault::point("prepare-layer:unpacked");
         let tx = self.db.conn.unchecked_transaction().map_err(crate::state::StateError::from)?;
         self.db.add_layer(&layer)?;
         self.db.name_layer(name, &layer.diff_id)?;
@@ -52,6 +53,7 @@ impl ImageStore<'_> {
         let mut blob = self.blob_store().writer()?;
         let packed = pack::pack_dir(dir, options, &mut blob)?;
         let (blob_digest, size) = blob.commit(None)?;
+        crate::fault::point("prepare-layer:blob-stored");
         if !self.layer_dir(&packed.diff_id).is_dir() {
             let file = File::open(self.blob_store().path(&blob_digest)).map_err(|e| unreadable(dir, e))?;
             unpack::unpack_layer(file, &self.layers_dir())?;

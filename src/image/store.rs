@@ -101,14 +101,11 @@ impl<'a> ImageStore<'a> {
         ImageStore { root: root.to_path_buf(), blobs: BlobStore::new(root), db }
     }
 
-    /// Serialises adding layers against removing them: imports, prepares and commits hold it
-    /// shared from their first look at a layer until their image is recorded; removals and gc
-    /// hold it exclusive, so a layer an import found in place cannot vanish before it is used.
+    /// Serialises adding layers and blobs against removing them (see
+    /// `storage::lock_layers`): imports, prepares and commits hold it shared from their first
+    /// look at a layer until their image is recorded; removals and gc hold it exclusive.
     pub fn lock_layers(&self, exclusive: bool) -> Result<nix::fcntl::Flock<std::fs::File>> {
-        let path = self.root.join("layers.lock");
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| super::unreadable(&path, e))?;
-        let how = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
-        nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| super::unreadable(&path, e))
+        crate::storage::lock_layers(&self.root, exclusive).map_err(|e| super::unreadable(&self.root.join("layers.lock"), e))
     }
 
     /// The blob store under this data root.
@@ -134,6 +131,7 @@ impl<'a> ImageStore<'a> {
                 reason: "a directory, but no OCI image layout (it has no oci-layout file); give a tar, or make a layer of the directory with `shibafu prepare-layer NAME DIR` and run it with --layers".into(),
             });
         }
+        let _adding = self.lock_layers(false)?;
         let layer = self.take_layer(tarball)?;
         let source = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.store_image(reference, &[layer], &ImageConfig { cmd: vec!["/bin/sh".into()], ..Default::default() }, &format!("shibafu image import {source}"))

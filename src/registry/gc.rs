@@ -11,6 +11,8 @@ use crate::engine::Engine;
 /// What `registry gc` removed (or, with `dry_run`, would remove), one line each.
 pub fn collect(root: &Path, dry_run: bool) -> anyhow::Result<Vec<String>> {
     let engine = Engine::open(root)?;
+    // Exclusive: no writer is between storing a blob and recording it (storage::lock_layers).
+    let _removing = crate::storage::lock_layers(root, true)?;
     let tx = engine.db.immediate()?;
     let mut marked: HashSet<(String, String)> = HashSet::new();
     for m in engine.db.registry_manifests()? {

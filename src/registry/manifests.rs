@@ -69,6 +69,7 @@ pub async fn put(reg: &Arc<Registry>, repo: &str, reference: &str, headers: &Hea
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|t| t.split(';').next().unwrap_or("").trim().to_string());
     let row = describe(repo, &digest, bytes.len() as u64, &bytes, content_type.as_deref())?;
     check_refs(reg, &row)?;
+    let _adding = super::uploads::adding(reg)?;
     tokio::task::block_in_place(|| reg.blobs.put_bytes(&bytes)).map_err(RegistryError::internal)?;
     reg.db().put_manifest(&row, tag)?;
     let mut resp = (StatusCode::CREATED, [(header::LOCATION, format!("/v2/{repo}/manifests/{digest}")), (CONTENT_DIGEST, digest.clone())], "").into_response();

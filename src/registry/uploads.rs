@@ -155,6 +155,8 @@ async fn append(writer: &mut BlobWriter, body: &mut Body) -> Result<()> {
 /// Checks the digest and stores the blob in the repository.
 fn close(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) -> Result<Response> {
     check_digest(digest)?;
+    // From the blob's arrival in the store until its link is recorded (see storage::lock_layers).
+    let _adding = adding(reg)?;
     if digest.starts_with("sha512:") {
         return close_sha512(reg, repo, writer, digest);
     }
@@ -182,6 +184,12 @@ fn close_sha512(reg: &Registry, repo: &str, writer: BlobWriter, digest: &str) ->
     }
     reg.db().link_blob(repo, digest, size)?;
     Ok(stored(repo, digest))
+}
+
+/// Holds the store's lock shared, as every writer of an unrecorded blob does: a `gc` running
+/// meanwhile (which holds it exclusive) must not take the blob for abandoned.
+pub fn adding(reg: &Registry) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    tokio::task::block_in_place(|| crate::storage::lock_layers(&reg.root, false)).map_err(RegistryError::internal)
 }
 
 /// A chunk must start where the upload ends (`Content-Range: A-B`, with or without `bytes `).

@@ -69,6 +69,20 @@ pub fn is_lower_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Locks `<data root>/layers.lock`, the lock between the writers of the shared store and its
+/// collectors. Whoever puts a blob or a layer into the store without recording it in the same
+/// step (an import, a prepare, a commit, a registry upload) holds it shared from before the
+/// blob or layer lands until it is recorded; whoever removes what nothing records (`gc`,
+/// `registry gc`, image and layer removal) holds it exclusive, so anything unrecorded it finds
+/// is abandoned, whatever its age. A pull's fetched blobs are covered instead by the pull's
+/// owned scratch layout, which links each before it enters the store (see `gc`).
+pub fn lock_layers(data_root: &std::path::Path, exclusive: bool) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = data_root.join("layers.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let how = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+    nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| std::io::Error::from(e))
+}
+
 /// The hex part of a `sha256:<hex>` digest.
 pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)

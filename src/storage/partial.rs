@@ -20,6 +20,7 @@ use super::{sha256_hex, Result, StorageError};
 /// The partial downloads of a data root: `blobs/partial/`.
 #[derive(Debug, Clone)]
 pub struct Partials {
+    root: PathBuf,
     dir: PathBuf,
     tmp: PathBuf,
 }
@@ -32,7 +33,7 @@ pub fn partial_dir(data_root: &Path) -> PathBuf {
 impl Partials {
     /// The partial downloads under `data_root`.
     pub fn new(data_root: &Path) -> Partials {
-        Partials { dir: partial_dir(data_root), tmp: data_root.join("blobs/tmp") }
+        Partials { root: data_root.to_path_buf(), dir: partial_dir(data_root), tmp: data_root.join("blobs/tmp") }
     }
 
     /// The partial download of `digest` (a `sha256:` digest), owned by this process: the one
@@ -42,6 +43,8 @@ impl Partials {
         let hex = sha256_hex(digest).ok_or_else(|| StorageError::Io { what: format!("name a partial download {digest:?}"), err: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256 digest") })?;
         std::fs::create_dir_all(&self.dir).map_err(StorageError::io(format!("create {}", self.dir.display())))?;
         let path = self.dir.join(hex);
+        // Made and owned under the store's lock, as all scratch is (see `scratch`).
+        let _adding = super::lock_layers(&self.root, false).map_err(StorageError::io("lock layers.lock"))?;
         match open_owned(&path)? {
             Some(file) => Partial::resume(file, Place::Kept(path)),
             None => self.temp(),
@@ -142,22 +145,31 @@ impl Partial {
     }
 
     /// Moves the download into `store` as the blob `expected` when its digest is that; on a
-    /// mismatch it is removed and nothing is stored.
-    pub fn store(mut self, store: &BlobStore, expected: &str) -> Result<()> {
+    /// mismatch it is removed and nothing is stored. With `lend_to` (a dir on the same
+    /// filesystem), the verified bytes are hard-linked there as `<hex>` before they enter the
+    /// store: a pull's owned scratch layout, which keeps `gc` from taking the blob for
+    /// abandoned until the pull records it (see `storage::lock_layers`).
+    pub fn store(mut self, store: &BlobStore, expected: &str, lend_to: Option<&Path>) -> Result<()> {
         let actual = self.digest();
         if actual != expected {
             self.discard();
             return Err(StorageError::DigestMismatch { expected: expected.into(), actual });
         }
         self.out.flush().map_err(StorageError::io("write a partial download"))?;
-        // Stored now: `gc` judges unrecorded blobs by their age.
-        let _ = self.out.get_ref().set_modified(std::time::SystemTime::now());
         let to = store.path(expected);
         std::fs::create_dir_all(to.parent().expect("a blob path has a parent")).map_err(StorageError::io("create blobs/sha256"))?;
         let from: &Path = match &self.place {
             Place::Kept(p) => p,
             Place::Temp(p) => p,
         };
+        if let Some(dir) = lend_to {
+            let link = dir.join(super::hex(expected));
+            match std::fs::hard_link(from, &link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StorageError::io(format!("link {}", link.display()))(e)),
+            }
+        }
         std::fs::rename(from, &to).map_err(StorageError::io(format!("store {}", to.display())))?;
         if let Place::Temp(p) = self.place {
             // Renamed away: nothing is left to remove.
@@ -195,7 +207,10 @@ mod tests {
         assert_eq!(again.len(), 7);
         again.append(&blob[7..]).unwrap();
         let store = BlobStore::new(root.path());
-        again.store(&store, &digest_of(blob)).unwrap();
+        let lent = root.path().join("lent");
+        std::fs::create_dir(&lent).unwrap();
+        again.store(&store, &digest_of(blob), Some(&lent)).unwrap();
+        assert_eq!(std::fs::read(lent.join(sha256_hex(&digest_of(blob)).unwrap())).unwrap(), blob, "lent before it was stored");
         assert_eq!(store.read(&digest_of(blob)).unwrap(), blob);
         assert_eq!(std::fs::read_dir(partial_dir(root.path())).unwrap().count(), 0, "the partial became the blob");
     }
@@ -207,7 +222,7 @@ mod tests {
         let want = digest_of(b"right");
         let mut p = partials.open(&want).unwrap();
         p.append(b"wrong").unwrap();
-        let err = p.store(&BlobStore::new(root.path()), &want).unwrap_err();
+        let err = p.store(&BlobStore::new(root.path()), &want, None).unwrap_err();
         assert!(matches!(err, StorageError::DigestMismatch { .. }), "{err}");
         assert!(!BlobStore::new(root.path()).exists(&want));
         assert_eq!(std::fs::read_dir(partial_dir(root.path())).unwrap().count(), 0);
@@ -236,7 +251,7 @@ mod tests {
         let mut other = partials.open(&want).unwrap();
         assert!(!other.is_kept() && other.is_empty());
         other.append(b"shared").unwrap();
-        other.store(&BlobStore::new(root.path()), &want).unwrap();
+        other.store(&BlobStore::new(root.path()), &want, None).unwrap();
         drop(held);
         assert_eq!(std::fs::read(partial_dir(root.path()).join(sha256_hex(&want).unwrap())).unwrap(), b"sha");
         assert_eq!(std::fs::read_dir(root.path().join("blobs/tmp")).unwrap().count(), 0);

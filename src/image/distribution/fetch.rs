@@ -58,6 +58,9 @@ pub struct Fetcher<'a> {
     pub store: &'a BlobStore,
     /// Where downloads are kept until verified.
     pub partials: &'a Partials,
+    /// The pull's owned scratch layout's `blobs/sha256`: each verified blob is linked there
+    /// before it enters the store, so `gc` knows it is wanted.
+    pub lend_to: &'a std::path::Path,
     /// The pull's progress board.
     pub board: &'a Board,
 }
@@ -83,10 +86,11 @@ impl Fetcher<'_> {
             self.transfer(w, &mut partial).await?;
             self.show(w, Step::Verifying);
         }
-        partial.store(self.store, &w.digest).map_err(|e| match e {
+        partial.store(self.store, &w.digest, Some(self.lend_to)).map_err(|e| match e {
             StorageError::DigestMismatch { actual, .. } => failed(format!("blob {} arrived with digest {actual}: the registry sent wrong bytes; nothing was stored", w.digest)),
             other => other.into(),
         })?;
+        crate::fault::point("pull:blob-stored");
         self.show(w, Step::Downloaded);
         Ok(())
     }

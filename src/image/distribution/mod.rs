@@ -133,6 +133,8 @@ impl ImageStore<'_> {
     }
 
     fn push_config_and_manifest(&self, reg: &Registry, target: &RemoteRef, config: Vec<u8>, layers: &[Value]) -> Result<String> {
+        // The config is stored here only to be pushed: unrecorded, so gc may take it after.
+        let _adding = self.lock_layers(false)?;
         let (config_digest, _) = self.blob_store().put_bytes(&config)?;
         reg.push_blob(&target.repo, &config_digest, &self.blob_store().path(&config_digest))?;
         reg.put_manifest(&target.repo, &target.tag, super::store::MANIFEST_TYPE, &manifest(&config_digest, config.len(), layers))

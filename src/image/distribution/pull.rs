@@ -31,12 +31,16 @@ impl ImageStore<'_> {
         let board = Board::stderr();
         board.note(&format!("{}: Pulling from {}", source.tag, source.repo));
         let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        // Owned while the pull runs, so `gc` leaves it and the blobs lent to it alone; made
+        // and owned under the store's lock, as all scratch is (see storage::scratch).
+        let adding = self.lock_layers(false)?;
         let scratch = tempfile::Builder::new().prefix(".layout-").tempdir_in(&root).map_err(|e| failed(format!("scratch dir: {e}")))?;
-        // Owned while the pull runs, so `gc` leaves it alone (see storage::scratch).
         let _owned = crate::storage::scratch::own_dir(scratch.path()).map_err(|e| failed(format!("scratch dir: {e}")))?;
+        drop(adding);
         let blobs = scratch.path().join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| failed(format!("scratch dir: {e}")))?;
         let fetched = self.gather(&reg, source, wanted, &blobs, &board, limit)?;
+        crate::fault::point("pull:fetched");
         let manifest_digest = crate::storage::sha256_digest(&bytes);
         write_layout(scratch.path(), &manifest, &bytes, &manifest_digest, &source.tag)?;
         let row = self.import_pulled(scratch.path(), source, &fetched, &board)?;
@@ -63,7 +67,7 @@ impl ImageStore<'_> {
         }
         let root = self.layers_dir().parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
         let partials = Partials::new(&root);
-        Fetcher { registry: reg, repo: &source.repo, store: self.blob_store(), partials: &partials, board }.fetch_all(&missing, limit)?;
+        Fetcher { registry: reg, repo: &source.repo, store: self.blob_store(), partials: &partials, lend_to: blobs, board }.fetch_all(&missing, limit)?;
         for w in &missing {
             self.lend(&w.digest, blobs)?;
         }
@@ -78,6 +82,9 @@ impl ImageStore<'_> {
         let report = |digest: &str, step: LayerImport| {
             if fetched.contains(digest) {
                 board.step(digest, if step == LayerImport::Extracting { Step::Extracting } else { Step::Complete });
+            }
+            if step == LayerImport::Done {
+                crate::fault::point("pull:layer-unpacked");
             }
         };
         let mut rows = self.import_layout_reporting(dir, Some(&local), &report)?;
