@@ -69,7 +69,7 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> Result<i32> {
         VolumeCommand::Ls { quiet } => {
             let volumes = engine.volumes()?;
             if !quiet {
-                println!("{:<16}{}", "DRIVER", "VOLUME NAME");
+                println!("{:<16}VOLUME NAME", "DRIVER");
             }
             for v in volumes {
                 if quiet {
