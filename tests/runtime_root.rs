@@ -262,3 +262,28 @@ fn a_gzip_rootfs_imports_and_explain_tells_the_steps() {
         assert!(out.contains(step), "{step} missing: {out}");
     }
 }
+
+#[test]
+fn the_cgroup_tree_is_shown_read_only_and_a_cgroup_namespace_gets_its_own_root() {
+    // Without a cgroup namespace /sys/fs/cgroup is a read-only bind of the runtime's own cgroup2
+    // mount (the whole tree, as a fresh mount would show it); with one, a fresh mount whose
+    // root is the container's cgroup.
+    let out = Lab::new().ok(
+        r#"mount -t cgroup2 none /sys/fs/cgroup
+         mkdir -p $LAB/b/rootfs && cd $LAB/b && shibafu export busybox | tar -C rootfs -xf -
+         cat > rootfs/check <<'SH'
+c=$(grep ^0:: /proc/self/cgroup | cut -d: -f3)
+echo "cgroup $c"
+grep -qx 1 /sys/fs/cgroup${c%/}/cgroup.procs && echo "its cgroup is at /sys/fs/cgroup$c"
+mkdir /sys/fs/cgroup/x 2>&1 || true
+SH
+         shibafu runtime spec
+         sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"sh", "\/check"/' config.json
+         shibafu runtime --root $LAB/rt run whole
+         sed -i 's/"type": "mount"/"type": "cgroup" }, { "type": "mount"/' config.json
+         shibafu runtime --root $LAB/rt run own"#,
+    );
+    let want = "cgroup /shibafu/whole\nits cgroup is at /sys/fs/cgroup/shibafu/whole\nmkdir: can't create directory '/sys/fs/cgroup/x': Read-only file system\n\
+                cgroup /\nits cgroup is at /sys/fs/cgroup/\nmkdir: can't create directory '/sys/fs/cgroup/x': Read-only file system\n";
+    assert_eq!(out, want);
+}
