@@ -14,7 +14,7 @@ median() { sort -n "$work/t.$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}';
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 # Every runtime makes a cgroup: each container shows its own (the spec has no cgroup namespace).
-mkdir -p "$work/check" && ln -s ../bundle/rootfs "$work/check/rootfs"
+mkdir -p "$work/check" && cp -a "$work/bundle/rootfs" "$work/check/rootfs"
 sed 's/"true"$/"cat", "\/proc\/self\/cgroup"/' "$work/bundle/config.json" > "$work/check/config.json"
 echo "cgroups: this shell $(cat /proc/self/cgroup); shibafu $(shibafu runtime --root "$work/k" run -b "$work/check" k1); runc $(runc --root "$work/k" run -b "$work/check" k2); crun $(crun --root "$work/k" run -b "$work/check" k3)"
 shibafu run --rm busybox true >/dev/null

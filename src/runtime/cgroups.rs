@@ -27,6 +27,39 @@ pub fn v2_mount() -> Option<&'static Path> {
     [MOUNT, HYBRID_MOUNT].into_iter().map(Path::new).find(|m| is_cgroup2(m))
 }
 
+/// What a container's `/sys/fs/cgroup` can be a bind of, instead of a fresh cgroup2 mount
+/// that shows the same tree: without a cgroup namespace, the whole hierarchy (a cgroup2 mount
+/// of this mount namespace whose root is the hierarchy's root); with a new one, the
+/// container's own cgroup in it (what a fresh mount inside the namespace shows). None when
+/// there is no such mount, or the cgroup is not under it.
+pub fn container_view(cgroup: Option<&Cgroup>, new_namespace: bool) -> Option<PathBuf> {
+    let whole = whole_v2_mount()?;
+    if !new_namespace {
+        return Some(whole);
+    }
+    cgroup.map(|c| c.path.clone()).filter(|p| p.starts_with(&whole))
+}
+
+/// A mount point where this mount namespace has the whole cgroup2 hierarchy, `/sys/fs/cgroup`
+/// first.
+fn whole_v2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER-OPTIONS
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let point = fields.get(4)?;
+            // (A point with an escaped character, `\040`, names no directory: skipped.)
+            let whole = right.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/") && Path::new(point).is_dir();
+            whole.then(|| PathBuf::from(point))
+        })
+        .collect();
+    found.sort_by_key(|p| p != Path::new(MOUNT));
+    found.into_iter().next()
+}
+
 fn is_cgroup2(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }

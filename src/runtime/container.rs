@@ -87,13 +87,14 @@ impl Runtime {
         // PID namespaces apply to children: join before the clone, the rest in the child.
         namespaces::enter(&joins, CloneFlags::CLONE_NEWPID)?;
         let (parent, child) = sync::pair()?;
-        let ctx = InitContext {
+        let mut ctx = InitContext {
             spec: spec.clone(),
             bundle: bundle.clone(),
             rootfs: rootfs.clone(),
             fifo: fifo.clone(),
             joins,
             new_cgroup_ns: plan.new_cgroup,
+            cgroup_view: None,
             new_net_ns: plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
             console: console_for_child,
             stdio: opts.stdio,
@@ -105,6 +106,8 @@ impl Runtime {
         let created = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
         let cgroup = Cgroup::create(&cgroup_path, resources, created)?;
         undo.cgroup = cgroup.clone();
+        let joins_cgroup_ns = plan.joins.iter().any(|(flag, _)| *flag == CloneFlags::CLONE_NEWCGROUP);
+        ctx.cgroup_view = if joins_cgroup_ns { None } else { super::cgroups::container_view(cgroup.as_ref(), plan.new_cgroup) };
         let cgroup_dir = cgroup.as_ref().map(|cg| cg.open()).transpose()?;
         // SAFETY: the CLI is single-threaded; the child only runs `init::run`, which execs or exits.
         let cloned = unsafe { process::clone_process(plan.clone_flags, cgroup_dir.as_ref().map(|d| d.as_fd()))? };

@@ -29,6 +29,9 @@ pub struct InitContext {
     pub joins: Vec<Join>,
     /// Whether to unshare a cgroup namespace after the parent placed us in our cgroup.
     pub new_cgroup_ns: bool,
+    /// What the container's cgroup mount binds instead of mounting cgroup2 afresh
+    /// (`cgroups::container_view`).
+    pub cgroup_view: Option<PathBuf>,
     /// Whether the clone made a new network namespace (whose `lo` starts down).
     pub new_net_ns: bool,
     /// Where to send the pty master, when the process wants a terminal.
@@ -83,7 +86,7 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if let Some(list) = spec_hooks.create_container() {
         hooks::run_all("createContainer", list, "{}")?;
     }
-    rootfs::prepare(spec, &ctx.bundle, &ctx.rootfs)?;
+    rootfs::prepare(spec, &ctx.bundle, &ctx.rootfs, ctx.cgroup_view.as_deref())?;
     rootfs::pivot(&ctx.rootfs)?;
     let process = spec.process().as_ref().expect("checked by spec::load");
     if process.terminal() == Some(true) {

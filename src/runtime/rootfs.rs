@@ -16,16 +16,16 @@ use super::error::{Result, RuntimeError};
 use super::mount_options::{self, MountOptions};
 use crate::{explain, safepath};
 
-/// Mounts everything the spec asks for under `rootfs`, then makes it the root.
-pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
+/// Mounts everything the spec asks for under `rootfs`, then makes it the root. A `cgroup`
+/// mount becomes a read-only bind of `cgroup_view` when given (see `cgroups::container_view`).
+pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&Path>) -> Result<()> {
     set_root_propagation(spec)?;
     bind(rootfs, rootfs, MsFlags::MS_REC)?;
     let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(RuntimeError::sys(format!("open rootfs {}", rootfs.display())))?;
     let mounts = spec.mounts().clone().unwrap_or_default();
-    let cgroup_view = if has_cgroup_namespace(spec) { None } else { cgroup2_root_mount() };
     for m in &mounts {
-        mount_one(&root, m, bundle, cgroup_view.as_deref())?;
+        mount_one(&root, m, bundle, cgroup_view)?;
     }
     let linux = spec.linux().as_ref();
     let dev_is_fresh = mounts.iter().any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() != Some("bind"));
@@ -98,33 +98,13 @@ fn bind(source: &Path, target: &Path, extra: MsFlags) -> Result<()> {
         .map_err(RuntimeError::sys(format!("bind {} on {}", source.display(), target.display())))
 }
 
-/// Whether the container gets a cgroup namespace (a new one or one it joins).
-fn has_cgroup_namespace(spec: &Spec) -> bool {
-    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
-    namespaces.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
-}
-
-/// Where this mount namespace has the whole cgroup2 hierarchy mounted (`/sys/fs/cgroup` as
-/// cgroup2 with its root at the hierarchy's root), if it has.
-fn cgroup2_root_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        // ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER-OPTIONS
-        let (left, right) = line.split_once(" - ")?;
-        let fields: Vec<&str> = left.split(' ').collect();
-        let is_whole = right.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/") && fields.get(4) == Some(&"/sys/fs/cgroup");
-        is_whole.then(|| PathBuf::from("/sys/fs/cgroup"))
-    })
-}
-
 fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path>) -> Result<()> {
     let options = m.options().clone().unwrap_or_default();
     let mut opts = mount_options::parse(&options);
     let typ = m.typ().clone().unwrap_or_default();
     let dest = m.destination();
-    // Without a cgroup namespace a fresh cgroup2 mount shows the same tree as the one this
-    // namespace has already, but costs 8-20 ms (the kernel drains offline cgroups at every
-    // cgroup2 mount); a bind of that one costs microseconds.
+    // A fresh cgroup2 mount costs 8-20 ms (the kernel drains offline cgroups at every cgroup2
+    // mount); a bind of the same tree costs microseconds.
     let cgroup_bind = cgroup_view.filter(|_| typ == "cgroup" || typ == "cgroup2");
     if opts.is_bind() || typ == "bind" || cgroup_bind.is_some() {
         if cgroup_bind.is_some() {
