@@ -43,9 +43,22 @@ impl Vm {
     /// test can read: no echo, a prompt that carries the exit status. The whole scenario must
     /// end within `limit`.
     pub fn boot(scenario: &str, limit: Duration) -> Vm {
+        Vm::boot_disk(scenario, limit, None)
+    }
+
+    /// `boot`, on a disk kept in `dir` across boots (`./run-vm --persist`): made from the
+    /// appliance at the first boot, used as it was left at the next.
+    pub fn boot_persistent(scenario: &str, limit: Duration, dir: &std::path::Path) -> Vm {
+        Vm::boot_disk(scenario, limit, Some(dir))
+    }
+
+    fn boot_disk(scenario: &str, limit: Duration, kept: Option<&std::path::Path>) -> Vm {
         assert!(appliance().is_some(), "{scenario}: no appliance: build it first (sudo scripts/build-vm)");
         let mut cmd = Command::new(repo().join("run-vm"));
         cmd.arg("--no-build").current_dir(repo());
+        if let Some(dir) = kept {
+            cmd.arg("--persist").env("SHIBAFU_VM_PERSIST_DIR", dir);
+        }
         let started = Instant::now();
         let mut vm = Vm::attach(cmd, scenario, limit);
         vm.wait_for("[shibafu-lab ~]# ", Duration::from_secs(180));
@@ -120,6 +133,21 @@ impl Vm {
                 self.fail(&format!("QEMU exited while waiting for {needle:?}"));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Powers the VM off (`poweroff`, so the guest syncs its disk) and waits for QEMU to exit.
+    pub fn poweroff(&mut self) {
+        self.send("poweroff");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while self.session.process().status().is_some_and(|s| matches!(s, WaitStatus::StillAlive)) {
+            while let Some(c) = self.session.try_read() {
+                self.transcript.push(c);
+            }
+            if Instant::now() > deadline {
+                self.fail("QEMU did not exit within 180 s of poweroff");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
