@@ -96,8 +96,13 @@ fn labels_filters_and_formats_select_and_show_containers() {
         grep -o '"tier": "front"' $SHIBAFU_ROOT/containers/$(shibafu list --filter name=front -q)*/config.json
         shibafu list --filter colour=red 2>&1 || echo bad-filter-refused
         shibafu list --format '{{.Nope}}' 2>&1 || echo bad-format-refused
+        shibafu run -d --name pub -p 30500:80 busybox sleep 100 >/dev/null
+        echo publish=$(shibafu list --filter publish=30500 --format '{{.Names}}') range=$(shibafu list --filter publish=30400-30600/tcp --format '{{.Names}}') \
+            udp=$(shibafu list --filter publish=30500/udp -q | wc -l) expose=$(shibafu list --filter expose=80 --format '{{.Names}}') \
+            no-health=$(shibafu list --filter health=none -q | wc -l) healthy=$(shibafu list --filter health=healthy -q | wc -l)
         "#,
     );
+    assert!(out.contains("publish=pub range=pub udp=0 expose=pub no-health=3 healthy=0\n"), "{out}");
     assert!(out.contains("front=front\n"), "{out}");
     assert!(out.contains("team=back,front,\n"), "the label file's labels: {out}");
     assert!(out.contains("either=back,front,\n"), "{out}");

@@ -172,8 +172,9 @@ pub struct ListArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// KEY=VALUE: id, name (^ $ anchors), label (KEY or KEY=VALUE), status, ancestor, network,
-    /// exited, volume, before, since (repeatable: the same key matches either value, different
-    /// keys all).
+    /// exited, volume, health (starting, healthy, unhealthy, none), publish (host port) and
+    /// expose (container port) as PORT[-LAST][/PROTO], before, since (repeatable: the same key
+    /// matches either value, different keys all).
     #[arg(short, long = "filter")]
     pub filter: Vec<String>,
     /// Only the N newest containers (of every state).

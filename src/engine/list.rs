@@ -63,7 +63,10 @@ impl ContainerSummary {
 pub struct Filters(BTreeMap<String, Vec<String>>);
 
 /// The keys `--filter` takes.
-pub const FILTER_KEYS: [&str; 10] = ["id", "name", "label", "status", "ancestor", "network", "exited", "volume", "before", "since"];
+pub const FILTER_KEYS: [&str; 13] = ["id", "name", "label", "status", "ancestor", "network", "exited", "volume", "health", "publish", "expose", "before", "since"];
+
+/// The values `health=` takes (`none`: no health check).
+const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
 
 /// The statuses Docker knows (`status=`); ours are created, running and exited.
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -80,6 +83,12 @@ impl Filters {
             }
             if key == "status" && !STATUSES.contains(&value) {
                 return Err(EngineError::Invalid(format!("invalid filter 'status={value}': use one of {}", STATUSES.join(", "))));
+            }
+            if key == "health" && !HEALTH.contains(&value) {
+                return Err(EngineError::Invalid(format!("invalid filter 'health={value}': use one of {}", HEALTH.join(", "))));
+            }
+            if (key == "publish" || key == "expose") && PortRange::parse(value).is_none() {
+                return Err(EngineError::Invalid(format!("invalid filter '{key}={value}': give PORT, PORT/PROTO or FIRST-LAST[/PROTO] (PROTO: tcp or udp)")));
             }
             if key == "exited" && value.parse::<i32>().is_err() {
                 return Err(EngineError::Invalid(format!("invalid filter 'exited={value}': give an exit code")));
@@ -110,7 +119,28 @@ impl Filters {
 /// The filters that name another container and select by creation order.
 const ORDER_KEYS: [&str; 2] = ["before", "since"];
 
-impl Filters {
+/// A `publish=` or `expose=` value: `80`, `80/udp`, `8000-8080/tcp` (tcp when no protocol).
+#[derive(Debug, PartialEq, Eq)]
+struct PortRange {
+    first: u16,
+    last: u16,
+    protocol: String,
+}
+
+impl PortRange {
+    fn parse(text: &str) -> Option<PortRange> {
+        let (ports, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+        if protocol != "tcp" && protocol != "udp" {
+            return None;
+        }
+        let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
+        let (first, last) = (first.parse().ok()?, last.parse().ok()?);
+        (first <= last).then(|| PortRange { first, last, protocol: protocol.into() })
+    }
+
+    fn takes(&self, port: u16, protocol: &str) -> bool {
+        (self.first..=self.last).contains(&port) && self.protocol == protocol
+    }
 }
 
 fn matches_one(key: &str, value: &str, c: &ContainerSummary) -> bool {
@@ -126,6 +156,10 @@ fn matches_one(key: &str, value: &str, c: &ContainerSummary) -> bool {
         "ancestor" => same_image(&c.image, value),
         "network" => c.networks().contains(&value),
         "volume" => c.mounts.iter().any(|m| m == value),
+        "health" => c.health.as_deref().unwrap_or("none") == value,
+        // As Docker's: publish= by the host's port, expose= by the container's.
+        "publish" => PortRange::parse(value).is_some_and(|r| c.ports.iter().any(|p| r.takes(p.host_port, p.protocol.as_str()))),
+        "expose" => PortRange::parse(value).is_some_and(|r| c.ports.iter().any(|p| r.takes(p.container_port, p.protocol.as_str()))),
         _ => false,
     }
 }
@@ -300,8 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn health_publish_and_expose_as_dockers() {
+        let mut web = summary("web", "running", &[]);
+        web.health = Some("healthy".into());
+        web.ports = vec![PortMap { host_ip: [0, 0, 0, 0].into(), host_port: 30001, container_ip: [10, 88, 0, 2].into(), container_port: 80, protocol: crate::network::ports::Protocol::Tcp }];
+        let job = summary("job", "running", &[]);
+        assert!(filters(&["health=healthy"]).matches(&web) && !filters(&["health=healthy"]).matches(&job));
+        assert!(filters(&["health=none"]).matches(&job) && !filters(&["health=none"]).matches(&web));
+        assert!(filters(&["publish=30001"]).matches(&web) && filters(&["publish=30000-30010/tcp"]).matches(&web));
+        assert!(!filters(&["publish=80"]).matches(&web) && !filters(&["publish=30001/udp"]).matches(&web) && !filters(&["publish=30001"]).matches(&job));
+        assert!(filters(&["expose=80"]).matches(&web) && filters(&["expose=1-100"]).matches(&web) && !filters(&["expose=30001"]).matches(&web));
+    }
+
+    #[test]
     fn bad_filters_are_refused() {
-        for (spec, why) in [("colour=red", "invalid filter \"colour\""), ("status=sleeping", "use one of created"), ("exited=x", "exit code"), ("name", "expected name=value")] {
+        for (spec, why) in [("colour=red", "invalid filter \"colour\""), ("status=sleeping", "use one of created"), ("exited=x", "exit code"), ("name", "expected name=value"),
+            ("health=ok", "use one of starting"), ("publish=http", "give PORT"), ("expose=90-80", "give PORT"), ("publish=80/sctp", "give PORT")] {
             let err = Filters::parse(&[spec.to_string()]).unwrap_err().to_string();
             assert!(err.contains(why), "{spec}: {err}");
         }
