@@ -306,3 +306,26 @@ fn bad_input_is_refused_and_changes_nothing() {
     }
     assert!(out.contains("containers=1"), "{out}");
 }
+
+#[test]
+fn restart_stops_and_starts_a_container_and_starts_a_stopped_one() {
+    let lab = Lab::new();
+    let out = lab_ok(
+        &lab,
+        "shibafu run -d --name r --restart always busybox sh -c 'echo up; exec sleep 1000' >/dev/null
+         wait_until 'shibafu logs r | grep -q up'
+         before=$(shibafu inspect --format '{{.State.Pid}}' r)
+         shibafu restart -t 1 r
+         wait_until '[ \"$(shibafu logs r | grep -c up)\" = 2 ]'
+         after=$(shibafu inspect --format '{{.State.Pid}}' r)
+         [ \"$before\" != \"$after\" ] && echo new-process state=$(info r state)
+         shibafu stop -t 1 r >/dev/null
+         shibafu restart r
+         echo stopped-then-restarted=$(info r state)
+         shibafu restart nosuch 2>&1 || echo unknown-refused
+         shibafu rm -f r >/dev/null",
+    );
+    assert!(out.contains("r\nnew-process state=running\n"), "{out}");
+    assert!(out.contains("r\nstopped-then-restarted=running\n"), "{out}");
+    assert!(out.contains("nosuch") && out.contains("unknown-refused"), "{out}");
+}

@@ -416,6 +416,16 @@ pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
     Ok(0)
 }
 
+/// Runs `restart`: each container stopped, then started again (a stopped one just starts).
+pub fn restart(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    for n in names {
+        engine.restart(n, Duration::from_secs(timeout))?;
+        println!("{n}");
+    }
+    Ok(0)
+}
+
 /// Runs `rm`; with `volumes`, the containers' anonymous volumes go too.
 pub fn rm(root: &Path, names: &[String], force: bool, volumes: bool) -> Result<i32> {
     let engine = Engine::open(root)?;

@@ -54,6 +54,15 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Restart containers: stop (SIGTERM, then SIGKILL after the timeout), then start again.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Remove containers.
     Rm {
         /// Kill running containers first.
@@ -198,6 +207,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::List(a) => container::list(root, a),
         Command::Exec(a) => container::exec(root, a),
         Command::Stop { time, containers } => container::stop(root, &containers, time),
+        Command::Restart { time, containers } => container::restart(root, &containers, time),
         Command::Rm { force, volumes, containers } => container::rm(root, &containers, force, volumes),
         Command::Logs(a) => container::logs(root, a),
         Command::Start(a) => container::start(root, a),

@@ -45,6 +45,14 @@ impl StartFilter {
 }
 
 impl Engine {
+    /// `restart`: stops a container (as `stop`, `timeout` before SIGKILL) and starts it again,
+    /// as a new run with its restart count and back-off reset, as Docker's.
+    pub fn restart(&self, name: &str, timeout: std::time::Duration) -> Result<()> {
+        let c = self.find(name)?;
+        self.stop(&c.id, timeout)?;
+        self.start(&c.id)
+    }
+
     /// Starts a stopped container again (a running one is left as it is).
     pub fn start(&self, name: &str) -> Result<()> {
         let c = self.find(name)?;
