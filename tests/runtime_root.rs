@@ -152,6 +152,18 @@ fn the_same_container_runs_through_runc() {
 }
 
 #[test]
+fn an_external_runtimes_create_error_reaches_the_user_and_leaves_nothing() {
+    // Its stderr is the container's; the error comes from its --log instead.
+    let out = Lab::new().ok(
+        "trap 'rmdir /sys/fs/cgroup/*/shibafu 2>/dev/null || true' EXIT
+         shibafu run --runtime runc -d --name bad busybox /nonexistent 2>&1 || echo code=$?
+         echo left=$(shibafu list -a -q | wc -l)",
+    );
+    assert!(out.contains("runc create failed") && out.contains("exec: \"/nonexistent\": stat /nonexistent: no such file or directory"), "{out}");
+    assert!(out.contains("code=125\nleft=0\n"), "{out}");
+}
+
+#[test]
 fn runtime_lifecycle_follows_runc() {
     let out = Lab::new().ok(
         "mkdir -p $LAB/b/rootfs && cd $LAB/b && shibafu export busybox | tar -C rootfs -xf -

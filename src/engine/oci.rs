@@ -71,11 +71,16 @@ impl OciRuntime {
             OciRuntime::External { .. } if terminal => Err(EngineError::Invalid(format!("a terminal for a detached container needs the built-in runtime, not {}", self.name()))),
             OciRuntime::External { .. } => {
                 let pid_file = bundle.join("init.pid");
-                let mut cmd = self.command(&["create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
+                // Its stderr is the container's: its own errors go to a log of their own
+                // (runc's and crun's global --log), read back when the create fails.
+                let log = bundle.join("runtime.log");
+                let _ = std::fs::remove_file(&log);
+                let log_arg = format!("--log={}", log.display());
+                let mut cmd = self.command(&[&log_arg, "--log-format=text", "create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
                 cmd.stdin(dup_stdio(stdio[0])?).stdout(dup_stdio(stdio[1])?).stderr(dup_stdio(stdio[2])?);
-                let out = cmd.output().map_err(EngineError::io("run the OCI runtime"))?;
-                if !out.status.success() {
-                    return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), String::from_utf8_lossy(&out.stderr).trim())));
+                let status = cmd.status().map_err(EngineError::io("run the OCI runtime"))?;
+                if !status.success() {
+                    return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), last_error(&log))));
                 }
                 let text = std::fs::read_to_string(&pid_file).map_err(EngineError::io("read the init's pid file"))?;
                 let pid = text.trim().parse().map_err(|_| EngineError::Invalid(format!("bad pid file {}", pid_file.display())))?;
@@ -178,6 +183,15 @@ impl OciRuntime {
             Err(EngineError::Invalid(format!("{} {} failed: {}", self.name(), args[0], String::from_utf8_lossy(&out.stderr).trim())))
         }
     }
+}
+
+/// The last line of an external runtime's log (runc's `level=error msg="..."`, crun's plain
+/// text), or what to say when it wrote none.
+fn last_error(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let msg = line.split_once("msg=").map_or(line, |(_, m)| m).trim_matches('"');
+    if msg.is_empty() { format!("it wrote no error (see {})", log.display()) } else { msg.replace("\\\"", "\"") }
 }
 
 /// A `Stdio` holding a duplicate of `fd`, which the caller keeps open during the call.
