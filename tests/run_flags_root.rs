@@ -173,3 +173,21 @@ fn t_gives_a_terminal_that_follows_resizes() {
     assert!(out.contains("di=running"), "-di keeps a shell's stdin open: {out}");
     assert!(out.contains("exec-size=30 100"), "exec -it's pty has the terminal's size from the start: {out}");
 }
+
+#[test]
+fn dt_gives_a_terminal_under_runc_too() {
+    // runc sends the pty master over its --console-socket; the monitor relays it to the log.
+    let out = Lab::new().ok(
+        r#"trap 'rmdir /sys/fs/cgroup/*/shibafu 2>/dev/null || true' EXIT
+        shibafu run --runtime runc -dt --name rt busybox sh -c 'tty; echo from-runcs-pty; exec sleep 100' >/dev/null
+        for i in $(seq 100); do shibafu logs rt | grep -q from-runcs-pty && break; sleep 0.05; done
+        shibafu logs rt
+        echo state=$(shibafu list --filter name=rt --format '{{.State}}')
+        shibafu exec rt echo exec-works
+        shibafu rm -f rt >/dev/null
+        ls $SHIBAFU_ROOT/containers | wc -l"#,
+    );
+    // (A terminal ends its lines with \r\n.)
+    assert!(out.contains("/dev/pts/0\r\nfrom-runcs-pty\r\n"), "{out:?}");
+    assert!(out.contains("state=running\nexec-works\n0\n"), "{out}");
+}

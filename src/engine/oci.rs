@@ -60,15 +60,13 @@ impl OciRuntime {
     }
 
     /// Creates the container with the given stdio and returns its init PID (the caller must be
-    /// its parent or subreaper to wait for it), and with `terminal` (built-in runtime only) the
-    /// master of its pty.
+    /// its parent or subreaper to wait for it), and with `terminal` the master of its pty.
     pub fn create(&self, id: &str, bundle: &Path, stdio: [RawFd; 3], terminal: bool) -> Result<(i32, Option<OwnedFd>)> {
         match self {
             OciRuntime::Builtin(rt) => {
                 let created = rt.create(id, bundle, &CreateOptions { stdio: Some(stdio), keep_console: terminal, ..Default::default() })?;
                 Ok((created.pid.as_raw(), created.console))
             }
-            OciRuntime::External { .. } if terminal => Err(EngineError::Invalid(format!("a terminal for a detached container needs the built-in runtime, not {}", self.name()))),
             OciRuntime::External { .. } => {
                 let pid_file = bundle.join("init.pid");
                 // Its stderr is the container's: its own errors go to a log of their own
@@ -76,15 +74,33 @@ impl OciRuntime {
                 let log = bundle.join("runtime.log");
                 let _ = std::fs::remove_file(&log);
                 let log_arg = format!("--log={}", log.display());
-                let mut cmd = self.command(&[&log_arg, "--log-format=text", "create", "--bundle", &bundle.display().to_string(), "--pid-file", &pid_file.display().to_string(), id]);
+                // A terminal comes back through runc's --console-socket: the pty master, sent
+                // over a unix socket of ours while the container is made.
+                // (In a private temp dir: a socket's path must fit in 108 bytes.)
+                let socket_dir = tempfile::Builder::new().prefix("shibafu-console-").tempdir().map_err(EngineError::io("make a console socket dir"))?;
+                let socket = socket_dir.path().join("c");
+                let listener = terminal.then(|| console_listener(&socket)).transpose()?;
+                let socket_arg = format!("--console-socket={}", socket.display());
+                let mut args = vec![log_arg.as_str(), "--log-format=text", "create", "--bundle"];
+                let (bundle_arg, pid_arg) = (bundle.display().to_string(), pid_file.display().to_string());
+                args.extend([bundle_arg.as_str(), "--pid-file", pid_arg.as_str()]);
+                if terminal {
+                    args.push(&socket_arg);
+                }
+                args.push(id);
+                let mut cmd = self.command(&args);
                 cmd.stdin(dup_stdio(stdio[0])?).stdout(dup_stdio(stdio[1])?).stderr(dup_stdio(stdio[2])?);
-                let status = cmd.status().map_err(EngineError::io("run the OCI runtime"))?;
+                let mut child = cmd.spawn().map_err(EngineError::io("run the OCI runtime"))?;
+                let console = listener.map(|l| receive_console(&l, &mut child)).transpose();
+                drop(socket_dir);
+                let status = child.wait().map_err(EngineError::io("wait for the OCI runtime"))?;
                 if !status.success() {
                     return Err(EngineError::Invalid(format!("{} create failed: {}", self.name(), last_error(&log))));
                 }
+                let console = console?;
                 let text = std::fs::read_to_string(&pid_file).map_err(EngineError::io("read the init's pid file"))?;
                 let pid = text.trim().parse().map_err(|_| EngineError::Invalid(format!("bad pid file {}", pid_file.display())))?;
-                Ok((pid, None))
+                Ok((pid, console))
             }
         }
     }
@@ -182,6 +198,37 @@ impl OciRuntime {
         } else {
             Err(EngineError::Invalid(format!("{} {} failed: {}", self.name(), args[0], String::from_utf8_lossy(&out.stderr).trim())))
         }
+    }
+}
+
+/// A socket for an external runtime to send a container's pty master to.
+fn console_listener(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(EngineError::io(format!("bind {}", path.display())))?;
+    listener.set_nonblocking(true).map_err(EngineError::io("console socket"))?;
+    Ok(listener)
+}
+
+/// The pty master the runtime `child` sends while it creates the container; an error when it
+/// exits (or 30 s pass) without sending one.
+fn receive_console(listener: &std::os::unix::net::UnixListener, child: &mut std::process::Child) -> Result<OwnedFd> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last_try = false;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(EngineError::io("console socket"))?;
+                return Ok(crate::runtime::tty::recv_fd(std::os::fd::AsFd::as_fd(&stream))?);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(EngineError::io("accept on the console socket")(e)),
+        }
+        if last_try {
+            return Err(EngineError::Invalid("the OCI runtime sent no terminal on its console socket".into()));
+        }
+        // Once it has exited, what it sent before is waiting: one more accept takes it.
+        last_try = child.try_wait().map_err(EngineError::io("wait for the OCI runtime"))?.is_some() || std::time::Instant::now() > deadline;
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

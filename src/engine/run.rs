@@ -111,9 +111,6 @@ impl Engine {
         }
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
         let terminal = opts.tty || (!opts.detach && super::stdin_is_our_terminal());
-        if terminal && opts.detach && !matches!(oci, OciRuntime::Builtin(_)) {
-            return Err(EngineError::Invalid(format!("-t with -d runs only under the built-in runtime, not {}", oci.name())));
-        }
         let command = super::spec::command_line(&config, opts.process.entrypoint.as_deref(), &opts.command)?;
         let planned = self.plan_mounts(&opts.mounts);
         let dir = self.container_dir(&id);
