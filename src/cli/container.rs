@@ -409,8 +409,14 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
 /// Runs `stop`.
 pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
     let engine = Engine::open(root)?;
+    each(names, |n| engine.stop(n, Duration::from_secs(timeout)))
+}
+
+/// Does `act` to each named container in turn, printing each name once done; stops at the
+/// first failure.
+fn each(names: &[String], mut act: impl FnMut(&str) -> crate::engine::Result<()>) -> Result<i32> {
     for n in names {
-        engine.stop(n, Duration::from_secs(timeout))?;
+        act(n)?;
         println!("{n}");
     }
     Ok(0)
@@ -419,21 +425,13 @@ pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
 /// Runs `restart`: each container stopped, then started again (a stopped one just starts).
 pub fn restart(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
     let engine = Engine::open(root)?;
-    for n in names {
-        engine.restart(n, Duration::from_secs(timeout))?;
-        println!("{n}");
-    }
-    Ok(0)
+    each(names, |n| engine.restart(n, Duration::from_secs(timeout)))
 }
 
 /// Runs `rm`; with `volumes`, the containers' anonymous volumes go too.
 pub fn rm(root: &Path, names: &[String], force: bool, volumes: bool) -> Result<i32> {
     let engine = Engine::open(root)?;
-    for n in names {
-        engine.rm(n, force, volumes)?;
-        println!("{n}");
-    }
-    Ok(0)
+    each(names, |n| engine.rm(n, force, volumes))
 }
 
 /// Runs `logs`.
