@@ -77,15 +77,15 @@ impl OciRuntime {
                 // A terminal comes back through runc's --console-socket: the pty master, sent
                 // over a unix socket of ours while the container is made.
                 // (In a private temp dir: a socket's path must fit in 108 bytes.)
-                let socket_dir = tempfile::Builder::new().prefix("shibafu-console-").tempdir().map_err(EngineError::io("make a console socket dir"))?;
-                let socket = socket_dir.path().join("c");
-                let listener = terminal.then(|| console_listener(&socket)).transpose()?;
-                let socket_arg = format!("--console-socket={}", socket.display());
+                let socket_dir = terminal.then(|| tempfile::Builder::new().prefix("shibafu-console-").tempdir()).transpose().map_err(EngineError::io("make a console socket dir"))?;
+                let socket = socket_dir.as_ref().map(|d| d.path().join("c"));
+                let listener = socket.as_deref().map(console_listener).transpose()?;
+                let socket_arg = socket.as_ref().map(|s| format!("--console-socket={}", s.display()));
                 let mut args = vec![log_arg.as_str(), "--log-format=text", "create", "--bundle"];
                 let (bundle_arg, pid_arg) = (bundle.display().to_string(), pid_file.display().to_string());
                 args.extend([bundle_arg.as_str(), "--pid-file", pid_arg.as_str()]);
-                if terminal {
-                    args.push(&socket_arg);
+                if let Some(arg) = &socket_arg {
+                    args.push(arg);
                 }
                 args.push(id);
                 let mut cmd = self.command(&args);

@@ -40,24 +40,17 @@ pub fn container_view(cgroup: Option<&Cgroup>, new_namespace: bool) -> Option<Pa
     cgroup.map(|c| c.path.clone()).filter(|p| p.starts_with(&whole))
 }
 
-/// A mount point where this mount namespace has the whole cgroup2 hierarchy, `/sys/fs/cgroup`
-/// first.
+/// The cgroup2 mount the runtime makes cgroups in (`v2_mount`), when it shows the whole
+/// hierarchy: its root in /proc/self/mountinfo is `/`.
 fn whole_v2_mount() -> Option<PathBuf> {
+    let point = v2_mount()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| {
-            // ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER-OPTIONS
-            let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            let point = fields.get(4)?;
-            // (A point with an escaped character, `\040`, names no directory: skipped.)
-            let whole = right.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/") && Path::new(point).is_dir();
-            whole.then(|| PathBuf::from(point))
-        })
-        .collect();
-    found.sort_by_key(|p| p != Path::new(MOUNT));
-    found.into_iter().next()
+    // ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER-OPTIONS
+    let whole = info.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').take(5).collect();
+        fields.get(3) == Some(&"/") && fields.get(4).map(Path::new) == Some(point)
+    });
+    whole.then(|| point.to_path_buf())
 }
 
 fn is_cgroup2(path: &Path) -> bool {
