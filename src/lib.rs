@@ -9,6 +9,7 @@ pub mod fault;
 pub mod http_server;
 pub mod image;
 pub mod network;
+pub mod paas;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;

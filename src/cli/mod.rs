@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod layer;
 pub mod limits;
 pub mod network;
+pub mod paas;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
@@ -99,6 +100,9 @@ pub enum Command {
     /// The HTTP reverse proxy to containers.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// The PaaS: a deploy API that builds apps from their code and runs them (phase 8).
+    #[command(subcommand)]
+    Paas(paas::PaasCommand),
     /// Push a named layer to a registry as a one-layer image (HOST/REPO:TAG).
     PushLayer {
         /// The layer's name (prepare-layer).
@@ -217,6 +221,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Volume(cmd) => volume::volume(root, cmd),
         Command::Dns(cmd) => dns::dns(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
+        Command::Paas(cmd) => paas::paas(root, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
         Command::PushLayer { layer, target } => distribution::push_layer(root, &layer, &target),
         Command::CreateManifest { layers, target } => distribution::create_manifest(root, &layers, &target),

@@ -11,6 +11,7 @@ use super::restart::RestartPolicy;
 use super::spec::{container_spec, Limits, ProcessOverrides, SpecInput};
 use super::{monitor, names, Engine, EngineError, Result};
 use crate::image::distribution::RemoteRef;
+use crate::state::images::ImageRow;
 use crate::network::ports::{PortMap, PortRequest};
 use crate::network::files::ExtraHost;
 use crate::network::NetworkMode;
@@ -76,6 +77,15 @@ pub enum RunOutcome {
 }
 
 impl Engine {
+    /// The stored image `text` names; one from a registry that is not here yet is pulled first.
+    pub fn image_or_pull(&self, text: &str) -> Result<ImageRow> {
+        let images = self.images();
+        Ok(match (images.resolve(text), RemoteRef::parse(text)) {
+            (Err(crate::image::ImageError::Unknown(_)), Some(remote)) => images.pull(&remote)?,
+            (found, _) => found?,
+        })
+    }
+
     /// Runs a container.
     pub fn run(&self, opts: &RunOptions) -> Result<RunOutcome> {
         opts.limits.check()?;
@@ -89,11 +99,7 @@ impl Engine {
         let images = self.images();
         let image = match &opts.layers {
             Some(names) => images.image_of_layers(names)?,
-            None => match (images.resolve(&opts.image), RemoteRef::parse(&opts.image)) {
-                // An image from a registry that is not here yet is pulled first.
-                (Err(crate::image::ImageError::Unknown(_)), Some(remote)) => images.pull(&remote)?,
-                (found, _) => found?,
-            },
+            None => self.image_or_pull(&opts.image)?,
         };
         let config = images.config(&image)?;
         let image_check = if opts.layers.is_some() { None } else { images.healthcheck(&image)? };

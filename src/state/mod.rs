@@ -5,6 +5,7 @@ pub mod containers;
 pub mod images;
 pub mod network;
 pub mod registry;
+pub mod paas;
 pub mod volumes;
 
 use std::path::Path;
@@ -174,6 +175,35 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE containers ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE containers ADD COLUMN dns TEXT NOT NULL DEFAULT '{}';",
+    // Phase 8: the PaaS's apps and their deployments (each a release: an image, a command and
+    // an env), and routes that send a host label to a container rather than to the container
+    // of that name (the proxy reads them; a route goes with its container).
+    "CREATE TABLE apps (
+        name            TEXT PRIMARY KEY,
+        created_at      TEXT NOT NULL,
+        live_deployment INTEGER
+    );
+    CREATE TABLE deployments (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        app          TEXT NOT NULL REFERENCES apps(name),
+        runtime      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        reason       TEXT,
+        image        TEXT,
+        image_digest TEXT,
+        command      TEXT,
+        env          TEXT NOT NULL DEFAULT '{}',
+        port         INTEGER NOT NULL,
+        health_path  TEXT NOT NULL DEFAULT '/',
+        container_id TEXT,
+        created_at   TEXT NOT NULL,
+        finished_at  TEXT
+    );
+    CREATE TABLE routes (
+        name         TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        port         INTEGER NOT NULL
+    );",
 ];
 
 /// An open state database.

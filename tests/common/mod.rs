@@ -158,3 +158,22 @@ impl Lab {
         r.out
     }
 }
+
+static BUILD_LAB_IMAGES: Once = Once::new();
+
+/// One of the lab's images (images/build/oci/NAME: nginx, node, python, ...), as an OCI
+/// layout. scripts/test builds them before the root tests; a test run alone builds them here
+/// once (images/build-all, which needs root and the Debian mirror, and skips what is built).
+pub fn lab_image(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let build = manifest.join("images/build");
+    BUILD_LAB_IMAGES.call_once(|| {
+        if !build.join("images.txt").exists() {
+            let status = Command::new(manifest.join("images/build-all")).status().expect("run images/build-all");
+            assert!(status.success(), "images/build-all failed");
+        }
+    });
+    let dir = build.join("oci").join(name);
+    assert!(dir.join("oci-layout").exists(), "{} is not an OCI layout: is {name} one of the images images/build-all makes?", dir.display());
+    dir
+}

@@ -1,0 +1,42 @@
+//! `paas serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::paas::{serve, PaasOptions};
+
+/// `paas ...`.
+#[derive(Debug, Subcommand)]
+pub enum PaasCommand {
+    /// Serve the deploy API (POST /api/deploy, GET /api/apps, ...): apps are built from their
+    /// code, run on the network `platform`, and routed as APP.DOMAIN by `proxy serve --domain`.
+    Serve {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        address: IpAddr,
+        /// The domain apps answer under (APP.DOMAIN); give the proxy the same `--domain`.
+        #[arg(long, default_value = "platform.local")]
+        domain: String,
+        /// The largest code archive a deploy takes (bytes, or with k, m, g).
+        #[arg(long, default_value = "256m", value_parser = crate::storage::limits::parse_size)]
+        max_upload: u64,
+        #[command(flatten)]
+        limits: super::limits::ConnectionLimits,
+    },
+}
+
+/// Runs a `paas` command.
+pub fn paas(root: &Path, cmd: PaasCommand) -> Result<i32> {
+    let PaasCommand::Serve { port, address, domain, max_upload, limits } = cmd;
+    crate::network::check_name("domain", &domain, 253)?;
+    // Open once here so a bad root is an error now, not in the worker.
+    crate::engine::Engine::open(root)?;
+    serve(PaasOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domain, max_upload, limits: limits.limits()? })?;
+    Ok(0)
+}

@@ -1,0 +1,160 @@
+//! Phase 8: the PaaS. `paas serve` takes deployments over a REST API: the code of an app
+//! (a tar or tar.gz) and a runtime become an image (the runtime's layers and one layer of the
+//! code, packed as `prepare-layer` packs), which the engine runs on the network `platform`; once
+//! it answers an HTTP check, the route `APP.<domain>` switches to it in one transaction and the
+//! version before stops. The proxy (`proxy serve --domain platform.local`) serves the routes.
+//!
+//! The service is the one floor above `engine`, and uses it as a library: the API answers from
+//! the state database; one worker thread, with its own `Engine`, builds and starts deployments
+//! one at a time from a bounded queue. Files live under `<root>/paas/`: `uploads/` (a code
+//! archive while it arrives), `builds/dep-N/` (its tree until its layer is made), `logs/dep-N.log`
+//! (the build log, served with the deployment).
+
+pub mod api;
+pub mod code;
+pub mod detect;
+pub mod form;
+pub mod jobs;
+pub mod probe;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::http_server::Limits;
+use crate::state::Db;
+
+/// How `paas serve` runs.
+#[derive(Debug, Clone)]
+pub struct PaasOptions {
+    /// The data root.
+    pub root: PathBuf,
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// Apps answer as `APP.<domain>`.
+    pub domain: String,
+    /// The largest code upload, in bytes.
+    pub max_upload: u64,
+    /// Connection limits.
+    pub limits: Limits,
+}
+
+/// How many deployments may wait for the worker.
+pub const QUEUE: usize = 8;
+
+/// The port an app listens on unless the deploy names one (its `PORT`).
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The network apps run on.
+pub const NETWORK: &str = "platform";
+
+/// The running service, shared by the API's handlers.
+pub struct Paas {
+    /// The data root.
+    pub root: PathBuf,
+    /// The state database (short queries only: the worker has its own connection).
+    pub db: Mutex<Db>,
+    /// The worker's queue.
+    pub jobs: mpsc::SyncSender<i64>,
+    /// Apps answer as `APP.<domain>`.
+    pub domain: String,
+    /// The largest code upload, in bytes.
+    pub max_upload: u64,
+}
+
+impl Paas {
+    /// Where the service keeps its files.
+    pub fn dir(root: &Path) -> PathBuf {
+        root.join("paas")
+    }
+
+    /// An app's URL.
+    pub fn url(&self, app: &str) -> String {
+        format!("http://{app}.{}", self.domain)
+    }
+}
+
+/// A deployment's id as shown (`dep-N`).
+pub fn deployment_id(n: i64) -> String {
+    format!("dep-{n}")
+}
+
+/// An API error: its status, the form field it is about, and a sentence.
+#[derive(Debug)]
+pub struct PaasError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The field of the request at fault, if one is.
+    pub field: Option<String>,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl PaasError {
+    /// A 400 about `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> PaasError {
+        PaasError { status: StatusCode::BAD_REQUEST, field: Some(field.into()), message: message.into() }
+    }
+
+    /// An error with a status and no field.
+    pub fn status(status: StatusCode, message: impl Into<String>) -> PaasError {
+        PaasError { status, field: None, message: message.into() }
+    }
+
+    /// A 500 for what failed on our side.
+    pub fn internal(e: impl std::fmt::Display) -> PaasError {
+        PaasError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for PaasError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The body of an answer the HTTP server gives on its own (a head too large, too many
+/// connections), in the API's JSON.
+fn error_body(_status: StatusCode, message: &str) -> (&'static str, String) {
+    ("application/json", serde_json::json!({ "error": message }).to_string())
+}
+
+/// Serves the API until the process ends.
+pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
+    let dir = Paas::dir(&opts.root);
+    for sub in ["uploads", "builds", "logs"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.join(sub).display()))?;
+    }
+    let db = Db::open(&opts.root)?;
+    let (jobs, queue) = mpsc::sync_channel(QUEUE);
+    // What a service before this one left unfinished is failed and cleaned before any new job.
+    jobs::recover(&opts.root)?;
+    let (worker_root, worker_domain) = (opts.root.clone(), opts.domain.clone());
+    std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_root, &worker_domain, queue))?;
+    let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload });
+    let router = api::router(paas);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.listen))?;
+        eprintln!("shibafu paas: serving http://{}/api/ (apps at http://APP.{}, uploads up to {} bytes)", opts.listen, opts.domain, opts.max_upload);
+        match crate::http_server::serve(listener, opts.limits, error_body, move |req, _peer| {
+            let mut router = router.clone();
+            async move {
+                use tower_service::Service;
+                match router.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        })
+        .await
+        {}
+    })
+}

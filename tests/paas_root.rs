@@ -1,0 +1,224 @@
+//! Phase 8 root tests: `paas serve` builds apps from their code on the lab's runtime images,
+//! runs them on the network `platform`, checks them, and the proxy routes APP.platform.local
+//! to the live version.
+
+mod common;
+
+use common::{lab_image, Lab};
+
+/// Shell lines: the runtime images, the proxy and the API, and helpers. `deploy FILE ARGS...`
+/// posts a deploy and prints the HTTP code and answer; `settle ID` waits for a deployment to
+/// end building and starting and prints its status; `get APP [PATH]` asks the proxy.
+fn platform() -> String {
+    format!(
+        r#"
+        shibafu image import {nginx} nginx:latest >/dev/null
+        shibafu image import {node} node:18 >/dev/null
+        shibafu image import {python} python:3.11 >/dev/null
+        shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
+        shibafu paas serve --port 8080 --max-upload 8m 2>$LAB/paas.log &
+        for i in $(seq 100); do curl -sf http://127.0.0.1:8080/api/apps >/dev/null && break; sleep 0.1; done
+        api=http://127.0.0.1:8080/api
+        deploy() {{ f=$1; shift; curl -s -o $LAB/answer -w '%{{http_code}}' "$@" -F code=@$f $api/deploy; echo " $(cat $LAB/answer)"; }}
+        settle() {{
+            for i in $(seq 600); do
+                s=$(curl -s $api/deployments/$1 | jq -r .status)
+                case $s in building|starting) sleep 0.1;; *) break;; esac
+            done
+            echo $s
+        }}
+        get() {{ curl -s --max-time 5 -H "Host: $1.platform.local" http://127.0.0.1/${{2:-}}; }}
+        "#,
+        nginx = lab_image("nginx").display(),
+        node = lab_image("node").display(),
+        python = lab_image("python").display(),
+    )
+}
+
+/// The failure report: the service's log and every deployment's record.
+const REPORT: &str = r#"
+    report() { echo "--- paas.log"; cat $LAB/paas.log; for a in $(curl -s $api/apps | jq -r '.[].name'); do curl -s $api/apps/$a/deployments | jq -c '.[] | [.deployment_id,.status,.reason]'; done; }
+"#;
+
+#[test]
+fn phase8_node_python_static_and_procfile_apps_deploy_and_answer_by_name() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        {REPORT}
+        mkdir $LAB/site && echo hello-static > $LAB/site/index.html && chmod 600 $LAB/site/index.html
+        tar -C $LAB/site -czf $LAB/site.tgz .
+        mkdir $LAB/api && echo '{{"scripts":{{"start":"node server.js"}}}}' > $LAB/api/package.json
+        echo "require('http').createServer((q,s)=>s.end('hello-node '+process.env.GREETING+' '+process.env.PORT)).listen(process.env.PORT)" > $LAB/api/server.js
+        tar -C $LAB/api -czf $LAB/api.tgz .
+        mkdir $LAB/py && cat > $LAB/py/app.py <<'PY'
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"hello-python " + os.environ["PORT"].encode())
+http.server.HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+PY
+        tar -C $LAB/py -cf $LAB/py.tar .
+        mkdir $LAB/proc && cp $LAB/py/app.py $LAB/proc/web.py && echo 'web: python3 web.py' > $LAB/proc/Procfile
+        tar -C $LAB/proc -czf $LAB/proc.tgz .
+        echo "static=$(deploy $LAB/site.tgz -F app_name=site -F runtime=static)"
+        echo "site=$(settle $(jq -r .deployment_id $LAB/answer))"
+        deploy $LAB/api.tgz -F app_name=api -F runtime=node:18 -F 'env[GREETING]=hi' >/dev/null
+        echo "api=$(settle $(jq -r .deployment_id $LAB/answer))"
+        deploy $LAB/py.tar -F app_name=py -F runtime=python:3.11 -F port=5000 >/dev/null
+        echo "py=$(settle $(jq -r .deployment_id $LAB/answer))"
+        deploy $LAB/proc.tgz -F app_name=proc -F runtime=python:3.11 >/dev/null
+        proc=$(jq -r .deployment_id $LAB/answer)
+        echo "proc=$(settle $proc)"
+        [ "$(curl -s $api/apps | jq length)" = 4 ] || report
+        echo "site-body=$(get site)"
+        echo "api-body=$(get api)"
+        echo "py-body=$(get py)"
+        echo "proc-body=$(get proc)"
+        echo "apps=$(curl -s $api/apps | jq -c '[.[] | [.name, .status]]')"
+        echo "proc-record=$(curl -s $api/deployments/$proc | jq -c '[.app, .image, (.command | join(" ")), .container]')"
+        echo "proc-log=$(curl -s $api/deployments/$proc | jq -r '.log[]' | grep -c 'Procfile')"
+        echo "env-shown=$(curl -s $api/deployments/dep-2 | jq -c .env)"
+        echo "image=$(shibafu image ls | grep -c 'localhost:5000/apps/api')"
+        echo "unknown=$(curl -s -o /dev/null -w '%{{http_code}}' $api/deployments/dep-99)"
+        "#,
+        platform = platform(),
+    ));
+    for want in [
+        r#"static=202 {"deployment_id":"dep-1","status":"building","url":"http://site.platform.local"}"#,
+        "site=live",
+        "api=live",
+        "py=live",
+        "proc=live",
+        "site-body=hello-static",
+        "api-body=hello-node hi 8080",
+        "py-body=hello-python 5000",
+        "proc-body=hello-python 8080",
+        r#"apps=[["api","live"],["proc","live"],["py","live"],["site","live"]]"#,
+        r#"proc-record=["proc","localhost:5000/apps/proc:dep-4","/bin/sh -c python3 web.py","proc-dep-4"]"#,
+        "proc-log=1",
+        r#"env-shown=["GREETING"]"#,
+        "image=1",
+        "unknown=404",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+#[test]
+fn phase8_a_redeploy_switches_with_no_error_and_a_failing_one_leaves_the_old_serving() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        {REPORT}
+        app() {{ mkdir -p $LAB/$1 && echo "require('http').createServer((q,s)=>s.end('$2')).listen(process.env.PORT)" > $LAB/$1/server.js && tar -C $LAB/$1 -czf $LAB/$1.tgz .; }}
+        app v1 version-1; app v2 version-2
+        mkdir $LAB/crash && echo "process.exit(3)" > $LAB/crash/server.js && tar -C $LAB/crash -czf $LAB/crash.tgz .
+        mkdir $LAB/nothing && echo hi > $LAB/nothing/README && tar -C $LAB/nothing -czf $LAB/nothing.tgz .
+        deploy $LAB/v1.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "v1=$(settle $(jq -r .deployment_id $LAB/answer)) $(get web)"
+        # Requests all through the next deploy: every one is answered by one version or the other.
+        ( for i in $(seq 400); do get web; echo; sleep 0.01; done > $LAB/during ) &
+        loop=$!
+        deploy $LAB/v2.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "v2=$(settle $(jq -r .deployment_id $LAB/answer)) $(get web)"
+        deploy $LAB/crash.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        crash=$(jq -r .deployment_id $LAB/answer)
+        echo "crash=$(settle $crash) $(get web)"
+        echo "crash-reason=$(curl -s $api/deployments/$crash | jq -r .reason)"
+        deploy $LAB/nothing.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        nothing=$(jq -r .deployment_id $LAB/answer)
+        echo "nothing=$(settle $nothing) $(get web)"
+        echo "nothing-reason=$(curl -s $api/deployments/$nothing | jq -r .reason)"
+        wait $loop
+        echo "during=$(sort -u $LAB/during | tr '\n' ' ')"
+        echo "containers=$(shibafu list -a --format '{{{{.Names}}}}' | sort | tr '\n' ' ')"
+        echo "history=$(curl -s $api/apps/web/deployments | jq -c '[.[] | .status]')"
+        echo "app=$(curl -s $api/apps/web | jq -c '[.status, .live_deployment, .last_failure.deployment_id]')"
+        "#,
+        platform = platform(),
+    ));
+    for want in [
+        "v1=live version-1",
+        "v2=live version-2",
+        "crash=failed version-2",
+        "crash-reason=health check: the app exited before it answered",
+        "nothing=failed version-2",
+        "nothing-reason=detect: nothing to run: no Procfile web: line, no package.json scripts.start or main, no server.js",
+        "during=version-1 version-2 \n",
+        "containers=web-dep-2 \n",
+        r#"history=["failed","failed","live","superseded"]"#,
+        r#"app=["live","dep-2","dep-4"]"#,
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
+#[test]
+fn phase8_bad_deploys_say_which_field_and_store_nothing() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        mkdir $LAB/ok && echo hi > $LAB/ok/index.html && tar -C $LAB/ok -czf $LAB/ok.tgz .
+        echo 'just text' > $LAB/text.txt
+        python3 - $LAB <<'PY'
+import io, sys, tarfile
+lab = sys.argv[1]
+def tar(name, add):
+    with tarfile.open(f"{{lab}}/{{name}}", "w:gz") as t:
+        add(t)
+def member(t, name, **kw):
+    info = tarfile.TarInfo(name)
+    for k, v in kw.items(): setattr(info, k, v)
+    t.addfile(info, io.BytesIO(b"x" * info.size))
+tar("dotdot.tgz", lambda t: member(t, "../escape", size=1))
+tar("abs.tgz", lambda t: member(t, "/etc/escape", size=1))
+tar("link.tgz", lambda t: member(t, "passwd", type=tarfile.SYMTYPE, linkname="/etc/passwd"))
+tar("dev.tgz", lambda t: member(t, "null", type=tarfile.CHRTYPE, devmajor=1, devminor=3))
+PY
+        head -c 9000000 /dev/urandom > $LAB/big.bin
+        try() {{ f=$1; shift; code=$(curl -s -o $LAB/answer -w '%{{http_code}}' "$@" $api/deploy); echo "$f=$code $(jq -r '.field + ": " + .error' $LAB/answer)"; }}
+        try name -F app_name=Bad_Name -F runtime=static -F code=@$LAB/ok.tgz
+        try missing -F runtime=static -F code=@$LAB/ok.tgz
+        try runtime -F app_name=a -F runtime=ruby -F code=@$LAB/ok.tgz
+        try nocode -F app_name=a -F runtime=static
+        try text -F app_name=a -F runtime=static -F code=@$LAB/text.txt
+        try dotdot -F app_name=a -F runtime=static -F code=@$LAB/dotdot.tgz
+        try abs -F app_name=a -F runtime=static -F code=@$LAB/abs.tgz
+        try link -F app_name=a -F runtime=static -F code=@$LAB/link.tgz
+        try dev -F app_name=a -F runtime=static -F code=@$LAB/dev.tgz
+        try big -F app_name=a -F runtime=static -F code=@$LAB/big.bin
+        try envkey -F app_name=a -F runtime=static -F 'env[1X]=v' -F code=@$LAB/ok.tgz
+        try port -F app_name=a -F runtime=static -F port=0 -F code=@$LAB/ok.tgz
+        try unknown -F app_name=a -F runtime=static -F colour=red -F code=@$LAB/ok.tgz
+        try notform -H 'Content-Type: application/json' -d '{{}}'
+        # A body that stops half-way: the form's head promises more than comes.
+        printf -- '--XX\r\nContent-Disposition: form-data; name="app_name"\r\n\r\nhalf\r\n--XX\r\nContent-Disposition: form-data; name="code"; filename="a.tgz"\r\n\r\nabc' > $LAB/half
+        try half -H 'Content-Type: multipart/form-data; boundary=XX' --data-binary @$LAB/half
+        echo "uploads=$(ls -A $SHIBAFU_ROOT/paas/uploads | wc -l) builds=$(ls -A $SHIBAFU_ROOT/paas/builds | wc -l)"
+        echo "apps=$(curl -s $api/apps)"
+        "#,
+        platform = platform(),
+    ));
+    for want in [
+        "name=400 app_name: \"Bad_Name\" is not an app name",
+        "missing=400 app_name: missing",
+        "runtime=400 runtime: unknown runtime \"ruby\"",
+        "nocode=400 code: missing",
+        "text=400 code: not a tar or tar.gz archive",
+        "dotdot=400 code: unsafe entry",
+        "abs=400 code: unsafe entry",
+        "link=400 code: unsafe entry \"passwd\": the link points outside the tree (/etc/passwd)",
+        "dev=400 code: unsafe entry \"null\": a device, fifo or socket",
+        "big=413 code: the archive is over the 8.0 MiB limit",
+        "envkey=400 env[1X]: \"1X\" is not a variable name",
+        "port=400 port: \"0\" is not a port",
+        "unknown=400 colour: unknown field",
+        "notform=400 form: ",
+        "half=400 ",
+        "uploads=0 builds=0",
+        "apps=[]",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
