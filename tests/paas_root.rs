@@ -81,6 +81,13 @@ PY
         echo "env-shown=$(curl -s $api/deployments/dep-2 | jq -c .env)"
         echo "image=$(shibafu image ls | grep -c 'localhost:5000/apps/api')"
         echo "unknown=$(curl -s -o /dev/null -w '%{{http_code}}' $api/deployments/dep-99)"
+        # By name, with no Host header: our DNS answers APP.platform.local with the address
+        # asked, where the proxy listens, for the host (its own listener) and for apps.
+        printf 'nameserver 127.0.0.53\n' > $LAB/resolv.conf && mount --bind $LAB/resolv.conf /etc/resolv.conf
+        shibafu dns serve --proxy-domain platform.local --host-address 127.0.0.53 >$LAB/dns.log 2>&1 &
+        for i in $(seq 50); do getent hosts site.platform.local >/dev/null && break; sleep 0.1; done
+        echo "by-name=$(curl -s --max-time 5 http://site.platform.local/)"
+        echo "from-app=$(shibafu exec api-dep-2 node -e "require('http').get('http://site.platform.local/',r=>r.pipe(process.stdout))")"
         "#,
         platform = platform(),
     ));
@@ -100,6 +107,8 @@ PY
         r#"env-shown=["GREETING"]"#,
         "image=1",
         "unknown=404",
+        "by-name=hello-static",
+        "from-app=hello-static",
     ] {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }

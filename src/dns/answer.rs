@@ -66,6 +66,9 @@ pub enum Answer {
     NxDomain,
     /// Not ours: ask the upstream servers.
     Forward,
+    /// An app under a proxy domain (`APP.platform.local`): the reverse proxy serves it, so the
+    /// answer is an address of ours where it listens (the asker's gateway).
+    Proxy,
     /// The asker is neither a container on the network it asked on nor the host: REFUSED,
     /// so the server never becomes an open resolver.
     Refused,
@@ -116,11 +119,15 @@ impl Directory {
 
     /// The answer to `qname` (any case, with or without the final dot) of type `qtype`, asked
     /// by `asker` on `listener`'s network; `is_host`: the asker is one of the host's addresses.
-    pub fn answer(&self, listener: &str, asker: Ipv4Addr, is_host: bool, qname: &str, qtype: RecordType) -> Answer {
+    /// A name of one label under one of `proxy_domains` is the proxy's, before any container's.
+    pub fn answer(&self, listener: &str, asker: Ipv4Addr, is_host: bool, qname: &str, qtype: RecordType, proxy_domains: &[String]) -> Answer {
         let Some(visible) = self.visible(listener, asker, is_host) else {
             return Answer::Refused;
         };
         let name = qname.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(answer) = proxied(&name, qtype, proxy_domains) {
+            return answer;
+        }
         if let Some(reversed) = name.strip_suffix(".in-addr.arpa") {
             return self.reverse(&visible, reversed, qtype);
         }
@@ -167,6 +174,24 @@ impl Directory {
     }
 }
 
+/// The answer for a name under a proxy domain: `APP.DOMAIN` is the proxy's (an A record; no
+/// other type), `DOMAIN` itself holds names but no records, and a deeper name does not exist.
+fn proxied(name: &str, qtype: RecordType, proxy_domains: &[String]) -> Option<Answer> {
+    for domain in proxy_domains {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if name == domain {
+            return Some(Answer::NoData);
+        }
+        let Some(label) = name.strip_suffix(&domain).and_then(|rest| rest.strip_suffix('.')) else { continue };
+        return Some(match (label.contains('.'), qtype) {
+            (true, _) => Answer::NxDomain,
+            (false, RecordType::A | RecordType::ANY) => Answer::Proxy,
+            (false, _) => Answer::NoData,
+        });
+    }
+    None
+}
+
 /// The names a lease answers to: `NAME.NET.local`, `NAME.NET` and `NAME` for its name, host
 /// name and aliases, and its 12-digit ID.
 fn names_of(e: &Entry) -> Vec<String> {
@@ -209,7 +234,7 @@ mod tests {
     }
 
     fn a(dir: &Directory, listener: &str, asker: &str, qname: &str) -> Answer {
-        dir.answer(listener, ip(asker), false, qname, RecordType::A)
+        dir.answer(listener, ip(asker), false, qname, RecordType::A, &[])
     }
 
     #[test]
@@ -230,7 +255,7 @@ mod tests {
             assert_eq!(a(&dir, "backend", "172.22.0.3", q), postgres, "{q}");
         }
         assert_eq!(a(&dir, "frontend", "172.21.0.3", "db.backend.local"), Answer::NxDomain, "web is not on backend");
-        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "2.0.22.172.in-addr.arpa", RecordType::PTR), Answer::Names(vec!["postgres.backend.local.".into()]), "PTR names the container, not an alias");
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "2.0.22.172.in-addr.arpa", RecordType::PTR, &[]), Answer::Names(vec!["postgres.backend.local.".into()]), "PTR names the container, not an alias");
     }
 
     #[test]
@@ -256,7 +281,7 @@ mod tests {
         assert_eq!(a(&dir, "frontend", "172.21.0.1", "postgres.backend.local"), Answer::Addresses(vec![ip("172.22.0.2")]));
         assert_eq!(a(&dir, "backend", "172.22.0.1", "web.frontend.local"), Answer::Addresses(vec![ip("172.21.0.3")]));
         let masqueraded = ip("198.51.100.254");
-        assert_eq!(dir.answer("frontend", masqueraded, true, "postgres.backend.local", RecordType::A), Answer::Addresses(vec![ip("172.22.0.2")]));
+        assert_eq!(dir.answer("frontend", masqueraded, true, "postgres.backend.local", RecordType::A, &[]), Answer::Addresses(vec![ip("172.22.0.2")]));
         assert_eq!(a(&dir, "frontend", "198.51.100.254", "postgres.backend.local"), Answer::Refused, "the same address, not the host's");
         assert_eq!(a(&dir, "backend", "172.22.0.99", "postgres.backend.local"), Answer::Refused);
         assert_eq!(a(&dir, "backend", "10.0.0.1", "google.com"), Answer::Refused);
@@ -266,11 +291,11 @@ mod tests {
     fn aaaa_and_other_types_of_a_container_name_are_empty_not_nxdomain() {
         let dir = lab();
         for t in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
-            assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "postgres.backend.local", t), Answer::NoData, "{t}");
+            assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "postgres.backend.local", t, &[]), Answer::NoData, "{t}");
         }
-        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "postgres", RecordType::ANY), Answer::Addresses(vec![ip("172.22.0.2")]));
-        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "backend.local", RecordType::SOA), Answer::NoData);
-        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "local", RecordType::A), Answer::NoData);
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "postgres", RecordType::ANY, &[]), Answer::Addresses(vec![ip("172.22.0.2")]));
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "backend.local", RecordType::SOA, &[]), Answer::NoData);
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "local", RecordType::A, &[]), Answer::NoData);
     }
 
     #[test]
@@ -287,7 +312,7 @@ mod tests {
     #[test]
     fn reverse_names_answer_for_visible_containers_only() {
         let dir = lab();
-        let ptr = |asker: &str, q: &str| dir.answer("backend", ip(asker), false, q, RecordType::PTR);
+        let ptr = |asker: &str, q: &str| dir.answer("backend", ip(asker), false, q, RecordType::PTR, &[]);
         assert_eq!(ptr("172.22.0.3", "2.0.22.172.in-addr.arpa."), Answer::Names(vec!["postgres.backend.local.".into()]));
         assert_eq!(ptr("172.22.0.3", "2.0.21.172.in-addr.arpa"), Answer::Names(vec!["api.frontend.local.".into()]));
         assert_eq!(ptr("172.21.0.3", "2.0.22.172.in-addr.arpa"), Answer::NxDomain, "web cannot see backend");
@@ -295,7 +320,7 @@ mod tests {
         assert_eq!(ptr("172.22.0.3", "1.100.51.198.in-addr.arpa"), Answer::Forward);
         assert_eq!(ptr("172.22.0.3", "22.172.in-addr.arpa"), Answer::Forward);
         assert_eq!(ptr("172.22.0.3", "x.0.22.172.in-addr.arpa"), Answer::Forward);
-        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "2.0.22.172.in-addr.arpa", RecordType::A), Answer::NoData);
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "2.0.22.172.in-addr.arpa", RecordType::A, &[]), Answer::NoData);
     }
 
     #[test]
@@ -304,5 +329,20 @@ mod tests {
         let dir = Directory::new(lab.networks, lab.entries.into_iter().filter(|e| e.id != POSTGRES).collect());
         assert_eq!(a(&dir, "backend", "172.22.0.3", "postgres.backend.local"), Answer::NxDomain);
         assert_eq!(a(&dir, "backend", "172.22.0.2", "api"), Answer::Refused, "its old address is nobody now");
+    }
+
+    #[test]
+    fn apps_under_a_proxy_domain_are_the_proxys_before_any_container() {
+        let dir = lab();
+        let domains = ["platform.local".to_string()];
+        let ask = |asker: &str, q: &str, t: RecordType| dir.answer("backend", ip(asker), false, q, t, &domains);
+        assert_eq!(ask("172.22.0.3", "myapp.platform.local", RecordType::A), Answer::Proxy);
+        assert_eq!(ask("172.22.0.1", "MyApp.Platform.Local.", RecordType::A), Answer::Proxy, "the host too, any case");
+        assert_eq!(ask("172.22.0.3", "myapp.platform.local", RecordType::AAAA), Answer::NoData);
+        assert_eq!(ask("172.22.0.3", "platform.local", RecordType::A), Answer::NoData);
+        assert_eq!(ask("172.22.0.3", "a.b.platform.local", RecordType::A), Answer::NxDomain);
+        assert_eq!(ask("10.9.9.9", "myapp.platform.local", RecordType::A), Answer::Refused, "strangers still get nothing");
+        assert_eq!(ask("172.22.0.3", "postgres.backend.local", RecordType::A), Answer::Addresses(vec![ip("172.22.0.2")]));
+        assert_eq!(dir.answer("backend", ip("172.22.0.3"), false, "myapp.platform.local", RecordType::A, &[]), Answer::NxDomain, "without the domain it is a network zone");
     }
 }

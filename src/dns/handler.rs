@@ -21,12 +21,22 @@ use super::Result;
 pub struct Shared {
     source: Mutex<Source>,
     upstreams: Mutex<Upstreams>,
+    /// Domains whose apps the reverse proxy serves (`dns serve --proxy-domain`).
+    proxy_domains: Vec<String>,
+    /// The host's own listener (`dns serve --host-address`), never an upstream.
+    host_address: Option<std::net::Ipv4Addr>,
 }
 
 impl Shared {
-    /// Shares `source`, forwarding to `upstreams`.
-    pub fn new(source: Source, upstreams: Upstreams) -> Shared {
-        Shared { source: Mutex::new(source), upstreams: Mutex::new(upstreams) }
+    /// Shares `source`, forwarding to `upstreams`; names under `proxy_domains` go to the proxy;
+    /// `host_address` is a listener for the host besides the gateways'.
+    pub fn new(source: Source, upstreams: Upstreams, proxy_domains: Vec<String>, host_address: Option<std::net::Ipv4Addr>) -> Shared {
+        Shared { source: Mutex::new(source), upstreams: Mutex::new(upstreams), proxy_domains, host_address }
+    }
+
+    /// The host's own listener, if it has one.
+    pub fn host_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.host_address
     }
 
     /// The directory as of now (read again if the database changed since the last query).
@@ -38,7 +48,9 @@ impl Shared {
     /// gateway must not send a query round in circles).
     fn upstreams(&self, directory: &Directory) -> Vec<SocketAddr> {
         let mut upstreams = self.upstreams.lock().expect("the upstream lock is never poisoned");
-        let ours = |s: &SocketAddr| s.port() == super::PORT && directory.networks.iter().any(|n| s.ip() == IpAddr::V4(n.gateway));
+        let ours = |s: &SocketAddr| {
+            s.port() == super::PORT && (directory.networks.iter().any(|n| s.ip() == IpAddr::V4(n.gateway)) || self.host_address.is_some_and(|h| s.ip() == IpAddr::V4(h)))
+        };
         upstreams.current().iter().filter(|s| !ours(s)).copied().collect()
     }
 }
@@ -46,8 +58,10 @@ impl Shared {
 /// Answers the queries that arrive on one network's gateway.
 #[derive(Clone)]
 pub struct Handler {
-    /// The network whose gateway this listener has.
+    /// The network whose gateway this listener has ("" for the host's own listener).
     pub network: String,
+    /// The address it listens on: the proxy's too (`proxy serve` takes every address).
+    pub address: std::net::Ipv4Addr,
     /// What all listeners share.
     pub shared: Arc<Shared>,
 }
@@ -83,13 +97,15 @@ impl Handler {
         let owner = query.name();
         // A container's own address is never the host's: only strangers cost a bind(2).
         let host = !directory.is_container(asker) && is_host(asker);
-        match directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type()) {
+        match directory.answer(&self.network, asker, host, &owner.to_ascii(), query.query_type(), &self.shared.proxy_domains) {
             Answer::Forward => Outcome::Forward(self.shared.upstreams(&directory)),
+            // The proxy listens on every address of ours: the one the asker reached is one.
+            Answer::Proxy if query.query_class() == DNSClass::IN => Outcome::Answer(ResponseCode::NoError, vec![record(owner, RData::A(A(self.address)))]),
             Answer::Refused => Outcome::Error(ResponseCode::Refused),
             // A class other than IN holds nothing of ours.
             _ if query.query_class() != DNSClass::IN => Outcome::Answer(ResponseCode::NoError, Vec::new()),
             Answer::NxDomain => Outcome::Answer(ResponseCode::NXDomain, Vec::new()),
-            Answer::NoData => Outcome::Answer(ResponseCode::NoError, Vec::new()),
+            Answer::NoData | Answer::Proxy => Outcome::Answer(ResponseCode::NoError, Vec::new()),
             Answer::Addresses(addresses) => Outcome::Answer(ResponseCode::NoError, addresses.into_iter().map(|a| record(owner, RData::A(A(a)))).collect()),
             Answer::Names(names) => {
                 let names = names.iter().filter_map(|n| Name::from_ascii(n).ok());
@@ -214,8 +230,8 @@ mod tests {
         db.insert_container(&row).unwrap();
         let lease = LeaseRow { network: "backend".into(), address: String::new(), container_id: id, interface: "eth0".into(), host_veth: "vethpg".into() };
         db.lease(&lease, |_| Some("172.22.0.2".into())).unwrap();
-        let shared = Arc::new(Shared::new(Source::open(root).unwrap(), Upstreams::new(root.join("resolv.conf"))));
-        let mut server = Server::new(Handler { network: "backend".into(), shared });
+        let shared = Arc::new(Shared::new(Source::open(root).unwrap(), Upstreams::new(root.join("resolv.conf")), vec!["platform.local".into()], None));
+        let mut server = Server::new(Handler { network: "backend".into(), address: Ipv4Addr::new(172, 22, 0, 1), shared });
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         server.register_socket(socket);
@@ -249,6 +265,8 @@ mod tests {
         assert_eq!(reply.answers.iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), ["postgres.backend.local."]);
         assert_eq!(ask(addr, "nosuch.backend.local.", RecordType::A).await.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(ask(addr, "google.com.", RecordType::A).await.metadata.response_code, ResponseCode::ServFail);
+        let reply = ask(addr, "myapp.platform.local.", RecordType::A).await;
+        assert_eq!(reply.answers.iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), ["172.22.0.1"], "the proxy's domain: the gateway asked");
         server.shutdown_gracefully().await.unwrap();
     }
 }

@@ -34,10 +34,13 @@ struct Listener {
 }
 
 /// Serves until killed: answers from the state under `root`, forwards to the servers that
-/// `resolv_conf` names. One thread: an answer costs less than handing a datagram from one
-/// thread to another (scripts/bench-dns: a third less CPU per query than on two workers).
-pub fn serve(root: &Path, resolv_conf: &Path) -> Result<()> {
-    let shared = Arc::new(Shared::new(Source::open(root)?, Upstreams::new(resolv_conf)));
+/// `resolv_conf` names; `APP.DOMAIN` for each of `proxy_domains` is answered with the address
+/// asked, where the reverse proxy listens too; `host_address` is one more listener, for the
+/// host's own resolv.conf (a loopback address, which containers never copy). One thread: an
+/// answer costs less than handing a datagram from one thread to another (scripts/bench-dns: a
+/// third less CPU per query than on two workers).
+pub fn serve(root: &Path, resolv_conf: &Path, proxy_domains: Vec<String>, host_address: Option<Ipv4Addr>) -> Result<()> {
+    let shared = Arc::new(Shared::new(Source::open(root)?, Upstreams::new(resolv_conf), proxy_domains, host_address));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DnsError::io("start the runtime"))?;
     runtime.block_on(follow(shared))
 }
@@ -48,6 +51,15 @@ async fn follow(shared: Arc<Shared>) -> Result<()> {
     let mut live: HashMap<String, Listener> = HashMap::new();
     // The last complaint per network, so a port held by someone else is said once, not 10 times a second.
     let mut complaints: HashMap<String, String> = HashMap::new();
+    // The host's listener stays for the life of the server.
+    let _host = match shared.host_address() {
+        Some(address) => {
+            let listener = start("", address, &shared)?;
+            println!("shibafu dns: the host: listening on {address}:{PORT} (udp, tcp)");
+            Some(listener)
+        }
+        None => None,
+    };
     loop {
         let directory = match shared.directory() {
             Ok(d) => d,
@@ -98,7 +110,7 @@ fn start(network: &str, gateway: Ipv4Addr, shared: &Arc<Shared>) -> Result<Liste
     let tcp_fd = bound(SockType::Stream, addr)?;
     socket::listen(&tcp_fd, Backlog::new(128).expect("128 is a valid backlog")).map_err(|e| DnsError::Listen { addr, err: e.into() })?;
     let tcp = std::net::TcpListener::from(tcp_fd);
-    let handler = Handler { network: network.to_string(), shared: shared.clone() };
+    let handler = Handler { network: network.to_string(), address: gateway, shared: shared.clone() };
     let udp = tokio::net::UdpSocket::from_std(udp).map_err(DnsError::io("adopt the UDP socket"))?;
     let mut tcp_server = Server::new(handler.clone());
     tcp_server.register_listener(tokio::net::TcpListener::from_std(tcp).map_err(DnsError::io("adopt the TCP socket"))?, TCP_IDLE, TCP_QUEUE);

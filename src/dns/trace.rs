@@ -100,20 +100,21 @@ pub fn trace(root: &Path, container: &str, name: &str) -> Result<Vec<String>> {
 
 /// One query: what answers it, and whether the resolver stops there.
 fn step(directory: &Directory, listener: &str, asker: Ipv4Addr, query: &str) -> (String, bool) {
-    match directory.answer(listener, asker, false, query, RecordType::A) {
+    match directory.answer(listener, asker, false, query, RecordType::A, &[]) {
         Answer::Addresses(a) => {
             let shown: Vec<String> = a.iter().map(Ipv4Addr::to_string).collect();
             (format!("{query}: A {} (from the state: a container on a network it shares), TTL 0", shown.join(" ")), true)
         }
         Answer::NxDomain => {
             let gateway = directory.networks.iter().find(|n| n.name == listener).map(|n| n.gateway).unwrap_or(asker);
-            let hidden = matches!(directory.answer(listener, gateway, true, query, RecordType::A), Answer::Addresses(_));
+            let hidden = matches!(directory.answer(listener, gateway, true, query, RecordType::A, &[]), Answer::Addresses(_));
             let why = if hidden { "the name is on a network this container is not on: isolation hides it" } else { "no such name under .local; never forwarded" };
             (format!("{query}: NXDOMAIN ({why})"), false)
         }
         Answer::NoData => (format!("{query}: NOERROR with no A record (a network's zone, not a container)"), false),
         Answer::Names(_) => (format!("{query}: a reverse name"), true),
         Answer::Refused => (format!("{query}: REFUSED (the address is no container's)"), true),
+        Answer::Proxy => (format!("{query}: A of the gateway (the reverse proxy serves this domain)"), true),
         Answer::Forward => forwarded(directory, query),
     }
 }
