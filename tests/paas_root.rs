@@ -231,3 +231,74 @@ PY
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+#[test]
+fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_never_show() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        {REPORT}
+        one=s3cr3t-value-one; two=s3cr3t-value-two
+        hash() {{ printf %s "$1" | sha256sum | cut -c1-12; }}
+        app() {{
+            mkdir -p $LAB/$1
+            echo "require('http').createServer((q,s)=>s.end('$1 '+process.env.GREETING+' '+(process.env.TOKEN?require('crypto').createHash('sha256').update(process.env.TOKEN).digest('hex').slice(0,12):'none'))).listen(process.env.PORT)" > $LAB/$1/server.js
+            tar -C $LAB/$1 -czf $LAB/$1.tgz .
+        }}
+        app v1; app v2
+        # Every answer of the API is kept, to look for the secrets in.
+        call() {{ curl -s "$@" | tee -a $LAB/responses; echo >> $LAB/responses; }}
+        step() {{ id=$(call "$@" | jq -r .deployment_id); echo "$(settle $id) $(get web)"; }}
+        echo "dep-1=$(step -F app_name=web -F runtime=node:18 -F 'env[GREETING]=hello' -F "secret[TOKEN]=$one" -F code=@$LAB/v1.tgz $api/deploy)"
+        echo "dep-2=$(step -X PUT --data-binary bonjour $api/apps/web/env/GREETING)"
+        echo "dep-3=$(step -X PUT --data-binary $two $api/apps/web/secrets/TOKEN)"
+        echo "dep-4=$(step -F app_name=web -F runtime=node:18 -F code=@$LAB/v2.tgz $api/deploy)"
+        call -X POST $api/apps/web/rollback > $LAB/rollback
+        echo "restores=$(jq -c '[.deployment_id, .restores.deployment_id, .restores.env, .restores.secrets, .source]' $LAB/rollback)"
+        echo "dep-5=$(settle dep-5) $(get web)"
+        echo "dep-6=$(step -X POST "$api/apps/web/rollback?to=dep-1")"
+        echo "diff=$(call "$api/apps/web/diff?from=dep-1&to=dep-4" | jq -c '[(.image.to | split(":")[2]), .env.changed.GREETING.to, .secrets.changed, .env.added, .port]')"
+        echo "sources=$(call $api/apps/web/deployments | jq -c '[.[].source] | reverse')"
+        echo "config=$(call $api/apps/web/config | jq -c '[.env, [.secrets[].name], .config_version]')"
+        echo "inspect=$(shibafu inspect --format '{{{{json .Config.Env}}}}' web-dep-6 | jq -c '[.[] | select(startswith("TOKEN") or startswith("GREETING"))]')"
+        echo "dep-7=$(step -X DELETE $api/apps/web/secrets/TOKEN)"
+        echo "missing=$(call -o /dev/null -w '%{{http_code}}' -X DELETE $api/apps/web/secrets/TOKEN)"
+        echo "conflict=$(call -X PUT --data-binary x $api/apps/web/secrets/GREETING | jq -r .error)"
+        shibafu inspect web-dep-7 >> $LAB/responses
+        # The values are nowhere: API answers, inspect, the service's and proxy's logs, build
+        # logs, container logs, the state database (sealed there).
+        echo "leaks=$(grep -rlaF -e $one -e $two $LAB/responses $LAB/paas.log $LAB/proxy.log $SHIBAFU_ROOT/paas $SHIBAFU_ROOT/state.db* $(find $SHIBAFU_ROOT/containers -name '*.log') | wc -l)"
+        echo "key-mode=$(stat -c %a $SHIBAFU_ROOT/paas/secret.key)"
+        echo "hashes=$(hash $one) $(hash $two)"
+        echo "deleted=$(curl -s -X DELETE $api/apps/web | jq -c '.removed | length')"
+        echo "after=$(curl -s -o /dev/null -w '%{{http_code}}' $api/apps/web) $(shibafu list -a -q | wc -l) $(shibafu image ls | grep -c apps/web || true) [$(get web)]"
+        "#,
+        platform = platform(),
+    ));
+    let hash = |key: &str| out.split("hashes=").nth(1).and_then(|t| t.split_whitespace().nth(if key == "one" { 0 } else { 1 })).unwrap_or("?").to_string();
+    let (one, two) = (hash("one"), hash("two"));
+    for want in [
+        format!("dep-1=live v1 hello {one}"),
+        format!("dep-2=live v1 bonjour {one}"),
+        format!("dep-3=live v1 bonjour {two}"),
+        format!("dep-4=live v2 bonjour {two}"),
+        r#"restores=["dep-5","dep-3",["GREETING"],["TOKEN"],"rollback to dep-3"]"#.to_string(),
+        format!("dep-5=live v1 bonjour {two}"),
+        format!("dep-6=live v1 hello {one}"),
+        r#"diff=["dep-4","bonjour",["TOKEN"],{},null]"#.to_string(),
+        r#"sources=["build","env set GREETING","secret set TOKEN","build","rollback to dep-3","rollback to dep-1"]"#.to_string(),
+        // dep-4 changed no config, and dep-5 put back what dep-4 had.
+        r#"config=[{"GREETING":"hello"},["TOKEN"],4]"#.to_string(),
+        r#"inspect=["GREETING=hello","TOKEN=<secret>"]"#.to_string(),
+        "dep-7=live v1 hello none".to_string(),
+        "missing=404".to_string(),
+        "conflict=GREETING is set as an env variable already: unset it there first".to_string(),
+        "leaks=0".to_string(),
+        "key-mode=600".to_string(),
+        // web-dep-7, and the two images built (dep-1 and dep-4).
+        "deleted=3".to_string(),
+        "after=404 0 0 [no running container answers for host \"web.platform.local\"".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing: {out}");
+    }
+}

@@ -105,6 +105,22 @@ pub struct Engine {
 /// The default data root.
 pub const DEFAULT_ROOT: &str = "/var/lib/shibafu";
 
+/// A container label naming env variables (comma-separated) whose values are secrets: the
+/// process gets them, `inspect` never shows them.
+pub const SECRET_ENV_LABEL: &str = "shibafu.secret-env";
+
+/// `env` (KEY=VALUE) with the values of the variables that `labels` name as secret hidden.
+pub fn hide_secret_env(env: Vec<String>, labels: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let Some(secret) = labels.get(SECRET_ENV_LABEL) else { return env };
+    let names: Vec<&str> = secret.split(',').collect();
+    env.into_iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, _)) if names.contains(&k) => format!("{k}=<secret>"),
+            _ => e,
+        })
+        .collect()
+}
+
 impl Engine {
     /// Opens `root`, creating its layout. Runtime state goes to /run/shibafu for the default
     /// root and to `<root>/run` for any other (or to `SHIBAFU_RUN`).

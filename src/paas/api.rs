@@ -8,13 +8,14 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::form::{self, DeployForm};
 use super::{code, deployment_id, jobs, Paas, PaasError};
-use crate::state::paas::{DeploymentRow, NewDeployment};
+use crate::state::paas::{ConfigChange, DeploymentRow, NewDeployment};
+use std::collections::BTreeMap;
 
 /// The API.
 pub fn router(paas: Arc<Paas>) -> Router {
@@ -22,8 +23,13 @@ pub fn router(paas: Arc<Paas>) -> Router {
         .route("/api/deploy", post(deploy))
         .route("/api/deployments/{id}", get(deployment))
         .route("/api/apps", get(apps))
-        .route("/api/apps/{name}", get(app))
+        .route("/api/apps/{name}", get(app).delete(delete_app))
         .route("/api/apps/{name}/deployments", get(app_deployments))
+        .route("/api/apps/{name}/config", get(app_config))
+        .route("/api/apps/{name}/env/{key}", put(set_env).delete(unset_env))
+        .route("/api/apps/{name}/secrets/{key}", put(set_secret).delete(unset_secret))
+        .route("/api/apps/{name}/rollback", post(rollback))
+        .route("/api/apps/{name}/diff", get(diff))
         .fallback(|| async { PaasError::status(StatusCode::NOT_FOUND, "no such endpoint: see GET /api/apps, POST /api/deploy") })
         // The form's size is counted as it streams (`--max-upload`), not held to axum's default.
         .layer(DefaultBodyLimit::disable())
@@ -51,15 +57,22 @@ fn accept(paas: &Paas, form: DeployForm) -> Answer {
     code::unpack(&form.code, &app_dir).map_err(|e| PaasError::field("code", e))?;
     drop(form.code);
     let command = form.command.as_ref().map(|c| vec!["/bin/sh".to_string(), "-c".into(), c.clone()]);
+    let env: BTreeMap<String, Option<String>> = form.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let mut secrets = BTreeMap::new();
+    for (k, v) in &form.secrets {
+        secrets.insert(k.clone(), Some(paas.sealer.seal(&form.app, k, v).map_err(PaasError::internal)?));
+    }
     let id = {
         let db = paas.db.lock().map_err(PaasError::internal)?;
         db.insert_deployment(&NewDeployment {
             app: &form.app,
             runtime: &form.runtime_text,
-            env: &form.env,
             port: form.port,
             health_path: &form.health_path,
             command: command.as_deref(),
+            image: None,
+            config: ConfigChange::Merge { env: &env, secrets: &secrets },
+            source: "build",
         })
         .map_err(PaasError::internal)?
     };
@@ -111,6 +124,9 @@ fn describe(paas: &Paas, d: &DeploymentRow) -> Value {
         "image_digest": d.image_digest,
         "command": d.command,
         "env": d.env.keys().collect::<Vec<_>>(),
+        "secrets": d.secrets.keys().collect::<Vec<_>>(),
+        "config_version": d.config_version,
+        "source": d.source,
         "port": d.port,
         "health_path": d.health_path,
         "container": d.container_id.as_ref().map(|_| jobs::container_name(&d.app, d.id)),
@@ -177,4 +193,218 @@ async fn app_deployments(State(paas): State<Arc<Paas>>, Path(name): Path<String>
 
 fn no_app(name: &str) -> PaasError {
     PaasError::status(StatusCode::NOT_FOUND, format!("no app {name:?} (GET /api/apps lists them)"))
+}
+
+/// A new deployment of `base`'s image (no build) with a config change: what env and secret
+/// changes, and rollbacks, make. 202 with its id.
+fn release(paas: &Paas, base: &DeploymentRow, config: ConfigChange, source: &str, mut extra: Value) -> Answer {
+    let (image, digest) = match (&base.image, &base.image_digest) {
+        (Some(i), Some(d)) => (i.as_str(), d.as_str()),
+        _ => return Err(PaasError::status(StatusCode::CONFLICT, format!("{} has no image to run", deployment_id(base.id)))),
+    };
+    let id = {
+        let db = paas.db.lock().map_err(PaasError::internal)?;
+        db.insert_deployment(&NewDeployment {
+            app: &base.app,
+            runtime: &base.runtime,
+            port: base.port,
+            health_path: &base.health_path,
+            command: base.command.as_deref(),
+            image: Some((image, digest)),
+            config,
+            source,
+        })
+        .map_err(PaasError::internal)?
+    };
+    if paas.jobs.try_send(id).is_err() {
+        let reason = format!("the deploy queue is full ({} waiting); try again when one has finished", super::QUEUE);
+        let _ = paas.db.lock().map(|db| db.set_deployment_status(id, "failed", Some(&reason)));
+        return Err(PaasError::status(StatusCode::SERVICE_UNAVAILABLE, reason));
+    }
+    extra["deployment_id"] = json!(deployment_id(id));
+    extra["status"] = json!("starting");
+    extra["source"] = json!(source);
+    extra["url"] = json!(paas.url(&base.app));
+    Ok((StatusCode::ACCEPTED, Json(extra)).into_response())
+}
+
+/// The deployment that serves `app` (what a config change restarts).
+fn live(db: &crate::state::Db, app: &str) -> Result<DeploymentRow, PaasError> {
+    let a = db.app(app).map_err(PaasError::internal)?.ok_or_else(|| no_app(app))?;
+    let id = a.live_deployment.ok_or_else(|| PaasError::status(StatusCode::CONFLICT, format!("{app} has no live deployment to restart with the change; deploy it first")))?;
+    db.deployment(id).map_err(PaasError::internal)?.ok_or_else(|| PaasError::internal(format!("deployment {id} is gone")))
+}
+
+async fn app_config(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
+    let db = paas.db.lock().map_err(PaasError::internal)?;
+    db.app(&name).map_err(PaasError::internal)?.ok_or_else(|| no_app(&name))?;
+    let config = db.app_config(&name).map_err(PaasError::internal)?;
+    let secrets: Vec<Value> = db.app_secrets(&name).map_err(PaasError::internal)?.into_iter().map(|(n, at)| json!({ "name": n, "updated_at": at })).collect();
+    Ok(Json(json!({ "env": config.env, "secrets": secrets, "config_version": config.version })).into_response())
+}
+
+/// A PUT's body: the value, as UTF-8 text of at most 64 KiB.
+async fn value_of(body: axum::body::Body, what: &str) -> Result<String, PaasError> {
+    let bytes = axum::body::to_bytes(body, form::MAX_VALUE).await.map_err(|_| PaasError::field(what, format!("the value is over {} KiB, or the body stopped half-way", form::MAX_VALUE >> 10)))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| PaasError::field(what, "not UTF-8 text"))
+}
+
+/// Sets or unsets one env variable or secret of `app`, as a new release.
+async fn change(paas: Arc<Paas>, app: String, key: String, secret: bool, value: Option<String>) -> Answer {
+    let what = if secret { format!("secret[{key}]") } else { format!("env[{key}]") };
+    form::check_key(&what, &key)?;
+    let p = paas.clone();
+    tokio::task::spawn_blocking(move || {
+        let paas = p;
+        let base = {
+            let db = paas.db.lock().map_err(PaasError::internal)?;
+            let base = live(&db, &app)?;
+            let config = db.app_config(&app).map_err(PaasError::internal)?;
+            let (mine, other) = if secret { (&config.secrets, &config.env) } else { (&config.env, &config.secrets) };
+            if value.is_none() && !mine.contains_key(&key) {
+                return Err(PaasError::status(StatusCode::NOT_FOUND, format!("{app} has no {} {key}", if secret { "secret" } else { "env variable" })));
+            }
+            if other.contains_key(&key) {
+                return Err(PaasError::field(&what, format!("{key} is set as {} already: unset it there first", if secret { "an env variable" } else { "a secret" })));
+            }
+            base
+        };
+        let sealed = match (&value, secret) {
+            (Some(v), true) => Some(paas.sealer.seal(&app, &key, v).map_err(PaasError::internal)?),
+            (v, _) => v.clone(),
+        };
+        let change = BTreeMap::from([(key.clone(), sealed)]);
+        let none = BTreeMap::new();
+        let config = if secret { ConfigChange::Merge { env: &none, secrets: &change } } else { ConfigChange::Merge { env: &change, secrets: &none } };
+        let verb = if value.is_some() { "set" } else { "unset" };
+        let source = format!("{} {verb} {key}", if secret { "secret" } else { "env" });
+        release(&paas, &base, config, &source, json!({}))
+    })
+    .await
+    .map_err(PaasError::internal)?
+}
+
+async fn set_env(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>, body: axum::body::Body) -> Answer {
+    let value = value_of(body, &format!("env[{key}]")).await?;
+    change(paas, name, key, false, Some(value)).await
+}
+
+async fn unset_env(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>) -> Answer {
+    change(paas, name, key, false, None).await
+}
+
+async fn set_secret(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>, body: axum::body::Body) -> Answer {
+    let value = value_of(body, &format!("secret[{key}]")).await?;
+    change(paas, name, key, true, Some(value)).await
+}
+
+async fn unset_secret(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>) -> Answer {
+    change(paas, name, key, true, None).await
+}
+
+/// `?to=dep-N`, `?from=...`.
+#[derive(Debug, serde::Deserialize)]
+struct Pair {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A deployment of `app` by its id.
+fn deployment_of(db: &crate::state::Db, app: &str, id: &str) -> Result<DeploymentRow, PaasError> {
+    let n = parse_id(id)?;
+    db.deployment(n).map_err(PaasError::internal)?.filter(|d| d.app == app).ok_or_else(|| PaasError::status(StatusCode::NOT_FOUND, format!("{app} has no deployment {id}")))
+}
+
+async fn rollback(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<Pair>) -> Answer {
+    let p = paas.clone();
+    tokio::task::spawn_blocking(move || {
+        let paas = p;
+        let target = {
+            let db = paas.db.lock().map_err(PaasError::internal)?;
+            let current = live(&db, &name)?;
+            match q.to.as_deref() {
+                Some(to) => deployment_of(&db, &name, to)?,
+                // The release that served before this one.
+                None => db
+                    .deployments_of(&name)
+                    .map_err(PaasError::internal)?
+                    .into_iter()
+                    .find(|d| d.id < current.id && d.status == "superseded")
+                    .ok_or_else(|| PaasError::status(StatusCode::CONFLICT, format!("{name} has no release before {} to go back to", deployment_id(current.id))))?,
+            }
+        };
+        if target.image.is_none() {
+            return Err(PaasError::status(StatusCode::CONFLICT, format!("{} was never built (status {}): nothing to go back to", deployment_id(target.id), target.status)));
+        }
+        let restores = json!({
+            "deployment_id": deployment_id(target.id),
+            "image": target.image,
+            "image_digest": target.image_digest,
+            "command": target.command,
+            "env": target.env.keys().collect::<Vec<_>>(),
+            "secrets": target.secrets.keys().collect::<Vec<_>>(),
+            "config_version": target.config_version,
+        });
+        let source = format!("rollback to {}", deployment_id(target.id));
+        release(&paas, &target, ConfigChange::Restore { env: &target.env, secrets: &target.secrets }, &source, json!({ "restores": restores }))
+    })
+    .await
+    .map_err(PaasError::internal)?
+}
+
+async fn diff(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<Pair>) -> Answer {
+    let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
+        return Err(PaasError::field("from", "give both: ?from=dep-A&to=dep-B"));
+    };
+    let db = paas.db.lock().map_err(PaasError::internal)?;
+    let (a, b) = (deployment_of(&db, &name, from)?, deployment_of(&db, &name, to)?);
+    let mut out = json!({ "from": from, "to": to });
+    for (field, x, y) in [
+        ("image", json!(a.image), json!(b.image)),
+        ("image_digest", json!(a.image_digest), json!(b.image_digest)),
+        ("command", json!(a.command), json!(b.command)),
+        ("port", json!(a.port), json!(b.port)),
+        ("health_path", json!(a.health_path), json!(b.health_path)),
+    ] {
+        if x != y {
+            out[field] = json!({ "from": x, "to": y });
+        }
+    }
+    let keys = |m: &BTreeMap<String, String>, n: &BTreeMap<String, String>| -> (Vec<String>, Vec<String>) {
+        (n.keys().filter(|k| !m.contains_key(*k)).cloned().collect(), m.keys().filter(|k| !n.contains_key(*k)).cloned().collect())
+    };
+    let (added, removed) = keys(&a.env, &b.env);
+    let changed: BTreeMap<&String, Value> = a.env.iter().filter_map(|(k, v)| b.env.get(k).filter(|w| *w != v).map(|w| (k, json!({ "from": v, "to": w })))).collect();
+    out["env"] = json!({ "added": added.iter().map(|k| (k.clone(), b.env[k].clone())).collect::<BTreeMap<_, _>>(), "removed": removed, "changed": changed });
+    // Secrets by name only: a changed one is found by opening both, and never shown.
+    let (added, removed) = keys(&a.secrets, &b.secrets);
+    let changed: Vec<&String> = a
+        .secrets
+        .iter()
+        .filter(|(k, v)| b.secrets.get(*k).is_some_and(|w| w != *v && paas.sealer.unseal(&a.app, k, v).ok() != paas.sealer.unseal(&b.app, k, w).ok()))
+        .map(|(k, _)| k)
+        .collect();
+    out["secrets"] = json!({ "added": added, "removed": removed, "changed": changed });
+    Ok(Json(out).into_response())
+}
+
+async fn delete_app(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
+    let p = paas.clone();
+    tokio::task::spawn_blocking(move || {
+        let paas = p;
+        let containers: Vec<String> = {
+            let db = paas.db.lock().map_err(PaasError::internal)?;
+            db.app(&name).map_err(PaasError::internal)?.ok_or_else(|| no_app(&name))?;
+            let rows = db.deployments_of(&name).map_err(PaasError::internal)?;
+            if rows.iter().any(|d| matches!(d.status.as_str(), "building" | "starting")) {
+                return Err(PaasError::status(StatusCode::CONFLICT, format!("{name} has a deployment in progress; delete it when that has finished")));
+            }
+            db.delete_app(&name).map_err(PaasError::internal)?;
+            rows.into_iter().filter_map(|d| d.container_id).collect()
+        };
+        let removed = jobs::remove_app(&paas.root, &name, &containers).map_err(PaasError::internal)?;
+        Ok(Json(json!({ "deleted": name, "removed": removed })).into_response())
+    })
+    .await
+    .map_err(PaasError::internal)?
 }

@@ -28,6 +28,8 @@ pub struct DeployForm {
     pub code: tempfile::TempPath,
     /// `env[KEY]=VALUE` fields.
     pub env: BTreeMap<String, String>,
+    /// `secret[KEY]=VALUE` fields (plain: sealed before they are stored).
+    pub secrets: BTreeMap<String, String>,
     /// `port`: where the app listens (its `PORT`).
     pub port: u16,
     /// `health_path`.
@@ -40,6 +42,7 @@ pub struct DeployForm {
 pub async fn read(mut form: Multipart, uploads: &Path, max_upload: u64) -> Result<DeployForm, PaasError> {
     let mut text: BTreeMap<String, String> = BTreeMap::new();
     let mut env = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
     let mut code = None;
     loop {
         let field = match form.next_field().await {
@@ -54,20 +57,24 @@ pub async fn read(mut form: Multipart, uploads: &Path, max_upload: u64) -> Resul
             }
             code = Some(save(field, uploads, max_upload).await?);
         } else if let Some(key) = name.strip_prefix("env[").and_then(|k| k.strip_suffix(']')) {
-            check_env_key(key)?;
+            check_key(&name, key)?;
             let value = small(field, &name).await?;
-            if env.insert(key.to_string(), value).is_some() {
-                return Err(PaasError::field(&name, "given twice"));
+            if env.insert(key.to_string(), value).is_some() || secrets.contains_key(key) {
+                return Err(PaasError::field(&name, "given twice (as env or secret)"));
+            }
+        } else if let Some(key) = name.strip_prefix("secret[").and_then(|k| k.strip_suffix(']')) {
+            check_key(&name, key)?;
+            let value = small(field, &name).await?;
+            if secrets.insert(key.to_string(), value).is_some() || env.contains_key(key) {
+                return Err(PaasError::field(&name, "given twice (as env or secret)"));
             }
         } else if ["app_name", "runtime", "port", "health_path", "command"].contains(&name.as_str()) {
             let value = small(field, &name).await?;
             if text.insert(name.clone(), value).is_some() {
                 return Err(PaasError::field(&name, "given twice"));
             }
-        } else if name.starts_with("secret[") {
-            return Err(PaasError::field(&name, "secrets are set after the first deploy, with PUT /api/apps/NAME/secrets/KEY"));
         } else {
-            return Err(PaasError::field(&name, "unknown field: the form takes app_name, runtime, code, env[KEY], port, health_path and command"));
+            return Err(PaasError::field(&name, "unknown field: the form takes app_name, runtime, code, env[KEY], secret[KEY], port, health_path and command"));
         }
     }
     let app = text.remove("app_name").ok_or_else(|| PaasError::field("app_name", "missing: name the app (a DNS label such as myapp)"))?;
@@ -85,7 +92,7 @@ pub async fn read(mut form: Multipart, uploads: &Path, max_upload: u64) -> Resul
     if command.as_deref().is_some_and(|c| c.trim().is_empty()) {
         return Err(PaasError::field("command", "empty: leave the field out to run what the code suggests"));
     }
-    Ok(DeployForm { app, runtime_text, runtime, code, env, port, health_path, command })
+    Ok(DeployForm { app, runtime_text, runtime, code, env, secrets, port, health_path, command })
 }
 
 /// Streams the archive to a temp file, counting; past the limit it is a 413 and the file goes.
@@ -116,6 +123,9 @@ async fn save(mut field: Field<'_>, uploads: &Path, max_upload: u64) -> Result<t
     file.flush().await.map_err(PaasError::internal)?;
     Ok(path)
 }
+
+/// The most of a config value (`env[KEY]`, `secret[KEY]`, a PUT's body).
+pub const MAX_VALUE: usize = MAX_FIELD;
 
 /// A small field's value as UTF-8, read by chunks up to `MAX_FIELD`.
 async fn small(mut field: Field<'_>, name: &str) -> Result<String, PaasError> {
@@ -149,15 +159,15 @@ pub fn check_app_name(name: &str) -> Result<(), PaasError> {
     }
 }
 
-/// An environment key: a shell variable name, and not `PORT` (the platform sets it).
-pub fn check_env_key(key: &str) -> Result<(), PaasError> {
-    let field = format!("env[{key}]");
+/// An environment key (of `field`, an env or a secret): a shell variable name, and not
+/// `PORT` (the platform sets it).
+pub fn check_key(field: &str, key: &str) -> Result<(), PaasError> {
     let ok = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && key.len() <= 256;
     if !ok {
-        return Err(PaasError::field(&field, format!("{key:?} is not a variable name: letters, digits and _, not starting with a digit")));
+        return Err(PaasError::field(field, format!("{key:?} is not a variable name: letters, digits and _, not starting with a digit")));
     }
     if key == "PORT" {
-        return Err(PaasError::field(&field, "PORT is the platform's: give the port field instead"));
+        return Err(PaasError::field(field, "PORT is the platform's: give the port field instead"));
     }
     Ok(())
 }
@@ -186,12 +196,12 @@ mod tests {
 
     #[test]
     fn env_keys_are_variable_names_and_port_is_the_platforms() {
-        assert!(check_env_key("DATABASE_URL").is_ok());
-        assert!(check_env_key("_x1").is_ok());
+        assert!(check_key("env[DATABASE_URL]", "DATABASE_URL").is_ok());
+        assert!(check_key("secret[_x1]", "_x1").is_ok());
         for bad in ["1X", "A-B", "", "A B"] {
-            assert!(check_env_key(bad).is_err(), "{bad}");
+            assert_eq!(check_key("env[x]", bad).unwrap_err().field.as_deref(), Some("env[x]"), "{bad}");
         }
-        assert!(check_env_key("PORT").unwrap_err().message.contains("port field"));
+        assert!(check_key("env[PORT]", "PORT").unwrap_err().message.contains("port field"));
     }
 
     #[test]

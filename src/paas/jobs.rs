@@ -78,17 +78,49 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes the containers of a deleted app (and reaps their monitors) and untags its images
+/// (`localhost:5000/apps/APP:*`), so gc can take their layers; the names removed.
+pub fn remove_app(root: &Path, app: &str, containers: &[String]) -> anyhow::Result<Vec<String>> {
+    let engine = Engine::open(root)?;
+    let mut log = BuildLog { file: None, id: 0 };
+    let mut removed = Vec::new();
+    for id in containers {
+        if let Ok(c) = engine.find(id) {
+            remove_container(&engine, id, &mut log);
+            removed.push(c.name);
+        }
+    }
+    let store = engine.images();
+    let repo = format!("localhost:5000/apps/{app}");
+    for image in engine.db.images()?.into_iter().filter(|i| i.name == repo) {
+        store.remove(&image, 0)?;
+        removed.push(image.reference());
+    }
+    Ok(removed)
+}
+
+/// What the worker needs besides its queue.
+struct Worker {
+    engine: Engine,
+    sealer: super::secrets::Sealer,
+    domain: String,
+}
+
 /// Runs the queue until the API side goes; apps answer as `APP.<domain>`.
 pub fn worker(root: &Path, domain: &str, queue: Receiver<i64>) {
-    let engine = match Engine::open(root) {
-        Ok(engine) => engine,
+    let opened = Engine::open(root).map_err(|e| e.to_string()).and_then(|engine| {
+        let sealer = super::secrets::Sealer::open(&Paas::key_file(root)).map_err(|e| format!("the secrets key: {e}"))?;
+        Ok(Worker { engine, sealer, domain: domain.to_string() })
+    });
+    let worker = match opened {
+        Ok(worker) => worker,
         Err(e) => {
-            eprintln!("shibafu paas: the deploy worker cannot open {}: {e}", root.display());
+            eprintln!("shibafu paas: the deploy worker cannot start on {}: {e}", root.display());
             std::process::exit(1);
         }
     };
     for id in queue {
-        deploy(&engine, domain, id);
+        deploy(&worker, id);
     }
 }
 
@@ -125,11 +157,12 @@ fn failed(step: &str) -> impl Fn(String) -> Failure + '_ {
 }
 
 /// Takes deployment `id` to live or to failed; never panics the worker.
-fn deploy(engine: &Engine, domain: &str, id: i64) {
+fn deploy(worker: &Worker, id: i64) {
+    let engine = &worker.engine;
     let root = engine.root.clone();
     let mut log = BuildLog::open(&root, id);
     let outcome = match engine.db.deployment(id) {
-        Ok(Some(dep)) => go(engine, domain, &dep, &mut log),
+        Ok(Some(dep)) => go(worker, &dep, &mut log),
         Ok(None) => return,
         Err(e) => Err(Failure { reason: format!("read the deployment: {e}"), container: None }),
     };
@@ -145,16 +178,30 @@ fn deploy(engine: &Engine, domain: &str, id: i64) {
     let _ = std::fs::remove_dir_all(build_dir(&root, id));
 }
 
-fn go(engine: &Engine, domain: &str, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Failure> {
-    let runtime = Runtime::parse(&dep.runtime).map_err(failed("runtime"))?;
-    let dir = build_dir(&engine.root, dep.id);
-    let plan = detect(&dir.join("app"), &runtime, dep.command.as_deref(), dep.port).map_err(failed("detect"))?;
-    log.line(&format!("runtime {} on image {}; command {:?} ({})", dep.runtime, runtime.image(), plan.command, plan.why));
-    let image = build(engine, dep, &runtime, &plan, log).map_err(failed("build"))?;
-    let cid = start(engine, dep, &image, log).map_err(failed("run"))?;
+fn go(worker: &Worker, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Failure> {
+    let engine = &worker.engine;
+    let image = match &dep.image {
+        // A release of an image built before (a config change, a rollback): no build.
+        Some(image) => {
+            log.line(&format!("{}: the image {image} again, no build", dep.source));
+            image.clone()
+        }
+        None => {
+            let runtime = Runtime::parse(&dep.runtime).map_err(failed("runtime"))?;
+            let dir = build_dir(&engine.root, dep.id);
+            let plan = detect(&dir.join("app"), &runtime, dep.command.as_deref(), dep.port).map_err(failed("detect"))?;
+            log.line(&format!("runtime {} on image {}; command {:?} ({})", dep.runtime, runtime.image(), plan.command, plan.why));
+            build(engine, dep, &runtime, &plan, log).map_err(failed("build"))?
+        }
+    };
+    let mut secrets = Vec::new();
+    for (name, sealed) in &dep.secrets {
+        secrets.push((name.clone(), worker.sealer.unseal(&dep.app, name, sealed).map_err(failed("secrets"))?));
+    }
+    let cid = start(engine, dep, &image, &secrets, log).map_err(failed("run"))?;
     let fail_here = |reason: String| Failure { reason, container: Some(cid.clone()) };
     engine.db.set_deployment_container(dep.id, &cid).map_err(|e| fail_here(e.to_string()))?;
-    check(engine, domain, dep, &cid, log).map_err(|e| fail_here(format!("health check: {e}")))?;
+    check(engine, &worker.domain, dep, &cid, log).map_err(|e| fail_here(format!("health check: {e}")))?;
     switch(engine, dep, &cid, log).map_err(|e| fail_here(format!("go live: {e}")))
 }
 
@@ -193,9 +240,10 @@ fn build(engine: &Engine, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, l
     Ok(reference.to_string())
 }
 
-/// Runs the image on the platform network with its env and `PORT`, restarted always; the
-/// container's id.
-fn start(engine: &Engine, dep: &DeploymentRow, image: &str, log: &mut BuildLog) -> Result<String, String> {
+/// Runs the image on the platform network with its env, secrets and `PORT`, restarted always;
+/// the container's id. The secrets' names are the label `shibafu.secret-env`, so `inspect`
+/// shows no value of theirs.
+fn start(engine: &Engine, dep: &DeploymentRow, image: &str, secrets: &[(String, String)], log: &mut BuildLog) -> Result<String, String> {
     let name = container_name(&dep.app, dep.id);
     if let Ok(stale) = engine.find(&name) {
         // A run of this deployment that a killed worker left behind.
@@ -203,7 +251,13 @@ fn start(engine: &Engine, dep: &DeploymentRow, image: &str, log: &mut BuildLog) 
     }
     let mut env = vec![format!("PORT={}", dep.port)];
     env.extend(dep.env.iter().map(|(k, v)| format!("{k}={v}")));
-    let labels = [("shibafu.paas.app", dep.app.clone()), ("shibafu.paas.deployment", deployment_id(dep.id))].map(|(k, v)| (k.to_string(), v));
+    env.extend(secrets.iter().map(|(k, v)| format!("{k}={v}")));
+    let secret_names: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
+    let mut labels = vec![("shibafu.paas.app", dep.app.clone()), ("shibafu.paas.deployment", deployment_id(dep.id))];
+    if !secret_names.is_empty() {
+        labels.push((crate::engine::SECRET_ENV_LABEL, secret_names.join(",")));
+    }
+    let labels = labels.into_iter().map(|(k, v)| (k.to_string(), v));
     let opts = RunOptions {
         image: image.into(),
         layers: None,
@@ -222,13 +276,13 @@ fn start(engine: &Engine, dep: &DeploymentRow, image: &str, log: &mut BuildLog) 
         health: HealthFlags::default(),
         log_opts: LogOptions::default(),
         mounts: vec![],
-        process: ProcessOverrides { labels: labels.into_iter().collect(), ..Default::default() },
+        process: ProcessOverrides { labels: labels.collect(), ..Default::default() },
         tty: false,
         interactive: false,
         extra_hosts: vec![],
         dns: DnsSettings::default(),
     };
-    let env_names: Vec<&str> = dep.env.keys().map(String::as_str).collect();
+    let env_names: Vec<&str> = dep.env.keys().map(String::as_str).chain(secret_names.iter().copied()).collect();
     log.line(&format!("shibafu run -d --name {name} --network {NETWORK} --restart always -e PORT={} {}{image}", dep.port, env_names.iter().map(|k| format!("-e {k}=... ")).collect::<String>()));
     match engine.run(&opts).map_err(|e| e.to_string())? {
         RunOutcome::Started { id, .. } => Ok(id),
@@ -276,11 +330,16 @@ fn finish(engine: &Engine, dep: &DeploymentRow, cid: &str, log: &mut BuildLog) -
     Ok(())
 }
 
-/// Stops (SIGTERM, then SIGKILL after 10 s) and removes a container, and reaps its monitor,
-/// which this process started; says so in the log.
+/// How long a version that is replaced has to exit on SIGTERM before SIGKILL. It serves no
+/// new request by then; and an app that runs as PID 1 without a SIGTERM handler of its own (node,
+/// as under Docker without --init) never exits on SIGTERM, so a long grace only delays.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Stops (SIGTERM, then SIGKILL after `STOP_GRACE`) and removes a container, and reaps its
+/// monitor, which this process started; says so in the log.
 fn remove_container(engine: &Engine, id: &str, log: &mut BuildLog) {
     let Ok(c) = engine.find(id) else { return };
-    let _ = engine.stop(id, Duration::from_secs(10));
+    let _ = engine.stop(id, STOP_GRACE);
     match engine.rm(id, true, false) {
         Ok(()) => log.line(&format!("shibafu rm -f {}", c.name)),
         Err(e) => log.line(&format!("remove {}: {e}", c.name)),

@@ -16,6 +16,7 @@ pub mod detect;
 pub mod form;
 pub mod jobs;
 pub mod probe;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,12 +64,19 @@ pub struct Paas {
     pub domain: String,
     /// The largest code upload, in bytes.
     pub max_upload: u64,
+    /// Seals secrets.
+    pub sealer: secrets::Sealer,
 }
 
 impl Paas {
     /// Where the service keeps its files.
     pub fn dir(root: &Path) -> PathBuf {
         root.join("paas")
+    }
+
+    /// The key file secrets are sealed with.
+    pub fn key_file(root: &Path) -> PathBuf {
+        Paas::dir(root).join("secret.key")
     }
 
     /// An app's URL.
@@ -134,11 +142,13 @@ pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     }
     let db = Db::open(&opts.root)?;
     let (jobs, queue) = mpsc::sync_channel(QUEUE);
-    // What a service before this one left unfinished is failed and cleaned before any new job.
+    // The key is made at the first start, before the worker needs it; what a service before
+    // this one left unfinished is settled before any new job.
+    let sealer = secrets::Sealer::open(&Paas::key_file(&opts.root)).map_err(|e| anyhow::anyhow!("the secrets key {}: {e}", Paas::key_file(&opts.root).display()))?;
     jobs::recover(&opts.root)?;
     let (worker_root, worker_domain) = (opts.root.clone(), opts.domain.clone());
     std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_root, &worker_domain, queue))?;
-    let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload });
+    let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer });
     let router = api::router(paas);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

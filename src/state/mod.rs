@@ -175,17 +175,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE containers ADD COLUMN mounts TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE containers ADD COLUMN dns TEXT NOT NULL DEFAULT '{}';",
-    // Phase 8: the PaaS's apps and their deployments (each a release: an image, a command and
-    // an env), and routes that send a host label to a container rather than to the container
+    // Phase 8: the PaaS's apps (their env, and their secrets sealed) and their deployments
+    // (each a release: an image, a command, and a snapshot of the config), and routes that send a host label to a container rather than to the container
     // of that name (the proxy reads them; a route goes with its container).
     "CREATE TABLE apps (
         name            TEXT PRIMARY KEY,
         created_at      TEXT NOT NULL,
-        live_deployment INTEGER
+        live_deployment INTEGER,
+        env             TEXT NOT NULL DEFAULT '{}',
+        config_version  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE app_secrets (
+        app        TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        sealed     TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (app, name)
     );
     CREATE TABLE deployments (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        app          TEXT NOT NULL REFERENCES apps(name),
+        app          TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
         runtime      TEXT NOT NULL,
         status       TEXT NOT NULL,
         reason       TEXT,
@@ -193,6 +202,9 @@ const MIGRATIONS: &[&str] = &[
         image_digest TEXT,
         command      TEXT,
         env          TEXT NOT NULL DEFAULT '{}',
+        secrets      TEXT NOT NULL DEFAULT '{}',
+        config_version INTEGER NOT NULL DEFAULT 0,
+        source       TEXT NOT NULL DEFAULT 'build',
         port         INTEGER NOT NULL,
         health_path  TEXT NOT NULL DEFAULT '/',
         container_id TEXT,

@@ -29,6 +29,12 @@ pub struct DeploymentRow {
     pub command: Option<Vec<String>>,
     /// Its environment (KEY → VALUE).
     pub env: BTreeMap<String, String>,
+    /// Its secrets, sealed (KEY → sealed value).
+    pub secrets: BTreeMap<String, String>,
+    /// The app's config version it runs with (one more at each env or secret change).
+    pub config_version: i64,
+    /// What made it: `build`, `rollback to dep-N`, `env set KEY`, ...
+    pub source: String,
     /// The port the app listens on inside (its `PORT`).
     pub port: u16,
     /// The path the health check asks for.
@@ -48,14 +54,62 @@ pub struct NewDeployment<'a> {
     pub app: &'a str,
     /// The runtime asked for.
     pub runtime: &'a str,
-    /// Its environment.
-    pub env: &'a BTreeMap<String, String>,
     /// The port the app listens on.
     pub port: u16,
     /// The health check's path.
     pub health_path: &'a str,
     /// The command asked for (none: the build picks one).
     pub command: Option<&'a [String]>,
+    /// An image built before, and its digest: a release with no build.
+    pub image: Option<(&'a str, &'a str)>,
+    /// How it changes the app's config.
+    pub config: ConfigChange<'a>,
+    /// What makes it (`build`, `rollback to dep-N`, `env set KEY`).
+    pub source: &'a str,
+}
+
+/// A change to an app's env and secrets that a deployment makes (and then runs with).
+#[derive(Debug, Clone)]
+pub enum ConfigChange<'a> {
+    /// Set (`Some`) or unset (`None`) these variables and secrets (sealed values).
+    Merge { env: &'a BTreeMap<String, Option<String>>, secrets: &'a BTreeMap<String, Option<String>> },
+    /// Put the config back as a release had it.
+    Restore { env: &'a BTreeMap<String, String>, secrets: &'a BTreeMap<String, String> },
+}
+
+/// An app's config as it stands: its env, its sealed secrets, and their version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppConfig {
+    /// KEY → VALUE.
+    pub env: BTreeMap<String, String>,
+    /// KEY → sealed value.
+    pub secrets: BTreeMap<String, String>,
+    /// One more at each change.
+    pub version: i64,
+}
+
+impl ConfigChange<'_> {
+    /// `config` with the change made.
+    fn apply(&self, config: &AppConfig) -> AppConfig {
+        let merge = |now: &BTreeMap<String, String>, change: &BTreeMap<String, Option<String>>| {
+            let mut out = now.clone();
+            for (k, v) in change {
+                match v {
+                    Some(v) => out.insert(k.clone(), v.clone()),
+                    None => out.remove(k),
+                };
+            }
+            out
+        };
+        let (env, secrets) = match self {
+            ConfigChange::Merge { env, secrets } => (merge(&config.env, env), merge(&config.secrets, secrets)),
+            ConfigChange::Restore { env, secrets } => ((*env).clone(), (*secrets).clone()),
+        };
+        // A secret sealed again holds a new nonce, not a new value: only names and values
+        // that differ count as a change (a sealed value that differs is a set, which counts).
+        let changed = env != config.env || secrets != config.secrets;
+        AppConfig { env, secrets, version: config.version + i64::from(changed) }
+    }
 }
 
 /// An app as recorded.
@@ -81,7 +135,7 @@ pub struct RouteRow {
 }
 
 const SELECT: &str = "SELECT id, app, runtime, status, reason, image, image_digest, command, env, port, health_path, \
-                      container_id, created_at, finished_at FROM deployments";
+                      container_id, created_at, finished_at, secrets, config_version, source FROM deployments";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<DeploymentRow> {
     Ok(DeploymentRow {
@@ -99,7 +153,20 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<DeploymentRow> {
         container_id: r.get(11)?,
         created_at: r.get(12)?,
         finished_at: r.get(13)?,
+        secrets: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
+        config_version: r.get(15)?,
+        source: r.get(16)?,
     })
+}
+
+/// An app's config, read on `conn` (a connection or a transaction).
+fn config_in(conn: &rusqlite::Connection, app: &str) -> Result<AppConfig> {
+    let Some((env, version)) = conn.query_row("SELECT env, config_version FROM apps WHERE name = ?1", [app], |r| Ok((r.get::<_, String>(0)?, r.get(1)?))).optional()? else {
+        return Ok(AppConfig::default());
+    };
+    let mut stmt = conn.prepare("SELECT name, sealed FROM app_secrets WHERE app = ?1")?;
+    let secrets = stmt.query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<BTreeMap<String, String>>>()?;
+    Ok(AppConfig { env: serde_json::from_str(&env).unwrap_or_default(), secrets, version })
 }
 
 fn app_row(r: &rusqlite::Row) -> rusqlite::Result<AppRow> {
@@ -107,20 +174,69 @@ fn app_row(r: &rusqlite::Row) -> rusqlite::Result<AppRow> {
 }
 
 impl Db {
-    /// Records a deployment as `building` (and its app, the first time); returns its number.
+    /// Records a deployment (and its app, the first time), making its config change to the
+    /// app in the same transaction; it is `building`, or `starting` for a release of an image
+    /// built before. Returns its number.
     pub fn insert_deployment(&self, new: &NewDeployment) -> Result<i64> {
         let tx = self.immediate()?;
         let at = now();
         tx.execute("INSERT OR IGNORE INTO apps (name, created_at) VALUES (?1, ?2)", params![new.app, at])?;
-        let env = serde_json::to_string(new.env).expect("strings serialize");
+        let before = config_in(&tx, new.app)?;
+        let config = new.config.apply(&before);
+        if config.version != before.version {
+            let env = serde_json::to_string(&config.env).expect("strings serialize");
+            tx.execute("UPDATE apps SET env = ?2, config_version = ?3 WHERE name = ?1", params![new.app, env, config.version])?;
+            tx.execute("DELETE FROM app_secrets WHERE app = ?1", [new.app])?;
+            for (name, sealed) in &config.secrets {
+                let kept = before.secrets.get(name) == Some(sealed);
+                let when: Option<String> = if kept { tx.query_row("SELECT updated_at FROM app_secrets WHERE app = ?1 AND name = ?2", params![new.app, name], |r| r.get(0)).optional()? } else { None };
+                tx.execute("INSERT INTO app_secrets (app, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)", params![new.app, name, sealed, when.unwrap_or_else(|| at.clone())])?;
+            }
+        }
         let command = new.command.map(|c| serde_json::to_string(c).expect("strings serialize"));
+        let (image, digest) = new.image.unzip();
+        let status = if image.is_some() { "starting" } else { "building" };
         tx.execute(
-            "INSERT INTO deployments (app, runtime, status, env, port, health_path, command, created_at) VALUES (?1, ?2, 'building', ?3, ?4, ?5, ?6, ?7)",
-            params![new.app, new.runtime, env, new.port, new.health_path, command, at],
+            "INSERT INTO deployments (app, runtime, status, env, secrets, config_version, source, port, health_path, command, image, image_digest, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                new.app,
+                new.runtime,
+                status,
+                serde_json::to_string(&config.env).expect("strings serialize"),
+                serde_json::to_string(&config.secrets).expect("strings serialize"),
+                config.version,
+                new.source,
+                new.port,
+                new.health_path,
+                command,
+                image,
+                digest,
+                at
+            ],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(id)
+    }
+
+    /// An app's config as it stands.
+    pub fn app_config(&self, app: &str) -> Result<AppConfig> {
+        config_in(&self.conn, app)
+    }
+
+    /// An app's secrets: names and when each was last set (never values).
+    pub fn app_secrets(&self, app: &str) -> Result<Vec<(String, String)>> {
+        self.query("SELECT name, updated_at FROM app_secrets WHERE app = ?1 ORDER BY name", [app], |r| Ok((r.get(0)?, r.get(1)?)))
+    }
+
+    /// Forgets an app: its route, secrets, deployments and itself, in one transaction.
+    pub fn delete_app(&self, app: &str) -> Result<()> {
+        let tx = self.immediate()?;
+        tx.execute("DELETE FROM routes WHERE name = ?1", [app])?;
+        tx.execute("DELETE FROM apps WHERE name = ?1", [app])?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A deployment by number.
@@ -219,8 +335,12 @@ mod tests {
     }
 
     fn deploy(db: &Db, app: &str) -> i64 {
-        let env = BTreeMap::from([("K".to_string(), "V".to_string())]);
-        db.insert_deployment(&NewDeployment { app, runtime: "node:18", env: &env, port: 8080, health_path: "/", command: None }).unwrap()
+        let env = BTreeMap::from([("K".to_string(), Some("V".to_string()))]);
+        change(db, app, ConfigChange::Merge { env: &env, secrets: &BTreeMap::new() })
+    }
+
+    fn change(db: &Db, app: &str, config: ConfigChange) -> i64 {
+        db.insert_deployment(&NewDeployment { app, runtime: "node:18", port: 8080, health_path: "/", command: None, image: None, config, source: "build" }).unwrap()
     }
 
     #[test]
@@ -260,5 +380,29 @@ mod tests {
         assert_eq!((row.status.as_str(), row.reason.as_deref()), ("failed", Some("restarted")));
         assert!(row.finished_at.is_some());
         assert!(db.unfinished_deployments().unwrap().is_empty());
+    }
+
+    #[test]
+    fn config_changes_make_versions_and_each_deployment_keeps_its_snapshot() {
+        let db = Db::in_memory().unwrap();
+        let first = deploy(&db, "web");
+        let secrets = BTreeMap::from([("TOKEN".to_string(), Some("sealed-1".to_string()))]);
+        let second = change(&db, "web", ConfigChange::Merge { env: &BTreeMap::new(), secrets: &secrets });
+        let unset = BTreeMap::from([("K".to_string(), None)]);
+        let third = change(&db, "web", ConfigChange::Merge { env: &unset, secrets: &BTreeMap::new() });
+        let same = change(&db, "web", ConfigChange::Merge { env: &unset, secrets: &BTreeMap::new() });
+        let rows: Vec<DeploymentRow> = [first, second, third, same].iter().map(|id| db.deployment(*id).unwrap().unwrap()).collect();
+        assert_eq!(rows.iter().map(|d| d.config_version).collect::<Vec<_>>(), [1, 2, 3, 3]);
+        assert_eq!(rows[1].env.get("K").map(String::as_str), Some("V"));
+        assert_eq!(rows[1].secrets.get("TOKEN").map(String::as_str), Some("sealed-1"));
+        assert!(rows[2].env.is_empty() && rows[2].secrets.contains_key("TOKEN"));
+        assert_eq!(db.app_secrets("web").unwrap().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["TOKEN"]);
+        // A rollback puts the first release's config back.
+        let back = change(&db, "web", ConfigChange::Restore { env: &rows[0].env, secrets: &rows[0].secrets });
+        assert_eq!(db.deployment(back).unwrap().unwrap().config_version, 4);
+        let now = db.app_config("web").unwrap();
+        assert_eq!((now.env.get("K").map(String::as_str), now.secrets.len()), (Some("V"), 0));
+        db.delete_app("web").unwrap();
+        assert!(db.app("web").unwrap().is_none() && db.deployment(first).unwrap().is_none());
     }
 }

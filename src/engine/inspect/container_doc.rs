@@ -245,16 +245,17 @@ fn config(f: &ContainerFacts, args: &[String]) -> ConfigDoc {
     for p in &f.ports {
         exposed.insert(format!("{}/{}", p.container_port, p.protocol), json!({}));
     }
+    let labels = labels(f.spec.as_ref());
     ConfigDoc {
         hostname: f.row.hostname.clone(),
         user,
         tty: process.as_ref().and_then(|p| p.terminal()).unwrap_or(false),
-        env: process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+        env: crate::engine::hide_secret_env(process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(), &labels),
         cmd,
         image: f.row.image.clone(),
         working_dir: process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
         entrypoint,
-        labels: labels(f.spec.as_ref()),
+        labels,
         exposed_ports: exposed,
     }
 }
