@@ -205,6 +205,9 @@ PY
         printf -- '--XX\r\nContent-Disposition: form-data; name="app_name"\r\n\r\nhalf\r\n--XX\r\nContent-Disposition: form-data; name="code"; filename="a.tgz"\r\n\r\nabc' > $LAB/half
         try half -H 'Content-Type: multipart/form-data; boundary=XX' --data-binary @$LAB/half
         echo "uploads=$(ls -A $SHIBAFU_ROOT/paas/uploads | wc -l) builds=$(ls -A $SHIBAFU_ROOT/paas/builds | wc -l)"
+        # From another address than loopback, the token is needed.
+        ip addr add 10.250.0.1/32 dev lo
+        echo "remote=$(curl -s -o /dev/null -w '%{{http_code}}' http://10.250.0.1:8080/api/apps) $(curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer nope' http://10.250.0.1:8080/api/apps) $(curl -s -o /dev/null -w '%{{http_code}}' -H "Authorization: Bearer $(cat $SHIBAFU_ROOT/paas/api.token)" http://10.250.0.1:8080/api/apps)"
         echo "apps=$(curl -s $api/apps)"
         "#,
         platform = platform(),
@@ -226,6 +229,7 @@ PY
         "notform=400 form: ",
         "half=400 ",
         "uploads=0 builds=0",
+        "remote=401 401 200",
         "apps=[]",
     ] {
         assert!(out.contains(want), "{want:?} missing: {out}");

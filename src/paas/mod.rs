@@ -79,6 +79,11 @@ impl Paas {
         Paas::dir(root).join("secret.key")
     }
 
+    /// The API token file.
+    pub fn token_file(root: &Path) -> PathBuf {
+        Paas::dir(root).join("api.token")
+    }
+
     /// An app's URL.
     pub fn url(&self, app: &str) -> String {
         format!("http://{app}.{}", self.domain)
@@ -134,6 +139,13 @@ fn error_body(_status: StatusCode, message: &str) -> (&'static str, String) {
     ("application/json", serde_json::json!({ "error": message }).to_string())
 }
 
+/// The answer to a request from elsewhere than loopback without the right token.
+fn unauthorized() -> Response {
+    let mut resp = PaasError::status(StatusCode::UNAUTHORIZED, "requests from other hosts need Authorization: Bearer TOKEN (the token is in paas/api.token under the data root)").into_response();
+    resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    resp
+}
+
 /// Serves the API until the process ends.
 pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     let dir = Paas::dir(&opts.root);
@@ -149,15 +161,21 @@ pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     let (worker_root, worker_domain) = (opts.root.clone(), opts.domain.clone());
     std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_root, &worker_domain, queue))?;
     let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer });
+    let token = secrets::token(&Paas::token_file(&opts.root)).map_err(|e| anyhow::anyhow!("the API token {}: {e}", Paas::token_file(&opts.root).display()))?;
     let router = api::router(paas);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.listen))?;
         eprintln!("shibafu paas: serving http://{}/api/ (apps at http://APP.{}, uploads up to {} bytes)", opts.listen, opts.domain, opts.max_upload);
-        match crate::http_server::serve(listener, opts.limits, error_body, move |req, _peer| {
+        let token = Arc::new(token);
+        match crate::http_server::serve(listener, opts.limits, error_body, move |req, peer| {
             let mut router = router.clone();
+            let allowed = peer.ip().is_loopback() || secrets::bearer_matches(req.headers(), &token);
             async move {
                 use tower_service::Service;
+                if !allowed {
+                    return unauthorized();
+                }
                 match router.call(req).await {
                     Ok(resp) => resp,
                     Err(never) => match never {},

@@ -64,6 +64,34 @@ impl Sealer {
     }
 }
 
+/// The API token in the file at `path`, made (64 hex digits, 0600, never replaced) when missing.
+pub fn token(path: &Path) -> std::io::Result<String> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => {
+            let hex: String = random::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
+            f.write_all(hex.as_bytes())?;
+            f.sync_all()?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let text = std::fs::read_to_string(path)?.trim().to_string();
+    if text.len() < 32 {
+        return Err(std::io::Error::other(format!("{} holds no token of at least 32 characters", path.display())));
+    }
+    Ok(text)
+}
+
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with this token (compared in constant
+/// time).
+pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let Some(given) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +113,20 @@ mod tests {
         assert!(other.unseal("web", "API_KEY", &sealed).unwrap_err().contains("does not open"));
         std::fs::write(&path, b"short").unwrap();
         assert!(Sealer::open(&path).is_err());
+    }
+
+    #[test]
+    fn the_token_is_made_once_and_only_it_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.token");
+        let t = token(&path).unwrap();
+        assert_eq!((t.len(), token(&path).unwrap() == t), (64, true));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!bearer_matches(&headers, &t));
+        headers.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        assert!(bearer_matches(&headers, &t));
+        headers.insert("authorization", format!("Bearer {}x", &t[1..]).parse().unwrap());
+        assert!(!bearer_matches(&headers, &t));
     }
 }
