@@ -16,7 +16,7 @@ fn platform() -> String {
         shibafu image import {node} node:18 >/dev/null
         shibafu image import {python} python:3.11 >/dev/null
         shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
-        shibafu paas serve --port 8080 --max-upload 8m 2>$LAB/paas.log &
+        shibafu paas serve --port 8080 --max-upload 8m --check-interval 500ms --check-retries 2 2>$LAB/paas.log &
         for i in $(seq 100); do curl -sf http://127.0.0.1:8080/api/apps >/dev/null && break; sleep 0.1; done
         api=http://127.0.0.1:8080/api
         deploy() {{ f=$1; shift; curl -s -o $LAB/answer -w '%{{http_code}}' "$@" -F code=@$f $api/deploy; echo " $(cat $LAB/answer)"; }}
@@ -304,5 +304,38 @@ fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_neve
         "after=404 0 0 [no running container answers for host \"web.platform.local\"".to_string(),
     ] {
         assert!(out.contains(&want), "{want:?} missing: {out}");
+    }
+}
+
+#[test]
+fn phase8_a_live_version_that_stops_answering_is_restarted_and_a_crash_comes_back() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        {REPORT}
+        mkdir $LAB/app && cat > $LAB/app/server.js <<'JS'
+let broken = false;
+require('http').createServer((q, s) => {{
+    if (q.url === '/break') broken = true;
+    if (q.url === '/crash') process.exit(7);
+    s.statusCode = broken ? 500 : 200;
+    s.end(broken ? 'broken' : 'fine');
+}}).listen(process.env.PORT);
+JS
+        tar -C $LAB/app -czf $LAB/app.tgz .
+        deploy $LAB/app.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "live=$(settle $(jq -r .deployment_id $LAB/answer)) $(get web)"
+        get web break >/dev/null
+        for i in $(seq 100); do [ "$(curl -s $api/apps/web | jq .health_restarts)" = 1 ] && break; sleep 0.1; done
+        for i in $(seq 100); do [ "$(get web)" = fine ] && break; sleep 0.1; done
+        echo "after-break=$(get web) $(curl -s $api/apps/web | jq -c '[.health_restarts, (.last_check_failure | test("2 failed checks in a row \\(GET / answered 500\\): restarted web-dep-1"))]')"
+        get web crash >/dev/null || true
+        for i in $(seq 100); do [ "$(get web)" = fine ] && break; sleep 0.1; done
+        echo "after-crash=$(get web) $(curl -s $api/apps/web | jq -c '[.restarts, .status, .state]')"
+        "#,
+        platform = platform(),
+    ));
+    for want in ["live=live fine", "after-break=fine [1,true]", r#"after-crash=fine [1,"live","running"]"#] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }

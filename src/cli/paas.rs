@@ -26,6 +26,12 @@ pub enum PaasCommand {
         /// The largest code archive a deploy takes (bytes, or with k, m, g).
         #[arg(long, default_value = "256m", value_parser = crate::storage::limits::parse_size)]
         max_upload: u64,
+        /// Time between health checks of each app's live version (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        check_interval: std::time::Duration,
+        /// Failed checks in a row before the live version is restarted.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        check_retries: u32,
         #[command(flatten)]
         limits: super::limits::ConnectionLimits,
     },
@@ -33,10 +39,10 @@ pub enum PaasCommand {
 
 /// Runs a `paas` command.
 pub fn paas(root: &Path, cmd: PaasCommand) -> Result<i32> {
-    let PaasCommand::Serve { port, address, domain, max_upload, limits } = cmd;
+    let PaasCommand::Serve { port, address, domain, max_upload, check_interval, check_retries, limits } = cmd;
     crate::network::check_name("domain", &domain, 253)?;
     // Open once here so a bad root is an error now, not in the worker.
     crate::engine::Engine::open(root)?;
-    serve(PaasOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domain, max_upload, limits: limits.limits()? })?;
+    serve(PaasOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domain, max_upload, limits: limits.limits()?, keep: crate::paas::keeper::KeepOptions { interval: check_interval, retries: check_retries } })?;
     Ok(0)
 }

@@ -163,6 +163,7 @@ fn app_summary(paas: &Paas, db: &crate::state::Db, name: &str, live: Option<i64>
     let shown = deployments.iter().find(|d| Some(d.id) == live).or(deployments.first());
     let last_failure = deployments.iter().find(|d| d.status == "failed").map(|d| json!({ "deployment_id": deployment_id(d.id), "reason": d.reason, "at": d.finished_at }));
     let container = shown.and_then(|d| d.container_id.as_deref()).and_then(|id| db.containers_by_id(id).ok()).and_then(|mut rows| rows.pop());
+    let (health, health_restarts, last_check_failure) = db.app_health(name).map_err(PaasError::internal)?;
     Ok(json!({
         "name": name,
         "url": paas.url(name),
@@ -173,7 +174,9 @@ fn app_summary(paas: &Paas, db: &crate::state::Db, name: &str, live: Option<i64>
         "container": container.as_ref().map(|c| c.name.as_str()),
         "state": container.as_ref().map(|c| c.state.as_str()),
         "restarts": container.as_ref().map_or(0, |c| c.restart_count),
-        "health": container.as_ref().and_then(|c| c.health.as_ref()).map(|h| h.status.as_str()),
+        "health": health,
+        "health_restarts": health_restarts,
+        "last_check_failure": last_check_failure,
         "last_failure": last_failure,
     }))
 }

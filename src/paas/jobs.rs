@@ -333,7 +333,7 @@ fn finish(engine: &Engine, dep: &DeploymentRow, cid: &str, log: &mut BuildLog) -
 /// How long a version that is replaced has to exit on SIGTERM before SIGKILL. It serves no
 /// new request by then; and an app that runs as PID 1 without a SIGTERM handler of its own (node,
 /// as under Docker without --init) never exits on SIGTERM, so a long grace only delays.
-const STOP_GRACE: Duration = Duration::from_secs(3);
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Stops (SIGTERM, then SIGKILL after `STOP_GRACE`) and removes a container, and reaps its
 /// monitor, which this process started; says so in the log.

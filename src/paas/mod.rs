@@ -15,6 +15,7 @@ pub mod code;
 pub mod detect;
 pub mod form;
 pub mod jobs;
+pub mod keeper;
 pub mod probe;
 pub mod secrets;
 
@@ -41,6 +42,8 @@ pub struct PaasOptions {
     pub max_upload: u64,
     /// Connection limits.
     pub limits: Limits,
+    /// The health checks of live versions.
+    pub keep: keeper::KeepOptions,
 }
 
 /// How many deployments may wait for the worker.
@@ -160,6 +163,8 @@ pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     jobs::recover(&opts.root)?;
     let (worker_root, worker_domain) = (opts.root.clone(), opts.domain.clone());
     std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_root, &worker_domain, queue))?;
+    let (keeper_root, keeper_domain, keep) = (opts.root.clone(), opts.domain.clone(), opts.keep);
+    std::thread::Builder::new().name("paas-keeper".into()).spawn(move || keeper::keep(&keeper_root, &keeper_domain, keep))?;
     let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer });
     let token = secrets::token(&Paas::token_file(&opts.root)).map_err(|e| anyhow::anyhow!("the API token {}: {e}", Paas::token_file(&opts.root).display()))?;
     let router = api::router(paas);

@@ -183,7 +183,10 @@ const MIGRATIONS: &[&str] = &[
         created_at      TEXT NOT NULL,
         live_deployment INTEGER,
         env             TEXT NOT NULL DEFAULT '{}',
-        config_version  INTEGER NOT NULL DEFAULT 0
+        config_version  INTEGER NOT NULL DEFAULT 0,
+        health          TEXT,
+        health_restarts INTEGER NOT NULL DEFAULT 0,
+        last_failure    TEXT
     );
     CREATE TABLE app_secrets (
         app        TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,

@@ -230,6 +230,22 @@ impl Db {
         self.query("SELECT name, updated_at FROM app_secrets WHERE app = ?1 ORDER BY name", [app], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
+    /// Records what the last check of an app's live version found (`healthy`, or why not),
+    /// a restart it led to, and the last failure (`at: what`).
+    pub fn set_app_health(&self, app: &str, health: &str, restarted: bool, failure: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE apps SET health = ?2, health_restarts = health_restarts + ?3, last_failure = COALESCE(?4, last_failure) WHERE name = ?1",
+            params![app, health, i64::from(restarted), failure],
+        )?;
+        Ok(())
+    }
+
+    /// An app's health as the checks found it: the last result, the restarts they made, the
+    /// last failure.
+    pub fn app_health(&self, app: &str) -> Result<(Option<String>, i64, Option<String>)> {
+        Ok(self.conn.query_row("SELECT health, health_restarts, last_failure FROM apps WHERE name = ?1", [app], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?.unwrap_or_default())
+    }
+
     /// Forgets an app: its route, secrets, deployments and itself, in one transaction.
     pub fn delete_app(&self, app: &str) -> Result<()> {
         let tx = self.immediate()?;
