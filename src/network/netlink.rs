@@ -151,6 +151,15 @@ fn bridge_mac(gateway: Ipv4Addr) -> Vec<u8> {
     [[0x02, 0x42].as_slice(), &gateway.octets()].concat()
 }
 
+/// A container's hardware address on a network: locally administered, from its address (02:42
+/// and its four bytes, as Docker did), so an address given again after a `rm` comes with the
+/// same hardware address. A fresh random one would be unreachable from the host and from the
+/// other containers until their neighbor entries for the address expired (up to ~30 s while
+/// REACHABLE): a quick redeploy that reuses the address timed out.
+pub fn container_mac(address: Ipv4Addr) -> Vec<u8> {
+    [[0x02, 0x42].as_slice(), &address.octets()].concat()
+}
+
 /// Makes the bridge with its gateway address, up, unless it exists; true when it was made.
 pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
     let bridge = bridge.to_string();
@@ -187,8 +196,12 @@ pub fn add_veth(plan: &VethPlan) -> Result<()> {
 
 async fn create_pair(h: &Handle, plan: &VethPlan, ns: &File) -> Result<()> {
     let bridge = index_of(h, &plan.bridge).await?.ok_or_else(|| NetworkError::Invalid(format!("bridge {} does not exist", plan.bridge)))?;
-    explain::step(|| format!("ip link add {} master {} up type veth peer name {} netns {}", plan.host, plan.bridge, plan.inside, plan.netns.display()));
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name(plan.inside.clone()).setns_by_fd(ns.as_raw_fd()).build();
+    let mac = container_mac(plan.address);
+    explain::step(|| {
+        let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        format!("ip link add {} master {} up type veth peer name {} address {mac} netns {}", plan.host, plan.bridge, plan.inside, plan.netns.display())
+    });
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name(plan.inside.clone()).address(mac.clone()).setns_by_fd(ns.as_raw_fd()).build();
     let pair = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
         .name(plan.host.clone())
         .controller(bridge)
@@ -289,4 +302,16 @@ pub fn delete_link(name: &str) -> Result<()> {
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_addresses_follow_the_ip_so_a_reused_address_keeps_its_mac() {
+        assert_eq!(container_mac(Ipv4Addr::new(10, 89, 0, 2)), [0x02, 0x42, 10, 89, 0, 2]);
+        assert_ne!(container_mac(Ipv4Addr::new(10, 89, 0, 1)), bridge_mac(Ipv4Addr::new(10, 89, 0, 2)));
+        assert_eq!(bridge_mac(Ipv4Addr::new(172, 20, 0, 1))[..2], [0x02, 0x42], "locally administered, unicast");
+    }
 }
