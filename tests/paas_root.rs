@@ -16,6 +16,8 @@ fn platform() -> String {
         shibafu image import {node} node:18 >/dev/null
         shibafu image import {python} python:3.11 >/dev/null
         shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
+        shibafu registry serve --port 5000 2>$LAB/registry.log &
+        for i in $(seq 100); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
         shibafu paas serve --port 8080 --max-upload 8m --check-interval 500ms --check-retries 2 2>$LAB/paas.log &
         for i in $(seq 100); do curl -sf http://127.0.0.1:8080/api/apps >/dev/null && break; sleep 0.1; done
         api=http://127.0.0.1:8080/api
@@ -80,6 +82,7 @@ PY
         echo "proc-log=$(curl -s $api/deployments/$proc | jq -r '.log[]' | grep -c 'Procfile')"
         echo "env-shown=$(curl -s $api/deployments/dep-2 | jq -c .env)"
         echo "image=$(shibafu image ls | grep -c 'localhost:5000/apps/api')"
+        echo "pushed=$(curl -s http://127.0.0.1:5000/v2/apps/api/tags/list)"
         echo "unknown=$(curl -s -o /dev/null -w '%{{http_code}}' $api/deployments/dep-99)"
         # By name, with no Host header: our DNS answers APP.platform.local with the address
         # asked, where the proxy listens, for the host (its own listener) and for apps.
@@ -106,6 +109,7 @@ PY
         "proc-log=1",
         r#"env-shown=["GREETING"]"#,
         "image=1",
+        r#"pushed={"name":"apps/api","tags":["dep-2"]}"#,
         "unknown=404",
         "by-name=hello-static",
         "from-app=hello-static",
@@ -252,7 +256,11 @@ fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_neve
         app v1; app v2
         # Every answer of the API is kept, to look for the secrets in.
         call() {{ curl -s "$@" | tee -a $LAB/responses; echo >> $LAB/responses; }}
-        step() {{ id=$(call "$@" | jq -r .deployment_id); echo "$(settle $id) $(get web)"; }}
+        step() {{
+            id=$(call "$@" | jq -r .deployment_id); s=$(settle $id)
+            [ "$s" = live ] || curl -s $api/deployments/$id | jq -r '.reason, .log[]' >&2
+            echo "$s $(get web)"
+        }}
         echo "dep-1=$(step -F app_name=web -F runtime=node:18 -F 'env[GREETING]=hello' -F "secret[TOKEN]=$one" -F code=@$LAB/v1.tgz $api/deploy)"
         echo "dep-2=$(step -X PUT --data-binary bonjour $api/apps/web/env/GREETING)"
         echo "dep-3=$(step -X PUT --data-binary $two $api/apps/web/secrets/TOKEN)"

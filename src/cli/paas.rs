@@ -26,6 +26,9 @@ pub enum PaasCommand {
         /// The largest code archive a deploy takes (bytes, or with k, m, g).
         #[arg(long, default_value = "256m", value_parser = crate::storage::limits::parse_size)]
         max_upload: u64,
+        /// The registry built images are pushed to, as REGISTRY/apps/APP:dep-N.
+        #[arg(long, default_value = "localhost:5000")]
+        registry: String,
         /// Time between health checks of each app's live version (e.g. 10s).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         check_interval: std::time::Duration,
@@ -39,10 +42,13 @@ pub enum PaasCommand {
 
 /// Runs a `paas` command.
 pub fn paas(root: &Path, cmd: PaasCommand) -> Result<i32> {
-    let PaasCommand::Serve { port, address, domain, max_upload, check_interval, check_retries, limits } = cmd;
+    let PaasCommand::Serve { port, address, domain, max_upload, registry, check_interval, check_retries, limits } = cmd;
     crate::network::check_name("domain", &domain, 253)?;
+    if crate::image::distribution::RemoteRef::parse(&format!("{registry}/apps/a:dep-1")).is_none() {
+        anyhow::bail!("--registry {registry:?} is not a registry host: give HOST[:PORT], as localhost:5000");
+    }
     // Open once here so a bad root is an error now, not in the worker.
     crate::engine::Engine::open(root)?;
-    serve(PaasOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domain, max_upload, limits: limits.limits()?, keep: crate::paas::keeper::KeepOptions { interval: check_interval, retries: check_retries } })?;
+    serve(PaasOptions { root: root.to_path_buf(), listen: SocketAddr::new(address, port), domain, max_upload, limits: limits.limits()?, keep: crate::paas::keeper::KeepOptions { interval: check_interval, retries: check_retries }, registry })?;
     Ok(0)
 }

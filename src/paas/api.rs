@@ -405,7 +405,7 @@ async fn delete_app(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> 
             db.delete_app(&name).map_err(PaasError::internal)?;
             rows.into_iter().filter_map(|d| d.container_id).collect()
         };
-        let removed = jobs::remove_app(&paas.root, &name, &containers).map_err(PaasError::internal)?;
+        let removed = jobs::remove_app(&paas.root, &paas.registry, &name, &containers).map_err(PaasError::internal)?;
         Ok(Json(json!({ "deleted": name, "removed": removed })).into_response())
     })
     .await

@@ -79,8 +79,9 @@ pub fn recover(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Removes the containers of a deleted app (and reaps their monitors) and untags its images
-/// (`localhost:5000/apps/APP:*`), so gc can take their layers; the names removed.
-pub fn remove_app(root: &Path, app: &str, containers: &[String]) -> anyhow::Result<Vec<String>> {
+/// (`REGISTRY/apps/APP:*`), so gc can take their layers; the names removed. The registry
+/// keeps its copies (`registry gc` after a delete of its tags).
+pub fn remove_app(root: &Path, registry: &str, app: &str, containers: &[String]) -> anyhow::Result<Vec<String>> {
     let engine = Engine::open(root)?;
     let mut log = BuildLog { file: None, id: 0 };
     let mut removed = Vec::new();
@@ -91,7 +92,7 @@ pub fn remove_app(root: &Path, app: &str, containers: &[String]) -> anyhow::Resu
         }
     }
     let store = engine.images();
-    let repo = format!("localhost:5000/apps/{app}");
+    let repo = Paas::repository(registry, app);
     for image in engine.db.images()?.into_iter().filter(|i| i.name == repo) {
         store.remove(&image, 0)?;
         removed.push(image.reference());
@@ -104,13 +105,15 @@ struct Worker {
     engine: Engine,
     sealer: super::secrets::Sealer,
     domain: String,
+    registry: String,
 }
 
-/// Runs the queue until the API side goes; apps answer as `APP.<domain>`.
-pub fn worker(root: &Path, domain: &str, queue: Receiver<i64>) {
+/// Runs the queue until the API side goes.
+pub fn worker(opts: &super::PaasOptions, queue: Receiver<i64>) {
+    let root = &opts.root;
     let opened = Engine::open(root).map_err(|e| e.to_string()).and_then(|engine| {
         let sealer = super::secrets::Sealer::open(&Paas::key_file(root)).map_err(|e| format!("the secrets key: {e}"))?;
-        Ok(Worker { engine, sealer, domain: domain.to_string() })
+        Ok(Worker { engine, sealer, domain: opts.domain.clone(), registry: opts.registry.clone() })
     });
     let worker = match opened {
         Ok(worker) => worker,
@@ -191,7 +194,9 @@ fn go(worker: &Worker, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Fa
             let dir = build_dir(&engine.root, dep.id);
             let plan = detect(&dir.join("app"), &runtime, dep.command.as_deref(), dep.port).map_err(failed("detect"))?;
             log.line(&format!("runtime {} on image {}; command {:?} ({})", dep.runtime, runtime.image(), plan.command, plan.why));
-            build(engine, dep, &runtime, &plan, log).map_err(failed("build"))?
+            let image = build(engine, &worker.registry, dep, &runtime, &plan, log).map_err(failed("build"))?;
+            push(engine, &worker.registry, dep, &image, log).map_err(failed("push"))?;
+            image
         }
     };
     let mut secrets = Vec::new();
@@ -206,8 +211,8 @@ fn go(worker: &Worker, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Fa
 }
 
 /// Packs the code tree (and the plan's files) as a layer on top of the runtime's image, and
-/// stores the image as `localhost:5000/apps/APP:dep-N`; its reference.
-fn build(engine: &Engine, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, log: &mut BuildLog) -> Result<String, String> {
+/// stores the image as `REGISTRY/apps/APP:dep-N`; its reference.
+fn build(engine: &Engine, registry: &str, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, log: &mut BuildLog) -> Result<String, String> {
     let base = engine.image_or_pull(runtime.image()).map_err(|e| format!("the runtime image {}: {e}", runtime.image()))?;
     let dir = build_dir(&engine.root, dep.id);
     if *runtime == Runtime::Static {
@@ -232,12 +237,23 @@ fn build(engine: &Engine, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, l
         config.cmd = plan.command.clone();
     }
     config.working_dir = "/app".into();
-    let reference = Reference { name: format!("localhost:5000/apps/{}", dep.app), tag: deployment_id(dep.id) };
+    let reference = Reference { name: Paas::repository(registry, &dep.app), tag: deployment_id(dep.id) };
     let image = store.store_image(&reference, &layers, &config, &format!("shibafu paas build {}", deployment_id(dep.id))).map_err(|e| e.to_string())?;
     let command = if config.entrypoint.is_empty() { config.cmd.clone() } else { [config.entrypoint.clone(), config.cmd.clone()].concat() };
     engine.db.set_deployment_image(dep.id, &reference.to_string(), &image.manifest_digest, &command).map_err(|e| e.to_string())?;
     log.line(&format!("image {reference} ({}): {} layers, the code layer {}", image.manifest_digest, layers.len(), layer.blob_digest));
     Ok(reference.to_string())
+}
+
+/// Pushes the image to the registry it is named after (blobs it has already are not sent).
+fn push(engine: &Engine, registry: &str, dep: &DeploymentRow, image: &str, log: &mut BuildLog) -> Result<(), String> {
+    let store = engine.images();
+    let row = store.resolve(image).map_err(|e| e.to_string())?;
+    let target = crate::image::distribution::RemoteRef { host: registry.to_string(), repo: format!("apps/{}", dep.app), tag: deployment_id(dep.id) };
+    log.line(&format!("shibafu push {image} {image}"));
+    let digest = store.push(&row, &target).map_err(|e| format!("{e} (the registry at {registry}: is `shibafu registry serve` running?)"))?;
+    log.line(&format!("pushed {image} ({digest})"));
+    Ok(())
 }
 
 /// Runs the image on the platform network with its env, secrets and `PORT`, restarted always;

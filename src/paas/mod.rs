@@ -44,6 +44,9 @@ pub struct PaasOptions {
     pub limits: Limits,
     /// The health checks of live versions.
     pub keep: keeper::KeepOptions,
+    /// The registry built images are pushed to (`localhost:5000`): they are named
+    /// `REGISTRY/apps/APP:dep-N`.
+    pub registry: String,
 }
 
 /// How many deployments may wait for the worker.
@@ -69,6 +72,8 @@ pub struct Paas {
     pub max_upload: u64,
     /// Seals secrets.
     pub sealer: secrets::Sealer,
+    /// Where built images go.
+    pub registry: String,
 }
 
 impl Paas {
@@ -85,6 +90,11 @@ impl Paas {
     /// The API token file.
     pub fn token_file(root: &Path) -> PathBuf {
         Paas::dir(root).join("api.token")
+    }
+
+    /// The repository of an app's images (`localhost:5000/apps/APP`).
+    pub fn repository(registry: &str, app: &str) -> String {
+        format!("{registry}/apps/{app}")
     }
 
     /// An app's URL.
@@ -161,11 +171,11 @@ pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     // this one left unfinished is settled before any new job.
     let sealer = secrets::Sealer::open(&Paas::key_file(&opts.root)).map_err(|e| anyhow::anyhow!("the secrets key {}: {e}", Paas::key_file(&opts.root).display()))?;
     jobs::recover(&opts.root)?;
-    let (worker_root, worker_domain) = (opts.root.clone(), opts.domain.clone());
-    std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_root, &worker_domain, queue))?;
+    let worker_opts = opts.clone();
+    std::thread::Builder::new().name("paas-worker".into()).spawn(move || jobs::worker(&worker_opts, queue))?;
     let (keeper_root, keeper_domain, keep) = (opts.root.clone(), opts.domain.clone(), opts.keep);
     std::thread::Builder::new().name("paas-keeper".into()).spawn(move || keeper::keep(&keeper_root, &keeper_domain, keep))?;
-    let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer });
+    let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer, registry: opts.registry.clone() });
     let token = secrets::token(&Paas::token_file(&opts.root)).map_err(|e| anyhow::anyhow!("the API token {}: {e}", Paas::token_file(&opts.root).display()))?;
     let router = api::router(paas);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
