@@ -1,6 +1,6 @@
 //! Phase 8 of shared/PHASES.md, as written: a node app goes to the PaaS's deploy API
 //! (shibafu-paas.service) as app.tar.gz, is built on the lab's node:18, runs on the network
-//! platform, and answers at http://myapp.platform.local, a name the VM resolves through
+//! platform (its image pushed to the appliance's registry), and answers at http://myapp.platform.local, a name the VM resolves through
 //! shibafu-dns.service and the proxy serves on port 80, with no /etc/hosts line.
 
 use std::time::Duration;
@@ -25,6 +25,8 @@ fn phase8_a_small_paas_api() {
     let resolved = vm.sh("getent hosts myapp.platform.local; head -1 /etc/resolv.conf");
     let hosts = vm.sh("grep -c platform /etc/hosts || true");
     vm.check(resolved.contains("127.0.0.53") && resolved.contains("myapp.platform.local") && hosts.trim() == "0", &format!("resolved by our DNS, not /etc/hosts:\n{resolved}\n{hosts}"));
+    let tags = vm.sh("curl -s http://localhost:5000/v2/apps/myapp/tags/list");
+    vm.check(tags.contains(r#""tags":["dep-1"]"#), &format!("the image went to the appliance's registry:\n{tags}"));
     let apps = vm.sh("curl -s http://localhost:8080/api/apps");
     vm.check(apps.contains(r#""name":"myapp""#) && apps.contains(r#""status":"live""#), &format!("GET /api/apps:\n{apps}"));
 }
