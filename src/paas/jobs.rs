@@ -336,12 +336,17 @@ fn switch(engine: &Engine, dep: &DeploymentRow, cid: &str, log: &mut BuildLog) -
     finish(engine, dep, cid, log).map_err(|e| e.to_string())
 }
 
-/// Marks a switched deployment live and removes the container of the one before.
+/// Marks a switched deployment live and removes the container of the one before, on a
+/// thread of its own: its grace before SIGKILL must not hold up the next deployment.
 fn finish(engine: &Engine, dep: &DeploymentRow, cid: &str, log: &mut BuildLog) -> crate::state::Result<()> {
     let before = engine.db.go_live(&dep.app, dep.id)?;
     log.line("live");
     if let Some(old) = before.and_then(|b| b.container_id).filter(|old| old != cid) {
-        remove_container(engine, &old, log);
+        let (root, id) = (engine.root.clone(), dep.id);
+        std::thread::spawn(move || match Engine::open(&root) {
+            Ok(engine) => remove_container(&engine, &old, &mut BuildLog::open(&root, id)),
+            Err(e) => eprintln!("shibafu paas: {}: remove the version before: {e}", deployment_id(id)),
+        });
     }
     Ok(())
 }
