@@ -347,3 +347,44 @@ JS
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+#[test]
+fn phase8_a_service_killed_mid_deploy_fails_what_it_left_and_the_old_version_serves() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        {REPORT}
+        mkdir $LAB/v1 $LAB/slow
+        echo "require('http').createServer((q,s)=>s.end('v1')).listen(process.env.PORT)" > $LAB/v1/server.js
+        echo "setTimeout(()=>require('http').createServer((q,s)=>s.end('slow')).listen(process.env.PORT), 20000)" > $LAB/slow/server.js
+        tar -C $LAB/v1 -czf $LAB/v1.tgz . && tar -C $LAB/slow -czf $LAB/slow.tgz .
+        deploy $LAB/v1.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "v1=$(settle $(jq -r .deployment_id $LAB/answer)) $(get web)"
+        deploy $LAB/slow.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        for i in $(seq 100); do [ "$(curl -s $api/deployments/dep-2 | jq -r .status)" = starting ] && break; sleep 0.1; done
+        deploy $LAB/v1.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "before-kill=$(curl -s $api/deployments/dep-2 | jq -r .status) $(curl -s $api/deployments/dep-3 | jq -r .status)"
+        pkill -KILL -f 'shibafu paas serve'
+        sleep 0.5
+        shibafu paas serve --port 8080 2>>$LAB/paas.log &
+        for i in $(seq 100); do curl -sf $api/apps >/dev/null && break; sleep 0.1; done
+        echo "after=$(curl -s $api/deployments/dep-2 | jq -c '[.status, .reason]') $(curl -s $api/deployments/dep-3 | jq -c '[.status, .reason]') $(get web)"
+        echo "containers=$(shibafu list -a --format '{{{{.Names}}}}' | sort | tr '\n' ' ')"
+        echo "left=$(find $SHIBAFU_ROOT/paas/builds $SHIBAFU_ROOT/paas/uploads -mindepth 1 | wc -l)"
+        deploy $LAB/v1.tgz -F app_name=web -F runtime=node:18 >/dev/null
+        echo "again=$(settle $(jq -r .deployment_id $LAB/answer)) $(get web)"
+        "#,
+        platform = platform(),
+    ));
+    let restarted = r#"["failed","the service restarted before the deployment finished"]"#;
+    for want in [
+        "v1=live v1".to_string(),
+        "before-kill=starting building".to_string(),
+        format!("after={restarted} {restarted} v1"),
+        "containers=web-dep-1 \n".to_string(),
+        "left=0".to_string(),
+        "again=live v1".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing: {out}");
+    }
+}
