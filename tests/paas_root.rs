@@ -388,3 +388,49 @@ fn phase8_a_service_killed_mid_deploy_fails_what_it_left_and_the_old_version_ser
         assert!(out.contains(&want), "{want:?} missing: {out}");
     }
 }
+
+#[test]
+fn phase8_the_app_cli_deploys_a_directory_follows_lists_logs_rolls_back_and_removes() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        for v in one two; do
+            mkdir -p $LAB/$v && echo "console.log('started $v'); require('http').createServer((q,s)=>{{console.log('GET '+q.url); s.end('$v')}}).listen(process.env.PORT)" > $LAB/$v/server.js
+        done
+        shibafu app deploy $LAB/one --name cli --runtime node:18 -e GREETING=hi --secret TOKEN=t0k3n-value > $LAB/deploy.out
+        echo "deploy=$(head -1 $LAB/deploy.out | jq -r .deployment_id) $(tail -1 $LAB/deploy.out) $(grep -c 'shibafu run -d' $LAB/deploy.out) $(get cli)"
+        shibafu app deploy $LAB/two --name cli --runtime node:18 | tail -1
+        get cli >/dev/null; get cli hello >/dev/null
+        echo "ls=$(shibafu app ls | awk '$1 == "cli" {{print $2, $3}}')"
+        echo "logs=$(shibafu app logs cli | tr '\n' ' ')"
+        echo "follow=$( (timeout 2 shibafu app logs -f --tail 1 cli || true) | tr '\n' ' ')"
+        echo "history=$(shibafu app history cli | awk '{{print $1, $2}}' | tr '\n' ' ')"
+        shibafu app rollback cli | tail -1
+        echo "back=$(get cli)"
+        echo "status=$(shibafu app status cli | jq -c '[.status, .live_deployment]')"
+        echo "bad=$(shibafu app deploy $LAB/one --name Bad --runtime node:18 2>&1; echo " exit=$?")"
+        echo "rm=$(shibafu app rm cli | jq -c .deleted) $(shibafu app ls | grep -c cli || true)"
+        echo "leak=$(grep -c t0k3n-value $LAB/deploy.out || true)"
+        "#,
+        platform = platform(),
+    ));
+    for want in [
+        "deploy=dep-1 dep-1 is live: http://cli.platform.local 1 one",
+        "dep-2 is live: http://cli.platform.local",
+        "ls=live dep-2",
+        // The health checks ask for / every 500 ms: their lines come too.
+        "logs=started two GET / ",
+        "GET /hello ",
+        "follow=GET /hello GET / ",
+        "history=dep-2 live dep-1 superseded ",
+        "dep-3 is live: http://cli.platform.local",
+        "back=one",
+        r#"status=["live","dep-3"]"#,
+        "bad=shibafu: 400 Bad Request: app_name: \"Bad\" is not an app name",
+        " exit=125",
+        r#"rm="cli" 0"#,
+        "leak=0",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}

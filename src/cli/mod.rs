@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod layer;
 pub mod limits;
 pub mod network;
+pub mod app;
 pub mod paas;
 pub mod proxy;
 pub mod registry;
@@ -103,6 +104,13 @@ pub enum Command {
     /// The PaaS: a deploy API that builds apps from their code and runs them (phase 8).
     #[command(subcommand)]
     Paas(paas::PaasCommand),
+    /// Deploy and manage apps on the PaaS, over its API.
+    App {
+        #[command(flatten)]
+        api: app::ApiArgs,
+        #[command(subcommand)]
+        cmd: app::AppCommand,
+    },
     /// Push a named layer to a registry as a one-layer image (HOST/REPO:TAG).
     PushLayer {
         /// The layer's name (prepare-layer).
@@ -222,6 +230,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Dns(cmd) => dns::dns(root, cmd),
         Command::Proxy(cmd) => proxy::proxy(root, cmd),
         Command::Paas(cmd) => paas::paas(root, cmd),
+        Command::App { api, cmd } => app::app(api, cmd),
         Command::Registry(cmd) => registry::registry(root, cmd),
         Command::PushLayer { layer, target } => distribution::push_layer(root, &layer, &target),
         Command::CreateManifest { layers, target } => distribution::create_manifest(root, &layers, &target),

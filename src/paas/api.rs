@@ -30,6 +30,7 @@ pub fn router(paas: Arc<Paas>) -> Router {
         .route("/api/apps/{name}/secrets/{key}", put(set_secret).delete(unset_secret))
         .route("/api/apps/{name}/rollback", post(rollback))
         .route("/api/apps/{name}/diff", get(diff))
+        .route("/api/apps/{name}/logs", get(logs))
         .fallback(|| async { PaasError::status(StatusCode::NOT_FOUND, "no such endpoint: see GET /api/apps, POST /api/deploy") })
         // The form's size is counted as it streams (`--max-upload`), not held to axum's default.
         .layer(DefaultBodyLimit::disable())
@@ -410,4 +411,48 @@ async fn delete_app(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> 
     })
     .await
     .map_err(PaasError::internal)?
+}
+
+/// `?follow=true&tail=N&timestamps=true`.
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<usize>,
+    #[serde(default)]
+    timestamps: bool,
+}
+
+/// Lines handed from the blocking log reader to the response body; a client gone ends it.
+struct LineSink(tokio::sync::mpsc::Sender<axum::body::Bytes>);
+
+impl std::io::Write for LineSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.blocking_send(axum::body::Bytes::copy_from_slice(buf)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The live version's log (stdout and stderr, the engine's restart marks), as `shibafu logs`
+/// prints it; `follow` streams until that container stops for good or is replaced.
+async fn logs(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<LogQuery>) -> Answer {
+    let cid = {
+        let db = paas.db.lock().map_err(PaasError::internal)?;
+        live(&db, &name)?.container_id.ok_or_else(|| PaasError::status(StatusCode::CONFLICT, format!("{name}'s live deployment has no container")))?
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(64);
+    let root = paas.root.clone();
+    let opts = crate::engine::logs::LogsOptions { follow: q.follow, filter: crate::engine::logfile::LogFilter { tail: q.tail, ..Default::default() }, timestamps: q.timestamps };
+    std::thread::spawn(move || {
+        let (mut out, mut err) = (LineSink(tx.clone()), LineSink(tx));
+        if let Err(e) = crate::engine::Engine::open(&root).and_then(|engine| engine.logs(&cid, &opts, &mut out, &mut err)) {
+            let _ = std::io::Write::write_all(&mut err, format!("[shibafu] the log ended: {e}\n").as_bytes());
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream)).into_response())
 }

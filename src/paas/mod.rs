@@ -11,6 +11,7 @@
 //! (the build log, served with the deployment).
 
 pub mod api;
+pub mod client;
 pub mod code;
 pub mod detect;
 pub mod form;
