@@ -72,7 +72,10 @@ PY
         deploy $LAB/proc.tgz -F app_name=proc -F runtime=python:3.11 >/dev/null
         proc=$(jq -r .deployment_id $LAB/answer)
         echo "proc=$(settle $proc)"
-        [ "$(curl -s $api/apps | jq length)" = 4 ] || report
+        python3 -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1], 'w'); z.write(sys.argv[2], 'index.html'); z.close()" $LAB/site.zip $LAB/site/index.html
+        deploy $LAB/site.zip -F app_name=zipped -F runtime=static >/dev/null
+        echo "zipped=$(settle $(jq -r .deployment_id $LAB/answer)) $(get zipped)"
+        [ "$(curl -s $api/apps | jq length)" = 5 ] || report
         echo "site-body=$(get site)"
         echo "api-body=$(get api)"
         echo "py-body=$(get py)"
@@ -104,7 +107,8 @@ PY
         "api-body=hello-node hi 8080",
         "py-body=hello-python 5000",
         "proc-body=hello-python 8080",
-        r#"apps=[["api","live"],["proc","live"],["py","live"],["site","live"]]"#,
+        "zipped=live hello-static",
+        r#"apps=[["api","live"],["proc","live"],["py","live"],["site","live"],["zipped","live"]]"#,
         r#"proc-record=["proc","localhost:5000/apps/proc:dep-4","/bin/sh -c python3 web.py","proc-dep-4"]"#,
         "proc-log=1",
         r#"env-shown=["GREETING"]"#,
@@ -188,6 +192,9 @@ tar("dotdot.tgz", lambda t: member(t, "../escape", size=1))
 tar("abs.tgz", lambda t: member(t, "/etc/escape", size=1))
 tar("link.tgz", lambda t: member(t, "passwd", type=tarfile.SYMTYPE, linkname="/etc/passwd"))
 tar("dev.tgz", lambda t: member(t, "null", type=tarfile.CHRTYPE, devmajor=1, devminor=3))
+import zipfile
+with zipfile.ZipFile(f"{{lab}}/dotdot.zip", "w") as z:
+    z.writestr("../escape", "x")
 PY
         head -c 9000000 /dev/urandom > $LAB/big.bin
         try() {{ f=$1; shift; code=$(curl -s -o $LAB/answer -w '%{{http_code}}' "$@" $api/deploy); echo "$f=$code $(jq -r '.field + ": " + .error' $LAB/answer)"; }}
@@ -200,6 +207,7 @@ PY
         try abs -F app_name=a -F runtime=static -F code=@$LAB/abs.tgz
         try link -F app_name=a -F runtime=static -F code=@$LAB/link.tgz
         try dev -F app_name=a -F runtime=static -F code=@$LAB/dev.tgz
+        try zipdotdot -F app_name=a -F runtime=static -F code=@$LAB/dotdot.zip
         try big -F app_name=a -F runtime=static -F code=@$LAB/big.bin
         try envkey -F app_name=a -F runtime=static -F 'env[1X]=v' -F code=@$LAB/ok.tgz
         try port -F app_name=a -F runtime=static -F port=0 -F code=@$LAB/ok.tgz
@@ -226,6 +234,7 @@ PY
         "abs=400 code: unsafe entry",
         "link=400 code: unsafe entry \"passwd\": the link points outside the tree (/etc/passwd)",
         "dev=400 code: unsafe entry \"null\": a device, fifo or socket",
+        "zipdotdot=400 code: unsafe entry \"../escape\"",
         "big=413 code: the archive is over the 8.0 MiB limit",
         "envkey=400 env[1X]: \"1X\" is not a variable name",
         "port=400 port: \"0\" is not a port",
