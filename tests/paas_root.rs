@@ -443,3 +443,45 @@ fn phase8_the_app_cli_deploys_a_directory_follows_lists_logs_rolls_back_and_remo
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
+
+#[test]
+fn phase8_vendored_dependencies_install_offline_and_a_missing_one_is_named() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {platform}
+        mkdir -p $LAB/node/node_modules/greet
+        echo '{{"name":"greet","main":"index.js"}}' > $LAB/node/node_modules/greet/package.json
+        echo "module.exports = () => 'hello from node_modules'" > $LAB/node/node_modules/greet/index.js
+        echo '{{"dependencies":{{"greet":"1.0.0"}},"scripts":{{"start":"node server.js"}}}}' > $LAB/node/package.json
+        echo "require('http').createServer((q,s)=>s.end(require('greet')())).listen(process.env.PORT)" > $LAB/node/server.js
+        tar -C $LAB/node -czf $LAB/node.tgz .
+        mkdir -p $LAB/py/vendor && echo 'greet==1.0' > $LAB/py/requirements.txt
+        python3 -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('greet/__init__.py', 'def hello(): return \"hello from a wheel\"\n'); z.close()" $LAB/py/vendor/greet-1.0-py3-none-any.whl
+        cat > $LAB/py/app.py <<'PY'
+import http.server, os, greet
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(greet.hello().encode())
+http.server.HTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+PY
+        tar -C $LAB/py -czf $LAB/py.tgz .
+        rm -r $LAB/node/node_modules && tar -C $LAB/node -czf $LAB/bare.tgz .
+        deploy $LAB/node.tgz -F app_name=nodedeps -F runtime=node:18 >/dev/null
+        echo "node=$(settle $(jq -r .deployment_id $LAB/answer)) $(get nodedeps)"
+        deploy $LAB/py.tgz -F app_name=pydeps -F runtime=python:3.11 >/dev/null
+        id=$(jq -r .deployment_id $LAB/answer)
+        echo "python=$(settle $id) $(get pydeps) $(curl -s $api/deployments/$id | jq -r '.log[]' | grep -c 'unpacked vendor/greet-1.0-py3-none-any.whl')"
+        deploy $LAB/bare.tgz -F app_name=bare -F runtime=node:18 >/dev/null
+        id=$(jq -r .deployment_id $LAB/answer)
+        echo "bare=$(settle $id) $(curl -s $api/deployments/$id | jq -r .reason)"
+        "#,
+        platform = platform(),
+    ));
+    for want in [
+        "node=live hello from node_modules",
+        "python=live hello from a wheel 1",
+        "bare=failed dependencies: package.json depends on greet, which node_modules/ does not hold: the lab has no npm registry",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}

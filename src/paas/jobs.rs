@@ -194,7 +194,11 @@ fn go(worker: &Worker, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Fa
             let dir = build_dir(&engine.root, dep.id);
             let plan = detect(&dir.join("app"), &runtime, dep.command.as_deref(), dep.port).map_err(failed("detect"))?;
             log.line(&format!("runtime {} on image {}; command {:?} ({})", dep.runtime, runtime.image(), plan.command, plan.why));
-            let image = build(engine, &worker.registry, dep, &runtime, &plan, log).map_err(failed("build"))?;
+            let deps = super::deps::prepare(&dir.join("app"), &runtime).map_err(failed("dependencies"))?;
+            for line in &deps.log {
+                log.line(line);
+            }
+            let image = build(engine, &worker.registry, dep, &runtime, &plan, &deps.env, log).map_err(failed("build"))?;
             push(engine, &worker.registry, dep, &image, log).map_err(failed("push"))?;
             image
         }
@@ -212,7 +216,7 @@ fn go(worker: &Worker, dep: &DeploymentRow, log: &mut BuildLog) -> Result<(), Fa
 
 /// Packs the code tree (and the plan's files) as a layer on top of the runtime's image, and
 /// stores the image as `REGISTRY/apps/APP:dep-N`; its reference.
-fn build(engine: &Engine, registry: &str, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, log: &mut BuildLog) -> Result<String, String> {
+fn build(engine: &Engine, registry: &str, dep: &DeploymentRow, runtime: &Runtime, plan: &Plan, env: &[String], log: &mut BuildLog) -> Result<String, String> {
     let base = engine.image_or_pull(runtime.image()).map_err(|e| format!("the runtime image {}: {e}", runtime.image()))?;
     let dir = build_dir(&engine.root, dep.id);
     if *runtime == Runtime::Static {
@@ -237,6 +241,10 @@ fn build(engine: &Engine, registry: &str, dep: &DeploymentRow, runtime: &Runtime
         config.cmd = plan.command.clone();
     }
     config.working_dir = "/app".into();
+    if config.env.is_empty() && !env.is_empty() {
+        config.env.push(format!("PATH={}", crate::runtime::process::DEFAULT_PATH));
+    }
+    config.env.extend(env.iter().cloned());
     let reference = Reference { name: Paas::repository(registry, &dep.app), tag: deployment_id(dep.id) };
     let image = store.store_image(&reference, &layers, &config, &format!("shibafu paas build {}", deployment_id(dep.id))).map_err(|e| e.to_string())?;
     let command = if config.entrypoint.is_empty() { config.cmd.clone() } else { [config.entrypoint.clone(), config.cmd.clone()].concat() };

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod client;
 pub mod code;
+pub mod deps;
 pub mod detect;
 pub mod form;
 pub mod jobs;
