@@ -8,8 +8,10 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde_json::{json, Value};
 
 use super::form::{self, DeployForm};
@@ -17,21 +19,28 @@ use super::{code, deployment_id, jobs, Paas, PaasError};
 use crate::state::paas::{ConfigChange, DeploymentRow, NewDeployment};
 use std::collections::BTreeMap;
 
-/// The API.
+/// The API, and its OpenAPI description (from the handlers' `#[utoipa::path]`), served at
+/// `GET /api/openapi.json`.
 pub fn router(paas: Arc<Paas>) -> Router {
-    Router::new()
-        .route("/api/deploy", post(deploy))
-        .route("/api/deployments/{id}", get(deployment))
-        .route("/api/apps", get(apps))
-        .route("/api/apps/{name}", get(app).delete(delete_app))
-        .route("/api/apps/{name}/deployments", get(app_deployments))
-        .route("/api/apps/{name}/config", get(app_config))
-        .route("/api/apps/{name}/env/{key}", put(set_env).delete(unset_env))
-        .route("/api/apps/{name}/secrets/{key}", put(set_secret).delete(unset_secret))
-        .route("/api/apps/{name}/rollback", post(rollback))
-        .route("/api/apps/{name}/diff", get(diff))
-        .route("/api/apps/{name}/logs", get(logs))
-        .fallback(|| async { PaasError::status(StatusCode::NOT_FOUND, "no such endpoint: see GET /api/apps, POST /api/deploy") })
+    let (router, mut spec) = OpenApiRouter::new()
+        .routes(routes!(deploy))
+        .routes(routes!(deployment))
+        .routes(routes!(apps))
+        .routes(routes!(app, delete_app))
+        .routes(routes!(app_deployments))
+        .routes(routes!(app_config))
+        .routes(routes!(set_env, unset_env))
+        .routes(routes!(set_secret, unset_secret))
+        .routes(routes!(rollback))
+        .routes(routes!(diff))
+        .routes(routes!(logs))
+        .split_for_parts();
+    spec.info.title = "shibafu PaaS API".into();
+    spec.info.description = Some("Deploy apps from their code; each runs on the network platform and answers as APP.platform.local.".into());
+    let spec = serde_json::to_value(&spec).unwrap_or_default();
+    router
+        .route("/api/openapi.json", get(move || async move { Json(spec) }))
+        .fallback(|| async { PaasError::status(StatusCode::NOT_FOUND, "no such endpoint: see GET /api/openapi.json") })
         // The form's size is counted as it streams (`--max-upload`), not held to axum's default.
         .layer(DefaultBodyLimit::disable())
         .with_state(paas)
@@ -39,6 +48,9 @@ pub fn router(paas: Arc<Paas>) -> Router {
 
 type Answer = Result<Response, PaasError>;
 
+#[utoipa::path(post, path = "/api/deploy", tag = "deployments",
+    request_body(content_type = "multipart/form-data", description = "app_name, runtime (node:18, python:3.11, static or REPO:TAG), code (tar, tar.gz or zip), env[KEY], secret[KEY], port, health_path, command"),
+    responses((status = 202, description = "queued: deployment_id, status building, url"), (status = 400, description = "a field is bad: error and field"), (status = 413, description = "the archive is over --max-upload"), (status = 503, description = "the queue is full")))]
 async fn deploy(State(paas): State<Arc<Paas>>, form: Result<Multipart, MultipartRejection>) -> Answer {
     let form = form.map_err(|e| PaasError::field("form", format!("{e}: send multipart/form-data (curl -F app_name=... -F runtime=... -F code=@app.tar.gz)")))?;
     let uploads = Paas::dir(&paas.root).join("uploads");
@@ -101,6 +113,8 @@ fn parse_id(text: &str) -> Result<i64, PaasError> {
         .ok_or_else(|| PaasError::status(StatusCode::NOT_FOUND, format!("no deployment {text:?}: ids look like dep-12")))
 }
 
+#[utoipa::path(get, path = "/api/deployments/{id}", tag = "deployments", params(("id" = String, Path, description = "dep-N")),
+    responses((status = 200, description = "status, reason, image, command, env and secret names, source, build log"), (status = 404, description = "no such deployment")))]
 async fn deployment(State(paas): State<Arc<Paas>>, Path(id): Path<String>) -> Answer {
     let n = parse_id(&id)?;
     let row = {
@@ -149,6 +163,7 @@ fn build_log(paas: &Paas, id: i64) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
+#[utoipa::path(get, path = "/api/apps", tag = "apps", responses((status = 200, description = "every app with its live deployment, status and health")))]
 async fn apps(State(paas): State<Arc<Paas>>) -> Answer {
     let db = paas.db.lock().map_err(PaasError::internal)?;
     let mut out = Vec::new();
@@ -182,12 +197,15 @@ fn app_summary(paas: &Paas, db: &crate::state::Db, name: &str, live: Option<i64>
     }))
 }
 
+#[utoipa::path(get, path = "/api/apps/{name}", tag = "apps", params(("name" = String, Path)),
+    responses((status = 200, description = "status, health, restarts, last failures"), (status = 404, description = "no such app")))]
 async fn app(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
     let db = paas.db.lock().map_err(PaasError::internal)?;
     let a = db.app(&name).map_err(PaasError::internal)?.ok_or_else(|| no_app(&name))?;
     Ok(Json(app_summary(&paas, &db, &a.name, a.live_deployment)?).into_response())
 }
 
+#[utoipa::path(get, path = "/api/apps/{name}/deployments", tag = "apps", params(("name" = String, Path)), responses((status = 200, description = "the history, newest first")))]
 async fn app_deployments(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
     let db = paas.db.lock().map_err(PaasError::internal)?;
     db.app(&name).map_err(PaasError::internal)?.ok_or_else(|| no_app(&name))?;
@@ -239,6 +257,7 @@ fn live(db: &crate::state::Db, app: &str) -> Result<DeploymentRow, PaasError> {
     db.deployment(id).map_err(PaasError::internal)?.ok_or_else(|| PaasError::internal(format!("deployment {id} is gone")))
 }
 
+#[utoipa::path(get, path = "/api/apps/{name}/config", tag = "config", params(("name" = String, Path)), responses((status = 200, description = "env values, secret names and times, config version")))]
 async fn app_config(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
     let db = paas.db.lock().map_err(PaasError::internal)?;
     db.app(&name).map_err(PaasError::internal)?.ok_or_else(|| no_app(&name))?;
@@ -288,20 +307,28 @@ async fn change(paas: Arc<Paas>, app: String, key: String, secret: bool, value: 
     .map_err(PaasError::internal)?
 }
 
+#[utoipa::path(put, path = "/api/apps/{name}/env/{key}", tag = "config", params(("name" = String, Path), ("key" = String, Path)),
+    request_body(content_type = "text/plain", description = "the value"), responses((status = 202, description = "a new release with it")))]
 async fn set_env(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>, body: axum::body::Body) -> Answer {
     let value = value_of(body, &format!("env[{key}]")).await?;
     change(paas, name, key, false, Some(value)).await
 }
 
+#[utoipa::path(delete, path = "/api/apps/{name}/env/{key}", tag = "config", params(("name" = String, Path), ("key" = String, Path)),
+    responses((status = 202, description = "a new release without it"), (status = 404, description = "not set")))]
 async fn unset_env(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>) -> Answer {
     change(paas, name, key, false, None).await
 }
 
+#[utoipa::path(put, path = "/api/apps/{name}/secrets/{key}", tag = "config", params(("name" = String, Path), ("key" = String, Path)),
+    request_body(content_type = "text/plain", description = "the value (sealed at rest, never returned)"), responses((status = 202, description = "a new release with it")))]
 async fn set_secret(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>, body: axum::body::Body) -> Answer {
     let value = value_of(body, &format!("secret[{key}]")).await?;
     change(paas, name, key, true, Some(value)).await
 }
 
+#[utoipa::path(delete, path = "/api/apps/{name}/secrets/{key}", tag = "config", params(("name" = String, Path), ("key" = String, Path)),
+    responses((status = 202, description = "a new release without it"), (status = 404, description = "not set")))]
 async fn unset_secret(State(paas): State<Arc<Paas>>, Path((name, key)): Path<(String, String)>) -> Answer {
     change(paas, name, key, true, None).await
 }
@@ -319,6 +346,8 @@ fn deployment_of(db: &crate::state::Db, app: &str, id: &str) -> Result<Deploymen
     db.deployment(n).map_err(PaasError::internal)?.filter(|d| d.app == app).ok_or_else(|| PaasError::status(StatusCode::NOT_FOUND, format!("{app} has no deployment {id}")))
 }
 
+#[utoipa::path(post, path = "/api/apps/{name}/rollback", tag = "deployments", params(("name" = String, Path), ("to" = Option<String>, Query, description = "dep-N; default: the release live before")),
+    responses((status = 202, description = "a new release of that image and config, and what it restores"), (status = 409, description = "nothing to go back to")))]
 async fn rollback(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<Pair>) -> Answer {
     let p = paas.clone();
     tokio::task::spawn_blocking(move || {
@@ -356,6 +385,8 @@ async fn rollback(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum:
     .map_err(PaasError::internal)?
 }
 
+#[utoipa::path(get, path = "/api/apps/{name}/diff", tag = "deployments", params(("name" = String, Path), ("from" = String, Query), ("to" = String, Query)),
+    responses((status = 200, description = "image, command, port, env changes; secrets by name")))]
 async fn diff(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<Pair>) -> Answer {
     let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
         return Err(PaasError::field("from", "give both: ?from=dep-A&to=dep-B"));
@@ -392,6 +423,7 @@ async fn diff(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::ext
     Ok(Json(out).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/apps/{name}", tag = "apps", params(("name" = String, Path)), responses((status = 200, description = "what was removed"), (status = 409, description = "a deployment is in progress")))]
 async fn delete_app(State(paas): State<Arc<Paas>>, Path(name): Path<String>) -> Answer {
     let p = paas.clone();
     tokio::task::spawn_blocking(move || {
@@ -439,6 +471,8 @@ impl std::io::Write for LineSink {
 
 /// The live version's log (stdout and stderr, the engine's restart marks), as `shibafu logs`
 /// prints it; `follow` streams until that container stops for good or is replaced.
+#[utoipa::path(get, path = "/api/apps/{name}/logs", tag = "apps", params(("name" = String, Path), ("follow" = Option<bool>, Query), ("tail" = Option<usize>, Query), ("timestamps" = Option<bool>, Query)),
+    responses((status = 200, description = "the live version's log, streamed with follow", content_type = "text/plain")))]
 async fn logs(State(paas): State<Arc<Paas>>, Path(name): Path<String>, axum::extract::Query(q): axum::extract::Query<LogQuery>) -> Answer {
     let cid = {
         let db = paas.db.lock().map_err(PaasError::internal)?;
