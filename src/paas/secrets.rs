@@ -22,17 +22,23 @@ fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// Writes `contents()` to a new file at `path`, mode 0600, unless the file exists (it is never
+/// replaced: a key or token made once stays).
+fn make_once(path: &Path, contents: impl FnOnce() -> std::io::Result<Vec<u8>>) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => {
+            f.write_all(&contents()?)?;
+            f.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Sealer {
     /// The sealer of the key file at `path`, made (0600, never replaced) when missing.
     pub fn open(path: &Path) -> std::io::Result<Sealer> {
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(mut f) => {
-                f.write_all(&random::<32>()?)?;
-                f.sync_all()?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        make_once(path, || Ok(random::<32>()?.to_vec()))?;
         let bytes = std::fs::read(path)?;
         if bytes.len() != 32 {
             return Err(std::io::Error::other(format!("{} is not a 32-byte key ({} bytes): restore it from a backup; without it the secrets cannot be read", path.display(), bytes.len())));
@@ -66,15 +72,7 @@ impl Sealer {
 
 /// The API token in the file at `path`, made (64 hex digits, 0600, never replaced) when missing.
 pub fn token(path: &Path) -> std::io::Result<String> {
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut f) => {
-            let hex: String = random::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
-            f.write_all(hex.as_bytes())?;
-            f.sync_all()?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
+    make_once(path, || Ok(random::<32>()?.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()))?;
     let text = std::fs::read_to_string(path)?.trim().to_string();
     if text.len() < 32 {
         return Err(std::io::Error::other(format!("{} holds no token of at least 32 characters", path.display())));
