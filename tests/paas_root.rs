@@ -291,7 +291,7 @@ fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_neve
         # The values are nowhere: API answers, inspect, the service's and proxy's logs, build
         # logs, container logs, the state database (sealed there).
         echo "leaks=$(grep -rlaF -e $one -e $two $LAB/responses $LAB/paas.log $LAB/proxy.log $SHIBAFU_ROOT/paas $SHIBAFU_ROOT/state.db* $(find $SHIBAFU_ROOT/containers -name '*.log') | wc -l)"
-        echo "key-mode=$(stat -c %a $SHIBAFU_ROOT/paas/secret.key)"
+        echo "key-mode=$(stat -c %a $SHIBAFU_ROOT/paas/secret.key) $(stat -c %a $SHIBAFU_ROOT/containers/*/config.json | sort -u | tr '\n' ' ')"
         echo "hashes=$(hash $one) $(hash $two)"
         echo "deleted=$(curl -s -X DELETE $api/apps/web | jq -c '.removed | length')"
         echo "after=$(curl -s -o /dev/null -w '%{{http_code}}' $api/apps/web) $(shibafu list -a -q | wc -l) $(shibafu image ls | grep -c apps/web || true) [$(get web)]"
@@ -317,7 +317,8 @@ fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_neve
         "missing=404".to_string(),
         "conflict=GREETING is set as an env variable already: unset it there first".to_string(),
         "leaks=0".to_string(),
-        "key-mode=600".to_string(),
+        // The bundle's config.json holds the secrets for the runtime: its owner's only.
+        "key-mode=600 600 \n".to_string(),
         // web-dep-7, and the two images built (dep-1 and dep-4).
         "deleted=3".to_string(),
         "after=404 0 0 [no running container answers for host \"web.platform.local\"".to_string(),
@@ -327,14 +328,16 @@ fn phase8_env_and_secret_changes_are_releases_rollback_restores_and_secrets_neve
 }
 
 #[test]
-fn phase8_a_live_version_that_stops_answering_is_restarted_and_a_crash_comes_back() {
+fn phase8_a_live_version_that_errs_or_hangs_is_restarted_and_a_crash_comes_back() {
     let out = Lab::new().ok(&format!(
         r#"
         {platform}
         {REPORT}
         mkdir $LAB/app && cat > $LAB/app/server.js <<'JS'
-let broken = false;
+let broken = false, hung = false;
 require('http').createServer((q, s) => {{
+    if (q.url === '/hang') hung = true;
+    if (hung) return;
     if (q.url === '/break') broken = true;
     if (q.url === '/crash') process.exit(7);
     s.statusCode = broken ? 500 : 200;
@@ -351,10 +354,15 @@ JS
         get web crash >/dev/null || true
         for i in $(seq 100); do [ "$(get web)" = fine ] && break; sleep 0.1; done
         echo "after-crash=$(get web) $(curl -s $api/apps/web | jq -c '[.restarts, .status, .state]')"
+        # A hang: no answer at all; each check times out, then the restart.
+        curl -s --max-time 1 -H 'Host: web.platform.local' http://127.0.0.1/hang >/dev/null || true
+        for i in $(seq 300); do [ "$(curl -s $api/apps/web | jq .health_restarts)" = 2 ] && break; sleep 0.1; done
+        for i in $(seq 100); do [ "$(get web)" = fine ] && break; sleep 0.1; done
+        echo "after-hang=$(get web) $(curl -s $api/apps/web | jq -c '[.health_restarts, (.last_check_failure | test("gave no answer within 2 s"))]')"
         "#,
         platform = platform(),
     ));
-    for want in ["live=live fine", "after-break=fine [1,true]", r#"after-crash=fine [1,"live","running"]"#] {
+    for want in ["live=live fine", "after-break=fine [1,true]", r#"after-crash=fine [1,"live","running"]"#, "after-hang=fine [2,true]"] {
         assert!(out.contains(want), "{want:?} missing: {out}");
     }
 }
@@ -408,8 +416,8 @@ fn phase8_the_app_cli_deploys_a_directory_follows_lists_logs_rolls_back_and_remo
         for v in one two; do
             mkdir -p $LAB/$v && echo "console.log('started $v'); require('http').createServer((q,s)=>{{console.log('GET '+q.url); s.end('$v')}}).listen(process.env.PORT)" > $LAB/$v/server.js
         done
-        shibafu app deploy $LAB/one --name cli --runtime node:18 -e GREETING=hi --secret TOKEN=t0k3n-value > $LAB/deploy.out
-        echo "deploy=$(head -1 $LAB/deploy.out | jq -r .deployment_id) $(tail -1 $LAB/deploy.out) $(grep -c 'shibafu run -d' $LAB/deploy.out) $(get cli)"
+        shibafu --explain app deploy $LAB/one --name cli --runtime node:18 -e GREETING=hi --secret TOKEN=t0k3n-value > $LAB/deploy.out 2>&1
+        echo "deploy=$(head -1 $LAB/deploy.out | jq -r .deployment_id) $(tail -1 $LAB/deploy.out) $(grep -c '^+ shibafu run -d\|^+ curl \|^+ shibafu push\|^+ tar -C\|^+ runtime node:18' $LAB/deploy.out) $(get cli)"
         shibafu app deploy $LAB/two --name cli --runtime node:18 | tail -1
         get cli >/dev/null; get cli hello >/dev/null
         echo "ls=$(shibafu app ls | awk '$1 == "cli" {{print $2, $3}}')"
@@ -428,7 +436,7 @@ fn phase8_the_app_cli_deploys_a_directory_follows_lists_logs_rolls_back_and_remo
         platform = platform(),
     ));
     for want in [
-        "deploy=dep-1 dep-1 is live: http://cli.platform.local 1 one",
+        "deploy=dep-1 dep-1 is live: http://cli.platform.local 5 one",
         "dep-2 is live: http://cli.platform.local",
         "ls=live dep-2",
         // The health checks ask for / every 500 ms: their lines come too.

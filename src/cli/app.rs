@@ -163,8 +163,10 @@ fn code(path: &std::path::Path) -> Result<Part> {
     Ok(Part::File("code".into(), name, bytes))
 }
 
-/// Prints the answer, then (unless `detach`) the build log as it grows until the deployment is
-/// live (0) or failed (1, with its reason).
+/// Prints the answer, then (unless `detach`) waits until the deployment is live (0) or failed
+/// (1, with its reason); with `--explain`, its log as it grows: each step as a person would
+/// take it by hand (why this command, the layer, the push, the run, the check as a curl, the
+/// route switched).
 fn follow(client: &Client, answer: &Value, detach: bool) -> Result<i32> {
     println!("{answer}");
     let Some(id) = answer.get("deployment_id").and_then(Value::as_str) else { return Ok(0) };
@@ -175,8 +177,10 @@ fn follow(client: &Client, answer: &Value, detach: bool) -> Result<i32> {
     loop {
         let d = client.get(&format!("/api/deployments/{id}"))?;
         let lines: Vec<&str> = d.get("log").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-        for line in lines.iter().skip(shown) {
-            println!("  {line}");
+        if crate::explain::enabled() {
+            for line in lines.iter().skip(shown) {
+                eprintln!("+ {}", line.split_once(' ').map_or(*line, |(_, step)| step));
+            }
         }
         shown = shown.max(lines.len());
         match d.get("status").and_then(Value::as_str) {

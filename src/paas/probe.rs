@@ -22,6 +22,9 @@ pub fn get(addr: SocketAddr, path: &str, host: &str) -> Result<u16, String> {
         match stream.read(&mut head[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(format!("{addr} gave no answer within {} s", ATTEMPT.as_secs()));
+            }
             Err(e) => return Err(format!("read from {addr}: {e}")),
         }
     }

@@ -72,11 +72,21 @@ pub fn to_json(spec: &Spec) -> String {
     serde_json::to_string_pretty(&value).expect("a JSON value always serializes") + "\n"
 }
 
-/// Writes `config.json` into `bundle`, atomically.
+/// Writes `config.json` into `bundle`, atomically, readable by its owner only: the process's
+/// environment in it may hold secrets (as Docker keeps its config.v2.json).
 pub fn save(spec: &Spec, bundle: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join("config.json");
     let tmp = bundle.join(".config.json.tmp");
-    std::fs::write(&tmp, to_json(spec)).map_err(RuntimeError::io(format!("write {}", tmp.display())))?;
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(to_json(spec).as_bytes()))
+        .map_err(RuntimeError::io(format!("write {}", tmp.display())))?;
     std::fs::rename(&tmp, &path).map_err(RuntimeError::io(format!("rename to {}", path.display())))
 }
 
