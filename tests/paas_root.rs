@@ -75,7 +75,10 @@ PY
         python3 -c "import zipfile, sys; z = zipfile.ZipFile(sys.argv[1], 'w'); z.write(sys.argv[2], 'index.html'); z.close()" $LAB/site.zip $LAB/site/index.html
         deploy $LAB/site.zip -F app_name=zipped -F runtime=static >/dev/null
         echo "zipped=$(settle $(jq -r .deployment_id $LAB/answer)) $(get zipped)"
-        [ "$(curl -s $api/apps | jq length)" = 5 ] || report
+        # Any image, with the command field: busybox's httpd serves the same site.
+        deploy $LAB/site.tgz -F app_name=anyimage -F runtime=busybox:latest -F 'command=httpd -f -p $PORT -h /app' >/dev/null
+        echo "anyimage=$(settle $(jq -r .deployment_id $LAB/answer)) $(get anyimage)"
+        [ "$(curl -s $api/apps | jq length)" = 6 ] || report
         echo "site-body=$(get site)"
         echo "api-body=$(get api)"
         echo "py-body=$(get py)"
@@ -109,7 +112,8 @@ PY
         "py-body=hello-python 5000",
         "proc-body=hello-python 8080",
         "zipped=live hello-static",
-        r#"apps=[["api","live"],["proc","live"],["py","live"],["site","live"],["zipped","live"]]"#,
+        "anyimage=live hello-static",
+        r#"apps=[["anyimage","live"],["api","live"],["proc","live"],["py","live"],["site","live"],["zipped","live"]]"#,
         r#"proc-record=["proc","localhost:5000/apps/proc:dep-4","/bin/sh -c python3 web.py","proc-dep-4"]"#,
         "proc-log=1",
         r#"env-shown=["GREETING"]"#,
