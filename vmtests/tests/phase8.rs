@@ -11,7 +11,7 @@ use vmtests::Vm;
 fn phase8_a_small_paas_api() {
     let mut vm = Vm::boot("phase8", Duration::from_secs(900));
     vm.sh("systemctl start shibafu-paas.service; for i in $(seq 100); do curl -sf localhost:8080/api/apps >/dev/null && break; sleep 0.2; done");
-    vm.sh("mkdir -p /tmp/myapp && cd /tmp/myapp && echo '{\"scripts\":{\"start\":\"node server.js\"}}' > package.json");
+    vm.sh("mkdir -p /tmp/myapp && echo '{\"scripts\":{\"start\":\"node server.js\"}}' > /tmp/myapp/package.json");
     vm.sh("echo \"require('http').createServer((q,s)=>s.end('myapp says hi; DATABASE_URL='+process.env.DATABASE_URL+'\\\\n')).listen(process.env.PORT)\" > /tmp/myapp/server.js");
     vm.sh("tar -C /tmp/myapp -czf app.tar.gz .");
     let posted = vm.sh("curl -X POST http://localhost:8080/api/deploy \\\n  -F \"app_name=myapp\" \\\n  -F \"runtime=node:18\" \\\n  -F \"code=@app.tar.gz\" \\\n  -F \"env[DATABASE_URL]=postgres://...\"");
