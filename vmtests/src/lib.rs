@@ -42,20 +42,30 @@ impl Vm {
     /// Boots a throwaway VM for `scenario`, waits for root's prompt and sets up a shell the
     /// test can read: no echo, a prompt that carries the exit status. The whole scenario must
     /// end within `limit`.
+    /// The VM gets no network device (`--no-forward`): a test leaves the host's ports alone.
     pub fn boot(scenario: &str, limit: Duration) -> Vm {
-        Vm::boot_disk(scenario, limit, None)
+        Vm::boot_disk(scenario, limit, None, false)
+    }
+
+    /// `boot` as `./run-vm` boots by default: 127.0.0.1:8080 and :8088 of this machine lead
+    /// into the VM (they must be free).
+    pub fn boot_forwarding(scenario: &str, limit: Duration) -> Vm {
+        Vm::boot_disk(scenario, limit, None, true)
     }
 
     /// `boot`, on a disk kept in `dir` across boots (`./run-vm --persist`): made from the
     /// appliance at the first boot, used as it was left at the next.
     pub fn boot_persistent(scenario: &str, limit: Duration, dir: &std::path::Path) -> Vm {
-        Vm::boot_disk(scenario, limit, Some(dir))
+        Vm::boot_disk(scenario, limit, Some(dir), false)
     }
 
-    fn boot_disk(scenario: &str, limit: Duration, kept: Option<&std::path::Path>) -> Vm {
+    fn boot_disk(scenario: &str, limit: Duration, kept: Option<&std::path::Path>, forward: bool) -> Vm {
         assert!(appliance().is_some(), "{scenario}: no appliance: build it first (sudo scripts/build-vm)");
         let mut cmd = Command::new(repo().join("run-vm"));
         cmd.arg("--no-build").current_dir(repo());
+        if !forward {
+            cmd.arg("--no-forward");
+        }
         if let Some(dir) = kept {
             cmd.arg("--persist").env("SHIBAFU_VM_PERSIST_DIR", dir);
         }
@@ -74,6 +84,11 @@ impl Vm {
         vm.send("bind 'set enable-bracketed-paste off' 2>/dev/null; stty -echo cols 250; export PS1='<$?>V''M# '");
         vm.wait_for(PROMPT_END, Duration::from_secs(30));
         vm
+    }
+
+    /// What the console has shown so far.
+    pub fn transcript(&self) -> &str {
+        &self.transcript
     }
 
     /// Starts `cmd` on a pseudo-terminal as the console of `scenario`, which must end within
