@@ -34,6 +34,10 @@ pub fn router(paas: Arc<Paas>) -> Router {
         .routes(routes!(rollback))
         .routes(routes!(diff))
         .routes(routes!(logs))
+        .routes(routes!(super::lab::containers))
+        .routes(routes!(super::lab::networks))
+        .routes(routes!(super::lab::images))
+        .routes(routes!(super::lab::registry))
         .split_for_parts();
     spec.info.title = "shibafu PaaS API".into();
     spec.info.description = Some("Deploy apps from their code; each runs on the network platform and answers as APP.platform.local.".into());
