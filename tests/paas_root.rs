@@ -4,38 +4,7 @@
 
 mod common;
 
-use common::{lab_image, Lab};
-
-/// Shell lines: the runtime images, the proxy and the API, and helpers. `deploy FILE ARGS...`
-/// posts a deploy and prints the HTTP code and answer; `settle ID` waits for a deployment to
-/// end building and starting and prints its status; `get APP [PATH]` asks the proxy.
-fn platform() -> String {
-    format!(
-        r#"
-        shibafu image import {nginx} nginx:latest >/dev/null
-        shibafu image import {node} node:18 >/dev/null
-        shibafu image import {python} python:3.11 >/dev/null
-        shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
-        shibafu registry serve --port 5000 2>$LAB/registry.log &
-        for i in $(seq 100); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
-        shibafu paas serve --port 8080 --max-upload 8m --check-interval 500ms --check-retries 2 2>$LAB/paas.log &
-        for i in $(seq 100); do curl -sf http://127.0.0.1:8080/api/apps >/dev/null && break; sleep 0.1; done
-        api=http://127.0.0.1:8080/api
-        deploy() {{ f=$1; shift; curl -s -o $LAB/answer -w '%{{http_code}}' "$@" -F code=@$f $api/deploy; echo " $(cat $LAB/answer)"; }}
-        settle() {{
-            for i in $(seq 600); do
-                s=$(curl -s $api/deployments/$1 | jq -r .status)
-                case $s in building|starting) sleep 0.1;; *) break;; esac
-            done
-            echo $s
-        }}
-        get() {{ curl -s --max-time 5 -H "Host: $1.platform.local" http://127.0.0.1/${{2:-}}; }}
-        "#,
-        nginx = lab_image("nginx").display(),
-        node = lab_image("node").display(),
-        python = lab_image("python").display(),
-    )
-}
+use common::{platform, Lab};
 
 /// The failure report: the service's log and every deployment's record.
 const REPORT: &str = r#"

@@ -96,7 +96,7 @@ pub async fn read(mut form: Multipart, uploads: &Path, max_upload: u64) -> Resul
 }
 
 /// Streams the archive to a temp file, counting; past the limit it is a 413 and the file goes.
-async fn save(mut field: Field<'_>, uploads: &Path, max_upload: u64) -> Result<tempfile::TempPath, PaasError> {
+pub(crate) async fn save(mut field: Field<'_>, uploads: &Path, max_upload: u64) -> Result<tempfile::TempPath, PaasError> {
     let temp = tempfile::Builder::new().prefix("code-").tempfile_in(uploads).map_err(PaasError::internal)?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
@@ -128,7 +128,7 @@ async fn save(mut field: Field<'_>, uploads: &Path, max_upload: u64) -> Result<t
 pub const MAX_VALUE: usize = MAX_FIELD;
 
 /// A small field's value as UTF-8, read by chunks up to `MAX_FIELD`.
-async fn small(mut field: Field<'_>, name: &str) -> Result<String, PaasError> {
+pub(crate) async fn small(mut field: Field<'_>, name: &str) -> Result<String, PaasError> {
     let mut bytes = Vec::new();
     loop {
         match field.chunk().await {

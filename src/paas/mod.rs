@@ -13,11 +13,13 @@
 pub mod api;
 pub mod client;
 pub mod code;
+pub mod console;
 pub mod deps;
 pub mod detect;
 pub mod form;
 pub mod jobs;
 pub mod keeper;
+pub mod lab;
 pub mod probe;
 pub mod secrets;
 
@@ -179,15 +181,21 @@ pub fn serve(opts: PaasOptions) -> anyhow::Result<()> {
     std::thread::Builder::new().name("paas-keeper".into()).spawn(move || keeper::keep(&keeper_root, &keeper_domain, keep))?;
     let paas = Arc::new(Paas { root: opts.root.clone(), db: Mutex::new(db), jobs, domain: opts.domain.clone(), max_upload: opts.max_upload, sealer, registry: opts.registry.clone() });
     let token = secrets::token(&Paas::token_file(&opts.root)).map_err(|e| anyhow::anyhow!("the API token {}: {e}", Paas::token_file(&opts.root).display()))?;
-    let router = api::router(paas);
+    let api = api::router(paas);
+    let console = console::router(api.clone(), token.clone(), dir.join("uploads"), opts.max_upload)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.listen))?;
-        eprintln!("shibafu paas: serving http://{}/api/ (apps at http://APP.{}, uploads up to {} bytes)", opts.listen, opts.domain, opts.max_upload);
+        eprintln!("shibafu paas: serving the API at http://{0}/api/ and the console at http://{0}/ (apps at http://APP.{1}, uploads up to {2} bytes)", opts.listen, opts.domain, opts.max_upload);
         let token = Arc::new(token);
-        match crate::http_server::serve(listener, opts.limits, error_body, move |req, peer| {
-            let mut router = router.clone();
-            let allowed = peer.ip().is_loopback() || secrets::bearer_matches(req.headers(), &token);
+        match crate::http_server::serve(listener, opts.limits, error_body, move |mut req, peer| {
+            let local = peer.ip().is_loopback();
+            // The API: loopback, or the token on each request. The console: loopback, or a
+            // session it gave for the token.
+            let to_api = req.uri().path() == "/api" || req.uri().path().starts_with("/api/");
+            let allowed = !to_api || local || secrets::bearer_matches(req.headers(), &token);
+            let mut router = if to_api { api.clone() } else { console.clone() };
+            req.extensions_mut().insert(console::Caller { local });
             async move {
                 use tower_service::Service;
                 if !allowed {

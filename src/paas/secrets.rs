@@ -70,9 +70,20 @@ impl Sealer {
     }
 }
 
+/// 32 random bytes as 64 hex digits: the API token, a console session, a form's CSRF token.
+pub fn random_hex() -> std::io::Result<String> {
+    Ok(random::<32>()?.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, compared in constant time (for their length).
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The API token in the file at `path`, made (64 hex digits, 0600, never replaced) when missing.
 pub fn token(path: &Path) -> std::io::Result<String> {
-    make_once(path, || Ok(random::<32>()?.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()))?;
+    make_once(path, || Ok(random_hex()?.into_bytes()))?;
     let text = std::fs::read_to_string(path)?.trim().to_string();
     if text.len() < 32 {
         return Err(std::io::Error::other(format!("{} holds no token of at least 32 characters", path.display())));
@@ -86,8 +97,7 @@ pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
     let Some(given) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    same(given.trim(), token)
 }
 
 #[cfg(test)]

@@ -111,6 +111,23 @@ impl Lab {
     /// Runs `script` with bash -e in fresh namespaces; `shibafu` is on PATH, SHIBAFU_ROOT is
     /// set, busybox is imported, and $LAB names the lab dir.
     pub fn sh(&self, script: &str) -> Ran {
+        let out: Output = self.command(script).output().expect("run unshare");
+        Ran {
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        }
+    }
+
+    /// Starts `script` as `sh` runs it, without waiting. The `unshare` process it returns is
+    /// in the script's network namespace (/proc/PID/ns/net); killing it ends the script and
+    /// every process of its PID namespace.
+    pub fn spawn(&self, script: &str) -> std::process::Child {
+        let log = std::fs::File::create(self.dir.path().join("script.log")).expect("script log");
+        self.command(script).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("run unshare")
+    }
+
+    fn command(&self, script: &str) -> Command {
         let bin = Path::new(env!("CARGO_BIN_EXE_shibafu"));
         let prelude = format!(
             "set -eu\nexport LAB={lab}\nexport BUSYBOX_TAR={tar}\nexport SHIBAFU_ROOT={lab}/root\nexport PATH={bindir}:$PATH\nip link set lo up\nshibafu image import {tar} busybox >/dev/null\n",
@@ -118,16 +135,9 @@ impl Lab {
             bindir = bin.parent().unwrap().display(),
             tar = busybox_tar().display(),
         );
-        let out: Output = Command::new("unshare")
-            .args(["--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "bash", "-c"])
-            .arg(format!("{prelude}{script}"))
-            .output()
-            .expect("run unshare");
-        Ran {
-            out: String::from_utf8_lossy(&out.stdout).into_owned(),
-            err: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code().unwrap_or(-1),
-        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private", "bash", "-c"]).arg(format!("{prelude}{script}"));
+        cmd
     }
 
     /// The cgroups of the lab's runtime containers (from every runtime record under the lab).
@@ -176,4 +186,35 @@ pub fn lab_image(name: &str) -> PathBuf {
     let dir = build.join("oci").join(name);
     assert!(dir.join("oci-layout").exists(), "{} is not an OCI layout: is {name} one of the images images/build-all makes?", dir.display());
     dir
+}
+
+/// Shell lines: the runtime images, the proxy and the API, and helpers. `deploy FILE ARGS...`
+/// posts a deploy and prints the HTTP code and answer; `settle ID` waits for a deployment to
+/// end building and starting and prints its status; `get APP [PATH]` asks the proxy.
+pub fn platform() -> String {
+    format!(
+        r#"
+        shibafu image import {nginx} nginx:latest >/dev/null
+        shibafu image import {node} node:18 >/dev/null
+        shibafu image import {python} python:3.11 >/dev/null
+        shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
+        shibafu registry serve --port 5000 2>$LAB/registry.log &
+        for i in $(seq 100); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && break; sleep 0.1; done
+        shibafu paas serve --port 8080 --max-upload 8m --check-interval 500ms --check-retries 2 2>$LAB/paas.log &
+        for i in $(seq 100); do curl -sf http://127.0.0.1:8080/api/apps >/dev/null && break; sleep 0.1; done
+        api=http://127.0.0.1:8080/api
+        deploy() {{ f=$1; shift; curl -s -o $LAB/answer -w '%{{http_code}}' "$@" -F code=@$f $api/deploy; echo " $(cat $LAB/answer)"; }}
+        settle() {{
+            for i in $(seq 600); do
+                s=$(curl -s $api/deployments/$1 | jq -r .status)
+                case $s in building|starting) sleep 0.1;; *) break;; esac
+            done
+            echo $s
+        }}
+        get() {{ curl -s --max-time 5 -H "Host: $1.platform.local" http://127.0.0.1/${{2:-}}; }}
+        "#,
+        nginx = lab_image("nginx").display(),
+        node = lab_image("node").display(),
+        python = lab_image("python").display(),
+    )
 }
