@@ -89,7 +89,7 @@ PY
         "image=1",
         r#"pushed={"name":"apps/api","tags":["dep-2"]}"#,
         "unknown=404",
-        r#"openapi=["shibafu PaaS API",11,["multipart/form-data"]]"#,
+        r#"openapi=["shibafu PaaS API",15,["multipart/form-data"]]"#,
         "by-name=hello-static",
         "from-app=hello-static",
     ] {
