@@ -58,9 +58,9 @@ fn is_cgroup2(path: &Path) -> bool {
 }
 
 /// The limit files to write, as (file, value), for the spec's resources.
-pub fn limits(resources: Option<&LinuxResources>) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let Some(r) = resources else { return out };
+pub fn limits(resources: Option<&LinuxResources>) -> Vec<(String, String)> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    let Some(r) = resources else { return Vec::new() };
     if let Some(m) = r.memory() {
         if let Some(limit) = m.limit() {
             out.push(("memory.max", max_value(limit)));
@@ -85,8 +85,51 @@ pub fn limits(resources: Option<&LinuxResources>) -> Vec<(&'static str, String)>
             }
         }
     }
+    if let Some(c) = r.cpu() {
+        if let Some(cpus) = c.cpus() {
+            out.push(("cpuset.cpus", cpus.clone()));
+        }
+        if let Some(mems) = c.mems() {
+            out.push(("cpuset.mems", mems.clone()));
+        }
+    }
     if let Some(p) = r.pids() {
         out.push(("pids.max", max_value(p.limit())));
+    }
+    let mut out: Vec<(String, String)> = out.into_iter().map(|(f, v)| (f.to_string(), v)).collect();
+    // `unified`: cgroup v2 files by name, written as given (after the rest, as runc does).
+    let mut unified: Vec<(String, String)> = r.unified().clone().unwrap_or_default().into_iter().collect();
+    unified.sort();
+    out.extend(unified);
+    out
+}
+
+/// The settings of `resources` that cgroup v2 has no file for (cgroup v1's alone), or whose
+/// `unified` name is not a file name: asked for, they are refused rather than dropped.
+pub fn inexpressible(resources: Option<&LinuxResources>) -> Vec<String> {
+    let Some(r) = resources else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut ask = |set: bool, name: &str| {
+        if set {
+            out.push(name.to_string());
+        }
+    };
+    ask(r.block_io().is_some(), "blockIO");
+    ask(r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()), "hugepageLimits");
+    ask(r.network().is_some(), "network (classID, priorities)");
+    ask(r.rdma().as_ref().is_some_and(|h| !h.is_empty()), "rdma");
+    if let Some(m) = r.memory() {
+        ask(m.kernel().is_some(), "memory.kernel");
+        ask(m.kernel_tcp().is_some(), "memory.kernelTCP");
+        ask(m.swappiness().is_some(), "memory.swappiness");
+        ask(m.disable_oom_killer() == Some(true), "memory.disableOOMKiller");
+    }
+    if let Some(c) = r.cpu() {
+        ask(c.realtime_runtime().is_some() || c.realtime_period().is_some(), "cpu.realtimeRuntime/realtimePeriod");
+    }
+    for file in r.unified().iter().flatten().map(|(f, _)| f) {
+        let plain = !file.contains('/') && file.contains('.') && !file.starts_with('.');
+        ask(!plain, &format!("unified {file:?} (not a cgroup file name)"));
     }
     out
 }
@@ -108,10 +151,14 @@ impl Cgroup {
     /// the spec's `linux.devices`). Without a v2 hierarchy: no cgroup, or an error if limits or
     /// device rules were asked for.
     pub fn create(relative: &Path, resources: Option<&LinuxResources>, created: &[LinuxDevice]) -> Result<Option<Cgroup>> {
+        let refused = inexpressible(resources);
+        if !refused.is_empty() {
+            return Err(RuntimeError::NoCgroupV2 { asked: refused.join(", "), why: "cgroup v2 has no file for them (they are cgroup v1 settings): drop them from linux.resources".into() });
+        }
         let limits = limits(resources);
         let rules = device_filter::rules(resources, created)?;
         let Some(mount) = v2_mount() else {
-            let mut asked: Vec<&str> = limits.iter().map(|(f, _)| *f).collect();
+            let mut asked: Vec<&str> = limits.iter().map(|(f, _)| f.as_str()).collect();
             if device_filter::asked(resources) {
                 asked.push("devices");
             }
@@ -127,23 +174,30 @@ impl Cgroup {
         };
         let rel = crate::safepath::relative(relative);
         let path = mount.join(&rel);
-        enable_controllers(mount, &rel)?;
-        explain::step(|| format!("mkdir -p {}", path.display()));
-        std::fs::create_dir_all(&path).map_err(RuntimeError::io(format!("create cgroup {}", path.display())))?;
+        // The parents this call makes go again if the cgroup cannot be set up.
+        let new_parents: Vec<PathBuf> = path.ancestors().skip(1).take_while(|p| p.starts_with(mount) && *p != mount && !p.exists()).map(Path::to_path_buf).collect();
+        let made = enable_controllers(mount, &rel).and_then(|()| {
+            explain::step(|| format!("mkdir -p {}", path.display()));
+            std::fs::create_dir_all(&path).map_err(RuntimeError::io(format!("create cgroup {}", path.display())))
+        });
         let cgroup = Cgroup { path };
-        if let Err(e) = cgroup.configure(mount, &limits, &rules) {
+        if let Err(e) = made.and_then(|()| cgroup.configure(mount, &limits, &rules)) {
             let _ = cgroup.remove();
+            for parent in &new_parents {
+                let _ = std::fs::remove_dir(parent);
+            }
             return Err(e);
         }
         Ok(Some(cgroup))
     }
 
-    fn configure(&self, mount: &Path, limits: &[(&'static str, String)], rules: &[device_filter::Rule]) -> Result<()> {
+    fn configure(&self, mount: &Path, limits: &[(String, String)], rules: &[device_filter::Rule]) -> Result<()> {
         let controllers = std::fs::read_to_string(self.path.join("cgroup.controllers")).unwrap_or_default();
         let missing: Vec<&str> = limits
             .iter()
-            .map(|(file, _)| *file)
-            .filter(|file| !controllers.split_whitespace().any(|c| file.split('.').next() == Some(c)))
+            .map(|(file, _)| file.as_str())
+            // cgroup.* files are the core's, in every cgroup.
+            .filter(|file| !file.starts_with("cgroup.") && !controllers.split_whitespace().any(|c| file.split('.').next() == Some(c)))
             .collect();
         if !missing.is_empty() {
             let layout = if mount == Path::new(HYBRID_MOUNT) { " (a hybrid layout: the controllers are on cgroup v1)" } else { "" };
@@ -240,7 +294,7 @@ fn enable_controllers(mount: &Path, relative: &Path) -> Result<()> {
 fn enable_in(dir: &Path) {
     let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-    for c in ["memory", "cpu", "pids"] {
+    for c in ["memory", "cpu", "cpuset", "pids"] {
         if available.split_whitespace().any(|a| a == c) && !enabled.split_whitespace().any(|e| e == c) {
             explain::step(|| format!("echo +{c} > {}/cgroup.subtree_control", dir.display()));
             let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
@@ -261,10 +315,10 @@ mod tests {
         assert_eq!(
             limits(Some(&r)),
             vec![
-                ("memory.max", "67108864".to_string()),
-                ("cpu.max", "50000 100000".to_string()),
-                ("cpu.weight", "39".to_string()),
-                ("pids.max", "64".to_string()),
+                ("memory.max".to_string(), "67108864".to_string()),
+                ("cpu.max".to_string(), "50000 100000".to_string()),
+                ("cpu.weight".to_string(), "39".to_string()),
+                ("pids.max".to_string(), "64".to_string()),
             ]
         );
     }

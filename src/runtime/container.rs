@@ -137,7 +137,8 @@ impl Runtime {
         loop {
             match parent.recv()? {
                 Some(Msg::Hooks) => {
-                    let state = record.oci_state(Status::Creating).to_json();
+                    // The spec gives these hooks the state as `created`.
+                    let state = record.oci_state(Status::Created).to_json();
                     let h = spec.hooks().clone().unwrap_or_default();
                     hooks::run_all("createRuntime", h.create_runtime().as_deref().unwrap_or_default(), &state)?;
                     hooks::run_all("prestart", h.prestart().as_deref().unwrap_or_default(), &state)?;
@@ -173,7 +174,7 @@ impl Runtime {
         let _ = std::fs::remove_file(&fifo);
         if let Some(list) = record.config.hooks().as_ref().and_then(|h| h.poststart().clone()) {
             let state = record.oci_state(Status::Running).to_json();
-            hooks::run_all("poststart", &list, &state)?;
+            hooks::run_all_warning("poststart", &list, &state);
         }
         Ok(())
     }
@@ -233,9 +234,7 @@ impl Runtime {
         }
         if let Some(list) = record.config.hooks().as_ref().and_then(|h| h.poststop().clone()) {
             let state = record.oci_state(Status::Stopped).to_json();
-            if let Err(e) = hooks::run_all("poststop", &list, &state) {
-                eprintln!("shibafu: warning: {e}");
-            }
+            hooks::run_all_warning("poststop", &list, &state);
         }
         let dir = Record::dir(&self.root, id);
         explain::step(|| format!("rm -r {}", dir.display()));

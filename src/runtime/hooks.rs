@@ -10,12 +10,22 @@ use oci_spec::runtime::Hook;
 use super::error::{Result, RuntimeError};
 use crate::explain;
 
-/// Runs each hook in order; the first failure stops the rest.
+/// Runs each hook in order; the first failure stops the rest (createRuntime, prestart, ...).
 pub fn run_all(kind: &str, hooks: &[Hook], state_json: &str) -> Result<()> {
     for hook in hooks {
         run_one(kind, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Runs every hook in order; a failure is a warning on stderr and the rest still run, as the
+/// spec has it for poststart and poststop.
+pub fn run_all_warning(kind: &str, hooks: &[Hook], state_json: &str) {
+    for hook in hooks {
+        if let Err(e) = run_one(kind, hook, state_json) {
+            eprintln!("shibafu: warning: {e} (the container goes on)");
+        }
+    }
 }
 
 fn run_one(kind: &str, hook: &Hook, state_json: &str) -> Result<()> {

@@ -20,6 +20,10 @@ use crate::{explain, safepath};
 /// mount becomes a read-only bind of `cgroup_view` when given (see `cgroups::container_view`).
 pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&Path>) -> Result<()> {
     set_root_propagation(spec)?;
+    // pivot_root refuses a new root whose parent mount is shared (as `/` is when the spec asks
+    // for shared propagation): that one mount goes private; `finish` applies the spec's
+    // propagation to the new root once it is the root.
+    parent_mount_private(rootfs)?;
     bind(rootfs, rootfs, MsFlags::MS_REC)?;
     let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(RuntimeError::sys(format!("open rootfs {}", rootfs.display())))?;
@@ -41,17 +45,26 @@ pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&P
 /// After `prepare`: switches the root to `rootfs` and detaches the old one.
 pub fn pivot(rootfs: &Path) -> Result<()> {
     explain::step(|| format!("cd {} && pivot_root . . && umount -l .", rootfs.display()));
+    let old_root = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(RuntimeError::sys("open the old root"))?;
     chdir(rootfs).map_err(RuntimeError::sys(format!("chdir {}", rootfs.display())))?;
     pivot_root(".", ".").map_err(RuntimeError::sys("pivot_root"))?;
-    // The old root now sits on top; keep its unmount from reaching the host, then drop it.
+    // The old root now sits on top. Stand in it (the kernel leaves no promise of which "."
+    // is which), keep its unmount from reaching the host, then drop it: the new root's own
+    // mounts keep the propagation they were given.
+    nix::unistd::fchdir(&old_root).map_err(RuntimeError::sys("fchdir the old root"))?;
     mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
         .map_err(RuntimeError::sys("make old root rslave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(RuntimeError::sys("detach old root"))?;
     chdir("/").map_err(RuntimeError::sys("chdir /"))
 }
 
-/// After `pivot`: masks and write-protects paths, and makes the root read-only when asked.
+/// After `pivot`: the root's propagation as the spec asks, masked and write-protected paths,
+/// and the root read-only when asked.
 pub fn finish(spec: &Spec) -> Result<()> {
+    if let Some(flags) = asked_propagation(spec) {
+        explain::step(|| format!("mount --make-r{} /", propagation_name(flags)));
+        mount(None::<&str>, "/", None::<&str>, flags | MsFlags::MS_REC, None::<&str>).map_err(RuntimeError::sys("set the new / propagation"))?;
+    }
     if let Some(linux) = spec.linux() {
         for path in linux.masked_paths().iter().flatten() {
             mask(Path::new(path))?;
@@ -68,16 +81,52 @@ pub fn finish(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The propagation `linux.rootfsPropagation` names, if any.
+fn asked_propagation(spec: &Spec) -> Option<MsFlags> {
+    match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
+        Some("shared") | Some("rshared") => Some(MsFlags::MS_SHARED),
+        Some("private") | Some("rprivate") => Some(MsFlags::MS_PRIVATE),
+        Some("unbindable") | Some("runbindable") => Some(MsFlags::MS_UNBINDABLE),
+        Some("slave") | Some("rslave") => Some(MsFlags::MS_SLAVE),
+        _ => None,
+    }
+}
+
 fn set_root_propagation(spec: &Spec) -> Result<()> {
-    let wanted = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone());
-    let flags = match wanted.as_deref() {
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
-        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
-        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
-        _ => MsFlags::MS_SLAVE,
-    } | MsFlags::MS_REC;
+    let flags = asked_propagation(spec).unwrap_or(MsFlags::MS_SLAVE) | MsFlags::MS_REC;
     explain::step(|| format!("mount --make-r{} /", propagation_name(flags)));
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(RuntimeError::sys("set / propagation"))
+}
+
+/// Makes the mount that holds `dir` private when it is shared (that mount only).
+fn parent_mount_private(dir: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(RuntimeError::io("read /proc/self/mountinfo"))?;
+    let dir = std::fs::canonicalize(dir).map_err(RuntimeError::io(format!("resolve {}", dir.display())))?;
+    let Some((point, shared)) = holding_mount(&info, &dir) else { return Ok(()) };
+    if !shared {
+        return Ok(());
+    }
+    explain::step(|| format!("mount --make-private {}", point.display()));
+    mount(None::<&str>, &point, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(RuntimeError::sys(format!("make {} private", point.display())))
+}
+
+/// The mount point in `mountinfo` that holds `dir` (the longest one above it, the last mounted
+/// when several stack), and whether it is shared.
+fn holding_mount(mountinfo: &str, dir: &Path) -> Option<(PathBuf, bool)> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-")) else { continue };
+        let point = PathBuf::from(point.replace("\\040", " "));
+        if !dir.starts_with(&point) {
+            continue;
+        }
+        let shared = fields[6..sep].iter().any(|f| f.starts_with("shared:"));
+        if best.as_ref().is_none_or(|(b, _)| point.components().count() >= b.components().count()) {
+            best = Some((point, shared));
+        }
+    }
+    best
 }
 
 fn propagation_name(flags: MsFlags) -> &'static str {
@@ -136,7 +185,12 @@ fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     mount(Some(source.as_str()), &target_path, Some(fstype.as_str()), opts.flags, data)
         .map_err(RuntimeError::sys(format!("mount {fstype} on {}", dest.display())))?;
-    set_propagation(&target_path, dest, &opts)
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    // The descriptor names the directory under the new mount: the propagation is the mount's.
+    let mounted = safepath::open(root, dest, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(RuntimeError::sys(format!("open mount point {}", dest.display())))?;
+    set_propagation(&safepath::proc_fd_path(&mounted), dest, &opts)
 }
 
 fn set_propagation(target: &Path, dest: &Path, opts: &MountOptions) -> Result<()> {
@@ -177,4 +231,21 @@ fn read_only(path: &Path) -> Result<()> {
             mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
         })
         .map_err(RuntimeError::sys(format!("make {} read-only", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mount_holding_a_dir_is_the_longest_point_above_it() {
+        let info = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 0:25 / /tmp rw shared:7 - tmpfs tmpfs rw\n\
+                    31 22 0:26 / /tmpfoo rw - tmpfs tmpfs rw\n\
+                    40 30 0:27 / /tmp/b\\040c rw master:3 - tmpfs tmpfs rw\n";
+        assert_eq!(holding_mount(info, Path::new("/tmp/x/rootfs")), Some((PathBuf::from("/tmp"), true)));
+        assert_eq!(holding_mount(info, Path::new("/tmpfoo/rootfs")), Some((PathBuf::from("/tmpfoo"), false)));
+        assert_eq!(holding_mount(info, Path::new("/tmp/b c/rootfs")), Some((PathBuf::from("/tmp/b c"), false)));
+        assert_eq!(holding_mount(info, Path::new("/var/lib")), Some((PathBuf::from("/"), true)));
+    }
 }

@@ -1,0 +1,84 @@
+//! Root tests of configs runc accepts that the runtime got wrong (issue 17): root and mount
+//! propagation, hooks that fail where the spec says warn and go on, the state the early hooks
+//! see, a cgroup that cannot be set up, and resource settings cgroup v2 cannot express.
+
+mod common;
+
+use common::Lab;
+
+/// A bundle from busybox in $LAB/b (runtime spec, no terminal), `base.json` its config, and
+/// `R` the runtime on a state root of the lab's.
+const BUNDLE: &str = r#"
+    mkdir -p $LAB/b/rootfs && cd $LAB/b && shibafu export busybox | tar -C rootfs -xf -
+    shibafu runtime spec && jq '.process.terminal = false' config.json > base.json
+    R="shibafu runtime --root $LAB/rt"
+    with() { jq "$1" base.json > config.json; }
+"#;
+
+#[test]
+fn shared_root_propagation_and_a_shared_tmpfs_run_as_under_runc() {
+    let out = Lab::new().ok(&format!(
+        r#"{BUNDLE}
+        with '.linux.rootfsPropagation = "shared" | .process.args = ["sh", "-c", "sed -n 1p /proc/self/mountinfo"]'
+        echo "shared: $($R run p1)"
+        with '.linux.rootfsPropagation = "rslave" | .process.args = ["true"]'
+        $R run p2 && echo rslave-ran
+        with '.mounts += [{{"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}}] | .process.args = ["grep", "/mnt/t", "/proc/self/mountinfo"]'
+        echo "tmpfs: $($R run p3)"
+        "#
+    ));
+    let root = out.lines().find(|l| l.starts_with("shared: ")).unwrap_or_default();
+    assert!(root.contains(" / ") && root.contains("shared:"), "the root is shared: {out}");
+    assert!(out.contains("rslave-ran"), "{out}");
+    let tmpfs = out.lines().find(|l| l.starts_with("tmpfs: ")).unwrap_or_default();
+    assert!(tmpfs.contains("/mnt/t") && tmpfs.contains("shared:"), "the tmpfs is shared: {out}");
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run_and_prestart_sees_created() {
+    let r = Lab::new().sh(&format!(
+        r#"{BUNDLE}
+        with '.process.args = ["true"] | .hooks = {{
+            "prestart": [{{"path": "/bin/sh", "args": ["sh", "-c", "cat > '$LAB'/prestart.json"]}}],
+            "poststart": [{{"path": "/bin/false"}}, {{"path": "/bin/sh", "args": ["sh", "-c", "echo ran > '$LAB'/poststart"]}}],
+            "poststop": [{{"path": "/bin/false"}}, {{"path": "/bin/sh", "args": ["sh", "-c", "echo ran > '$LAB'/poststop"]}}]}}'
+        $R run h1; echo "run=$?"
+        echo "prestart $(jq -r .status $LAB/prestart.json)"
+        echo "poststart $(cat $LAB/poststart)"
+        echo "poststop $(cat $LAB/poststop)"
+        $R state h1 2>/dev/null || echo deleted
+        "#
+    ));
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    for want in ["run=0", "prestart created", "poststart ran", "poststop ran", "deleted"] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
+    assert!(r.err.contains("warning: poststart hook /bin/false failed") && r.err.contains("warning: poststop hook /bin/false failed"), "{}", r.err);
+}
+
+#[test]
+fn a_cgroup_that_cannot_be_set_up_leaves_no_directory_and_v1_only_settings_are_refused() {
+    let r = Lab::new().sh(&format!(
+        r#"{BUNDLE}
+        set +e
+        v2=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && v2=/sys/fs/cgroup/unified
+        parent=shibafu-test-$$
+        with '.process.args = ["true"] | .linux.cgroupsPath = "/'$parent'/c1" | .linux.resources.unified = {{"memory.no-such-file": "1"}}'
+        $R run c1; echo "unified=$?"
+        echo "left: $(ls -d $v2/$parent 2>/dev/null | wc -l)"
+        with '.process.args = ["true"] | .linux.resources.memory = {{"swappiness": 10}}'
+        $R run c2; echo "swappiness=$?"
+        with '.process.args = ["true"] | .linux.resources.blockIO = {{"weight": 10}}'
+        $R run c3; echo "blockio=$?"
+        with '.process.args = ["true"] | .linux.resources.unified = {{"../escape": "1"}}'
+        $R run c4; echo "escape=$?"
+        echo "states: $(ls $LAB/rt 2>/dev/null | wc -l)"
+        "#
+    ));
+    for want in ["unified=125", "left: 0", "swappiness=125", "blockio=125", "escape=125", "states: 0"] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
+    assert!(r.err.contains("memory.no-such-file"), "{}", r.err);
+    assert!(r.err.contains("memory.swappiness") && r.err.contains("cgroup v1 settings"), "{}", r.err);
+    assert!(r.err.contains("blockIO") && r.err.contains("\"../escape\""), "{}", r.err);
+}
