@@ -82,3 +82,26 @@ fn a_cgroup_that_cannot_be_set_up_leaves_no_directory_and_v1_only_settings_are_r
     assert!(r.err.contains("memory.swappiness") && r.err.contains("cgroup v1 settings"), "{}", r.err);
     assert!(r.err.contains("blockIO") && r.err.contains("\"../escape\""), "{}", r.err);
 }
+
+#[test]
+fn seccomp_and_selinux_labels_are_refused_with_the_reason_and_apparmor_where_it_is_off() {
+    let r = Lab::new().sh(&format!(
+        r#"{BUNDLE}
+        set +e
+        with '.process.args = ["true"] | .linux.seccomp = {{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}}'
+        $R run s1; echo "seccomp=$?"
+        with '.process.args = ["true"] | .linux.mountLabel = "system_u:object_r:container_file_t:s0"'
+        $R run s2; echo "label=$?"
+        with '.process.args = ["true"] | .process.apparmorProfile = "shibafu-test-no-such-profile"'
+        $R run s3; echo "apparmor=$?"
+        echo "states: $(ls $LAB/rt 2>/dev/null | wc -l)"
+        "#
+    ));
+    for want in ["seccomp=125", "label=125", "apparmor=125", "states: 0"] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
+    assert!(r.err.contains("linux.seccomp: shibafu's runtime does not filter system calls yet"), "{}", r.err);
+    assert!(r.err.contains("linux.mountLabel"), "{}", r.err);
+    // Off: refused before anything starts; on: the profile is not loaded, and init says so.
+    assert!(r.err.contains("does not run AppArmor") || r.err.contains("apply the AppArmor profile \"shibafu-test-no-such-profile\""), "{}", r.err);
+}

@@ -100,6 +100,9 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         process::apply_sysctls(sysctls)?;
     }
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        apply_apparmor(profile)?;
+    }
     process::apply_identity(process)?;
     process::enter_cwd(process)?;
     let program = process::find_program(process)?;
@@ -109,6 +112,16 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
         hooks::run_all("startContainer", list, "{}")?;
     }
     Ok(program)
+}
+
+/// Asks AppArmor to confine the program we exec next with `profile` (checked to be on by
+/// `spec::load`).
+fn apply_apparmor(profile: &str) -> Result<()> {
+    explain::step(|| format!("echo 'exec {profile}' > /proc/self/attr/apparmor/exec"));
+    let text = format!("exec {profile}");
+    std::fs::write("/proc/self/attr/apparmor/exec", &text)
+        .or_else(|_| std::fs::write("/proc/self/attr/exec", &text))
+        .map_err(|e| RuntimeError::Init(format!("apply the AppArmor profile {profile:?}: {e} (is it loaded? aa-status lists them)")))
 }
 
 fn expect_go(sync: &Sync) -> Result<()> {

@@ -101,8 +101,37 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    check(&spec).map_err(|reason| RuntimeError::BadSpec { path, reason })?;
+    check(&spec).and_then(|()| check_host(&spec, apparmor_enabled(), selinux_enabled())).map_err(|reason| RuntimeError::BadSpec { path, reason })?;
     Ok(spec)
+}
+
+/// Whether this kernel runs AppArmor.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|t| t.trim() == "Y")
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// What the spec asks of the kernel's security modules and shibafu cannot give: refused with
+/// the reason, never ignored. AppArmor profiles are applied where AppArmor runs.
+pub fn check_host(spec: &Spec, apparmor: bool, selinux: bool) -> std::result::Result<(), String> {
+    if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+        return Err("linux.seccomp: shibafu's runtime does not filter system calls yet, and will not run the container unfiltered instead: run this config with runc or crun, or remove linux.seccomp".into());
+    }
+    let process = spec.process().as_ref();
+    if let Some(profile) = process.and_then(|p| p.apparmor_profile().as_deref()).filter(|p| !p.is_empty()) {
+        if !apparmor {
+            return Err(format!("process.apparmorProfile {profile:?}: this kernel does not run AppArmor (/sys/module/apparmor/parameters/enabled is not Y), so the profile cannot be applied: remove it, or run where AppArmor is on"));
+        }
+    }
+    let labels = [("process.selinuxLabel", process.and_then(|p| p.selinux_label().clone())), ("linux.mountLabel", spec.linux().as_ref().and_then(|l| l.mount_label().clone()))];
+    if let Some((field, label)) = labels.into_iter().find_map(|(f, l)| l.filter(|l| !l.is_empty()).map(|l| (f, l))) {
+        let why = if selinux { "shibafu does not apply SELinux labels" } else { "this kernel does not run SELinux" };
+        return Err(format!("{field} {label:?}: {why}, so the label cannot be applied: remove it"));
+    }
+    Ok(())
 }
 
 /// The checks `load` applies: any 1.x version, a process with arguments, a root.
@@ -130,6 +159,35 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn security_settings_that_cannot_be_applied_are_refused_not_ignored() {
+        let with = |patch: serde_json::Value| -> Spec {
+            let mut v = serde_json::to_value(default_spec()).unwrap();
+            json_merge(&mut v, patch);
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(check_host(&default_spec(), false, false).is_ok());
+        let seccomp = with(serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}));
+        assert!(check_host(&seccomp, true, true).unwrap_err().contains("linux.seccomp"));
+        let apparmor = with(serde_json::json!({"process": {"apparmorProfile": "docker-default"}}));
+        assert!(check_host(&apparmor, false, false).unwrap_err().contains("does not run AppArmor"));
+        assert!(check_host(&apparmor, true, false).is_ok(), "applied where AppArmor runs");
+        let label = with(serde_json::json!({"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}));
+        assert!(check_host(&label, true, false).unwrap_err().contains("does not run SELinux"));
+        assert!(check_host(&label, true, true).unwrap_err().contains("does not apply SELinux labels"));
+    }
+
+    fn json_merge(a: &mut serde_json::Value, b: serde_json::Value) {
+        match (a, b) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    json_merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (a, b) => *a = b,
+        }
+    }
+
     use super::*;
 
     #[test]
