@@ -335,6 +335,22 @@
               {
                 imports = [ (modulesPath + "/virtualisation/qemu-vm.nix") ];
                 nixpkgs.hostPlatform = system;
+                # ./run-vm's forwarded ports, as in the Debian appliance: QEMU's user network
+                # in restricted mode (the forwarded connections come in, nothing goes out),
+                # with the hostfwd rules run-vm puts in QEMU_NET_OPTS. The VM tests keep
+                # applianceModule's `-nic none`.
+                virtualisation.qemu.networkingOptions = lib.mkOverride 10 [
+                  "-netdev user,id=lab,restrict=on\${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}"
+                  "-device virtio-net-pci,netdev=lab,romfile="
+                ];
+                # The guest's end: 10.0.2.15, where QEMU forwards to, and no route beyond it.
+                networking.usePredictableInterfaceNames = false;
+                networking.interfaces.eth0.ipv4.addresses = [
+                  {
+                    address = "10.0.2.15";
+                    prefixLength = 24;
+                  }
+                ];
               }
             )
           ];
