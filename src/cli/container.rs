@@ -135,6 +135,10 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json, apparmor=PROFILE|unconfined
+    /// (repeatable).
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// Add NAME:IP to /etc/hosts (IP may be host-gateway: the network's gateway) (repeatable).
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
@@ -273,6 +277,7 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         cap_drop: a.cap_drop,
         read_only: a.read_only,
         labels: labels(&a.label, &a.label_file)?,
+        security: crate::engine::security::SecurityOpts::parse(&a.security_opt)?,
     };
     let extra_hosts = a.add_host.iter().map(|h| ExtraHost::parse(h)).collect::<std::result::Result<Vec<_>, _>>()?;
     for server in &a.dns {

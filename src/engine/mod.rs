@@ -20,6 +20,7 @@ pub mod oci;
 pub mod restart;
 pub mod routes;
 pub mod run;
+pub mod security;
 pub mod spec;
 pub mod start;
 pub mod stop;

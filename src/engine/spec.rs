@@ -133,6 +133,8 @@ pub struct ProcessOverrides {
     pub read_only: bool,
     /// Labels, written as the spec's annotations.
     pub labels: BTreeMap<String, String>,
+    /// `--security-opt`.
+    pub security: super::security::SecurityOpts,
 }
 
 impl ProcessOverrides {
@@ -197,7 +199,6 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     let (ambient, inheritable) = (keep(built.ambient()), keep(built.inheritable()));
     process.set_capabilities(Some(LinuxCapabilitiesBuilder::default().bounding(caps.clone()).effective(caps.clone()).permitted(caps).ambient(ambient.unwrap_or_default()).inheritable(inheritable.unwrap_or_default()).build().expect("caps build")));
     process.set_rlimits(Some(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(input.nofile).soft(input.nofile).build().expect("rlimit builds")]));
-    process.set_no_new_privileges(Some(false));
     spec.set_process(Some(process));
     let mut root = spec.root().clone().expect("the default spec has a root");
     root.set_path(input.rootfs.clone());
@@ -214,6 +215,7 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     linux.set_resources(Some(resources(input.limits)));
     linux.set_cgroups_path(input.cgroup.clone());
     spec.set_linux(Some(linux));
+    over.security.apply(&mut spec);
     Ok(spec)
 }
 
@@ -502,6 +504,7 @@ mod tests {
             cap_drop: vec!["CAP_NET_RAW".into(), "mknod".into()],
             read_only: true,
             labels: [("tier".to_string(), "front".to_string())].into(),
+            security: crate::engine::security::SecurityOpts { no_new_privileges: true, ..Default::default() },
         };
         let command = vec!["-c".to_string(), "id".to_string()];
         let limits = Limits::default();

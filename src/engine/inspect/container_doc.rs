@@ -66,6 +66,7 @@ struct HostConfigDoc {
     memory: i64,
     nano_cpus: i64,
     pids_limit: Option<i64>,
+    security_opt: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,6 +222,7 @@ fn host_config(f: &ContainerFacts, ports: BTreeMap<String, Vec<PortBindingDoc>>)
         memory,
         nano_cpus,
         pids_limit,
+        security_opt: f.spec.as_ref().map(crate::engine::security::SecurityOpts::shown).unwrap_or_default(),
     }
 }
 
