@@ -229,3 +229,31 @@ fn security_opts_set_no_new_privileges_and_a_seccomp_profile_runc_and_crun_apply
     assert!(r.err.contains("linux.seccomp: shibafu's runtime does not filter system calls yet"), "{}", r.err);
     assert!(r.err.contains("SELinux labels") && r.err.contains("--security-opt \"bogus\" is invalid"), "{}", r.err);
 }
+
+#[test]
+fn engine_containers_get_dockers_default_hardening() {
+    let r = Lab::new().sh(
+        r#"set +e
+        shibafu run --rm busybox sh -c '
+            echo "capeff=$(grep CapEff /proc/self/status | cut -f2)"
+            echo "kcore=$(head -c 16 /proc/kcore | wc -c)"
+            echo "keys=$(cat /proc/keys | wc -c)"
+            echo 1 > /proc/sysrq-trigger 2>/dev/null; echo "sysrq=$?"
+            echo 1 > /proc/sys/vm/drop_caches 2>/dev/null; echo "sysctl=$?"
+            echo x > /dev/null; echo "devnull=$?"
+            mknod /tmp/disk b 8 0 2>/dev/null; echo "mknod-block=$?"
+            head -c 1 /tmp/disk >/dev/null 2>&1; echo "read-block=$?"
+            mknod /tmp/null2 c 1 3; echo x > /tmp/null2; echo "mknod-null=$?"
+            head -c 1 /dev/mem >/dev/null 2>&1; echo "devmem=$?"'
+        "#,
+    );
+    let out = &r.out;
+    // Docker's 14 default capabilities: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID
+    // SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    for want in ["capeff=00000000a80425fb", "kcore=0", "keys=0", "sysrq=1", "sysctl=1", "devnull=0", "mknod-null=0", "devmem=1"] {
+        assert!(out.contains(want), "{want}: {out}\n{}", r.err);
+    }
+    // Making a node is allowed, as Docker's rules allow `m` for every device; opening a disk's
+    // node is not.
+    assert!(out.contains("mknod-block=0") && out.contains("read-block=1"), "{out}\n{}", r.err);
+}
