@@ -45,6 +45,8 @@
           # none. scripts/test runs them on a machine, the checks below in a VM.
           doCheck = false;
           # rusqlite's "bundled" SQLite is compiled by stdenv's C compiler: no sqlite input.
+          # libseccomp-sys links -lseccomp (no pkg-config): the library is the one input.
+          buildInputs = [ pkgs.libseccomp ];
           postInstall = ''
             ln -s shibafu $out/bin/container-tool
           '';

@@ -1,6 +1,7 @@
 //! Root tests of configs runc accepts that the runtime got wrong (issue 17): root and mount
 //! propagation, hooks that fail where the spec says warn and go on, the state the early hooks
-//! see, a cgroup that cannot be set up, and resource settings cgroup v2 cannot express.
+//! see, a cgroup that cannot be set up, resource settings cgroup v2 cannot express, and seccomp
+//! profiles (filtered as under runc).
 
 mod common;
 
@@ -83,12 +84,56 @@ fn a_cgroup_that_cannot_be_set_up_leaves_no_directory_and_v1_only_settings_are_r
     assert!(r.err.contains("blockIO") && r.err.contains("\"../escape\""), "{}", r.err);
 }
 
+/// A profile that uses each kind of rule: an errno of its own, a condition on an argument, two
+/// alternatives on one argument, killing the process, logging.
+const PROFILE: &str = r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [{"index": 2, "value": 448, "op": "SCMP_CMP_EQ"}, {"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "args": [{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["sethostname"], "action": "SCMP_ACT_KILL_PROCESS"},
+        {"names": ["getcwd"], "action": "SCMP_ACT_LOG"}]}"#;
+
 #[test]
-fn seccomp_and_selinux_labels_are_refused_with_the_reason_and_apparmor_where_it_is_off() {
+fn a_seccomp_profile_filters_as_under_runc_with_and_without_no_new_privileges() {
     let r = Lab::new().sh(&format!(
         r#"{BUNDLE}
         set +e
-        with '.process.args = ["true"] | .linux.seccomp = {{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}}'
+        script='mkdir /tmp/x 2>&1; sleep 100 & kill -9 $! 2>/dev/null; echo kill9=$?; kill -15 $!; echo kill15=$?
+            touch /tmp/f; chmod 700 /tmp/f 2>&1; echo chmod700=$?; chmod 777 /tmp/f 2>&1; chmod 644 /tmp/f; echo chmod644=$?
+            hostname h; echo hostname=$?; pwd; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status | tr -d "\t"'
+        for nnp in true false; do
+            jq --arg s "$script" '.root.readonly = false | .process.noNewPrivileges = '$nnp' | .process.args = ["sh", "-c", $s] | .linux.seccomp = {PROFILE}' base.json > config.json
+            echo "== shibafu nnp=$nnp"; $R run s-$nnp 2>&1
+            echo "== runc nnp=$nnp"; runc --root $LAB/runc run r-$nnp 2>&1
+        done
+        "#
+    ));
+    let sections: Vec<&str> = r.out.split("== ").skip(1).collect();
+    assert_eq!(sections.len(), 4, "{}\n{}", r.out, r.err);
+    for pair in sections.chunks(2) {
+        // The same lines; stderr and stdout may interleave differently.
+        let body = |s: &str| {
+            let mut lines: Vec<String> = s.lines().skip(1).map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(body(pair[0]), body(pair[1]), "shibafu and runc differ:\n{}\n{}", pair[0], pair[1]);
+    }
+    let ours = sections[0];
+    for want in ["Function not implemented", "kill9=1", "kill15=0", "Permission denied", "chmod700=1", "chmod644=0", "hostname=159", "Seccomp:2", "NoNewPrivs:1"] {
+        assert!(ours.contains(want), "{want}:\n{ours}\n{}", r.err);
+    }
+    assert!(sections[2].contains("NoNewPrivs:0") && sections[2].contains("Seccomp:2"), "loaded before the capabilities went:\n{}", sections[2]);
+}
+
+#[test]
+fn seccomp_notify_and_selinux_labels_are_refused_with_the_reason_and_apparmor_where_it_is_off() {
+    let r = Lab::new().sh(&format!(
+        r#"{BUNDLE}
+        set +e
+        with '.process.args = ["true"] | .linux.seccomp = {{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}}]}}'
         $R run s1; echo "seccomp=$?"
         with '.process.args = ["true"] | .linux.mountLabel = "system_u:object_r:container_file_t:s0"'
         $R run s2; echo "label=$?"
@@ -100,7 +145,7 @@ fn seccomp_and_selinux_labels_are_refused_with_the_reason_and_apparmor_where_it_
     for want in ["seccomp=125", "label=125", "apparmor=125", "states: 0"] {
         assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
     }
-    assert!(r.err.contains("linux.seccomp: shibafu's runtime does not filter system calls yet"), "{}", r.err);
+    assert!(r.err.contains("SCMP_ACT_NOTIFY: user notification needs a seccomp agent"), "{}", r.err);
     assert!(r.err.contains("linux.mountLabel"), "{}", r.err);
     // Off: refused before anything starts; on: the profile is not loaded, and init says so.
     assert!(r.err.contains("does not run AppArmor") || r.err.contains("apply the AppArmor profile \"shibafu-test-no-such-profile\""), "{}", r.err);

@@ -135,10 +135,24 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json, apparmor=PROFILE|unconfined
-    /// (repeatable).
+    /// no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json (Docker's format; the
+    /// default profile otherwise), apparmor=PROFILE|unconfined (repeatable).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Give the container every capability and every host device, writable /sys, no masked
+    /// paths and no seccomp filter, as Docker's --privileged.
+    #[arg(long)]
+    pub privileged: bool,
+    /// The user namespace: host (the default) or auto (a free range of 65536 host ids, so the
+    /// container's root is an unprivileged user on the host).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// A uid map line CONTAINER_ID:HOST_ID:SIZE for a user namespace of its own (repeatable).
+    #[arg(long)]
+    pub uidmap: Vec<String>,
+    /// A gid map line, as --uidmap (repeatable; the uid map by default).
+    #[arg(long)]
+    pub gidmap: Vec<String>,
     /// Add NAME:IP to /etc/hosts (IP may be host-gateway: the network's gateway) (repeatable).
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
@@ -278,6 +292,7 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         read_only: a.read_only,
         labels: labels(&a.label, &a.label_file)?,
         security: crate::engine::security::SecurityOpts::parse(&a.security_opt)?,
+        privileged: a.privileged,
     };
     let extra_hosts = a.add_host.iter().map(|h| ExtraHost::parse(h)).collect::<std::result::Result<Vec<_>, _>>()?;
     for server in &a.dns {
@@ -305,6 +320,7 @@ pub fn run(root: &Path, a: RunArgs) -> Result<i32> {
         log_opts,
         mounts: mount_requests,
         process,
+        userns: crate::engine::userns::UsernsMode::parse(a.userns.as_deref(), &a.uidmap, &a.gidmap)?,
         tty: a.tty,
         interactive: a.interactive,
         extra_hosts,

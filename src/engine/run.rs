@@ -17,6 +17,7 @@ use crate::network::files::ExtraHost;
 use crate::network::NetworkMode;
 use crate::state::containers::{ContainerRow, DnsSettings, LogOptions};
 use crate::storage::overlay::{self, OverlayDirs};
+use super::userns::{Maps, UsernsMode};
 
 /// What `run` was asked.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub mounts: Vec<MountRequest>,
     /// Entrypoint, working dir, user, capabilities, read-only root, labels.
     pub process: ProcessOverrides,
+    /// The user namespace (`--userns`, `--uidmap`, `--gidmap`).
+    pub userns: UsernsMode,
     /// Give it a terminal even when stdin is none (`-t`).
     pub tty: bool,
     /// Keep its stdin open (`-i`): a detached container gets a pipe that stays open until it
@@ -161,7 +164,11 @@ impl Engine {
             }
         }
         let dirs = OverlayDirs::in_dir(&dir);
-        overlay::mount_overlay(&lowers, &dirs)?;
+        let maps = self.userns_maps(&id, &opts.userns)?;
+        if maps.is_some() {
+            super::userns::check_reachable(&dirs.merged)?;
+        }
+        overlay::mount_overlay(&lowers, &dirs, maps.as_ref().map(|m| (&m.uids[..], &m.gids[..])))?;
         crate::fault::point("run:mounted");
         self.fill_mounts(&opts.mounts, &planned, &dirs.merged)?;
         make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process))?;
@@ -186,6 +193,10 @@ impl Engine {
             nofile: super::spec::default_nofile(),
             process: &opts.process,
         })?;
+        if let Some(maps) = &maps {
+            super::userns::set_maps(&mut spec, maps);
+            super::spec::annotate(&mut spec, super::userns::ANNOTATION, opts.userns.name());
+        }
         super::spec::apply_network(&mut spec, &opts.network, &attached);
         super::spec::annotate(&mut spec, super::inspect::container::IMAGE_ID_ANNOTATION, &image.config_digest);
         super::spec::add_mounts(&mut spec, &opts.mounts, &planned);
@@ -302,5 +313,22 @@ impl Drop for Undo<'_> {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    /// The id maps of a container's user namespace: none, a free `auto` range (recorded with
+    /// the container, freed with it), or the maps given.
+    fn userns_maps(&self, id: &str, mode: &UsernsMode) -> Result<Option<Maps>> {
+        use super::userns::{AUTO_BASE, AUTO_RANGES, AUTO_SIZE};
+        Ok(match mode {
+            UsernsMode::Host => None,
+            UsernsMode::Maps(maps) => Some(maps.clone()),
+            UsernsMode::Auto => {
+                let start = self.db.allocate_userns_range(id, AUTO_BASE, AUTO_SIZE, AUTO_RANGES)?;
+                let start = start.ok_or_else(|| EngineError::Invalid(format!("all {AUTO_RANGES} --userns=auto ranges are taken: remove some containers")))?;
+                Some(Maps::auto(start))
+            }
+        })
     }
 }

@@ -1,25 +1,25 @@
 //! `run --security-opt`, as Docker reads it: `no-new-privileges[=true|false]`,
-//! `seccomp=unconfined|PATH` (a profile in the OCI `linux.seccomp` form, the JSON Docker's
-//! own profiles use), `apparmor=PROFILE|unconfined`; SELinux `label=` is refused. What the
+//! `seccomp=unconfined|PATH` (a profile in Docker's format, see `seccomp`; without the option,
+//! the default profile), `apparmor=PROFILE|unconfined`; SELinux `label=` is refused. What the
 //! options ask is written into the spec; the runtime applies it or refuses it with the reason.
 
-use std::io::Read;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxSeccomp, Spec};
+use oci_spec::runtime::Spec;
 
+use super::seccomp::{Choice, Profile};
 use super::{EngineError, Result};
 
-/// The largest seccomp profile read.
-const MAX_PROFILE: u64 = 1 << 20;
+/// The annotation that records which seccomp profile a container got.
+pub const SECCOMP_ANNOTATION: &str = "io.shibafu.seccomp";
 
 /// The security options of a container.
 #[derive(Debug, Clone, Default)]
 pub struct SecurityOpts {
     /// `no-new-privileges`: execve never grants more (setuid bits, file capabilities).
     pub no_new_privileges: bool,
-    /// A seccomp profile (`seccomp=PATH`), as the spec's `linux.seccomp`.
-    pub seccomp: Option<LinuxSeccomp>,
+    /// The seccomp profile.
+    pub seccomp: Choice,
     /// An AppArmor profile (`apparmor=PROFILE`).
     pub apparmor: Option<String>,
 }
@@ -34,8 +34,8 @@ impl SecurityOpts {
             match (key, value) {
                 ("no-new-privileges", None | Some("true")) => out.no_new_privileges = true,
                 ("no-new-privileges", Some("false")) => out.no_new_privileges = false,
-                ("seccomp", Some("unconfined")) => out.seccomp = None,
-                ("seccomp", Some(path)) if !path.is_empty() => out.seccomp = Some(read_profile(Path::new(path))?),
+                ("seccomp", Some("unconfined")) => out.seccomp = Choice::Unconfined,
+                ("seccomp", Some(path)) if !path.is_empty() => out.seccomp = Choice::File(path.to_string(), Profile::read(Path::new(path))?),
                 ("apparmor", Some("unconfined")) => out.apparmor = None,
                 ("apparmor", Some(profile)) if valid_profile_name(profile) => out.apparmor = Some(profile.to_string()),
                 ("label", _) => return Err(EngineError::Invalid(format!("--security-opt {opt}: SELinux labels are not applied by shibafu (and need a kernel that runs SELinux)"))),
@@ -49,15 +49,25 @@ impl SecurityOpts {
         Ok(out)
     }
 
-    /// Writes them into `spec`.
-    pub fn apply(&self, spec: &mut Spec) {
+    /// Writes them into `spec`, whose capabilities are final: the seccomp profile is resolved
+    /// for them. A privileged container runs with no filter.
+    pub fn apply(&self, spec: &mut Spec, privileged: bool) {
+        let choice = if privileged { &Choice::Unconfined } else { &self.seccomp };
+        let caps: Vec<String> = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().as_ref())
+            .map(|set| set.iter().filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
         if let Some(process) = spec.process_mut() {
             process.set_no_new_privileges(Some(self.no_new_privileges));
             process.set_apparmor_profile(self.apparmor.clone());
         }
         if let Some(linux) = spec.linux_mut() {
-            linux.set_seccomp(self.seccomp.clone());
+            linux.set_seccomp(choice.resolve(&caps));
         }
+        super::spec::annotate(spec, SECCOMP_ANNOTATION, choice.name());
     }
 
     /// As `inspect` shows them (HostConfig.SecurityOpt), read back from a spec.
@@ -69,27 +79,89 @@ impl SecurityOpts {
         if let Some(profile) = spec.process().as_ref().and_then(|p| p.apparmor_profile().clone()) {
             out.push(format!("apparmor={profile}"));
         }
-        match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => out.push(format!("seccomp=profile (default action {:?}, {} rules)", s.default_action(), s.syscalls().as_ref().map_or(0, Vec::len))),
-            None => out.push("seccomp=unconfined".to_string()),
-        }
+        let recorded = spec.annotations().as_ref().and_then(|a| a.get(SECCOMP_ANNOTATION).cloned());
+        let filtered = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
+        out.push(format!("seccomp={}", recorded.unwrap_or_else(|| if filtered { "profile" } else { "unconfined" }.into())));
         out
     }
 }
 
-fn valid_profile_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+/// `--privileged`, as Docker's: every capability, no masked or read-only paths, /sys and the
+/// cgroup tree writable, every device of the host in /dev and allowed by the device cgroup.
+/// (`apply` then leaves out the seccomp filter.)
+pub fn make_privileged(spec: &mut Spec, all_caps: oci_spec::runtime::Capabilities) {
+    if let Some(process) = spec.process_mut() {
+        let caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+            .bounding(all_caps.clone())
+            .effective(all_caps.clone())
+            .permitted(all_caps.clone())
+            .inheritable(all_caps)
+            .ambient(oci_spec::runtime::Capabilities::new())
+            .build()
+            .expect("caps build");
+        process.set_capabilities(Some(caps));
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in mounts.iter_mut().filter(|m| matches!(m.typ().as_deref(), Some("sysfs" | "cgroup" | "cgroup2"))) {
+        let options = m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro").chain(["rw".to_string()]).collect();
+        m.set_options(Some(options));
+    }
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_masked_paths(Some(vec![]));
+        linux.set_readonly_paths(Some(vec![]));
+        linux.set_devices(Some(host_devices(Path::new("/dev"))));
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        let all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build().expect("rule builds");
+        resources.set_devices(Some(vec![all]));
+        linux.set_resources(Some(resources));
+    }
 }
 
-/// A seccomp profile file: JSON in the spec's `linux.seccomp` form, at most 1 MiB.
-fn read_profile(path: &Path) -> Result<LinuxSeccomp> {
-    let file = std::fs::File::open(path).map_err(|e| EngineError::Invalid(format!("--security-opt seccomp={}: {e}", path.display())))?;
-    let mut text = String::new();
-    file.take(MAX_PROFILE + 1).read_to_string(&mut text).map_err(|e| EngineError::Invalid(format!("--security-opt seccomp={}: {e}", path.display())))?;
-    if text.len() as u64 > MAX_PROFILE {
-        return Err(EngineError::Invalid(format!("--security-opt seccomp={}: the profile is over 1 MiB", path.display())));
+/// The host's character and block devices under `dir`, as Docker and runc list them for a
+/// privileged container: not the terminals of /dev/pts, nor /dev/console, nor what /dev/shm,
+/// /dev/mqueue or /dev/fd hold; not links.
+fn host_devices(dir: &Path) -> Vec<oci_spec::runtime::LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let name = entry.file_name();
+        if meta.is_dir() {
+            if !["pts", "shm", "mqueue", "fd", ".lxc", ".lxd-mounts", ".udev"].contains(&name.to_string_lossy().as_ref()) {
+                out.extend(host_devices(&path));
+            }
+            continue;
+        }
+        let typ = match meta.file_type() {
+            t if t.is_char_device() => oci_spec::runtime::LinuxDeviceType::C,
+            t if t.is_block_device() => oci_spec::runtime::LinuxDeviceType::B,
+            _ => continue,
+        };
+        if path == Path::new("/dev/console") {
+            continue;
+        }
+        let rdev = meta.rdev();
+        let device = oci_spec::runtime::LinuxDeviceBuilder::default()
+            .path(path)
+            .typ(typ)
+            .major(libc::major(rdev) as i64)
+            .minor(libc::minor(rdev) as i64)
+            .file_mode(meta.mode() & 0o7777)
+            .uid(meta.uid())
+            .gid(meta.gid())
+            .build()
+            .expect("device builds");
+        out.push(device);
     }
-    serde_json::from_str(&text).map_err(|e| EngineError::Invalid(format!("--security-opt seccomp={}: not a seccomp profile ({e}); it takes the OCI linux.seccomp JSON: defaultAction, syscalls", path.display())))
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
+fn valid_profile_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -105,7 +177,8 @@ mod tests {
         assert!(parse(&["no-new-privileges"]).unwrap().no_new_privileges);
         assert!(parse(&["no-new-privileges:true"]).unwrap().no_new_privileges);
         assert!(!parse(&["no-new-privileges", "no-new-privileges=false"]).unwrap().no_new_privileges);
-        assert!(parse(&["seccomp=unconfined"]).unwrap().seccomp.is_none());
+        assert!(matches!(parse(&["seccomp=unconfined"]).unwrap().seccomp, Choice::Unconfined));
+        assert!(matches!(parse(&[]).unwrap().seccomp, Choice::Default));
         assert_eq!(parse(&["apparmor=docker-default"]).unwrap().apparmor.as_deref(), Some("docker-default"));
         assert!(parse(&["apparmor=unconfined"]).unwrap().apparmor.is_none());
         for bad in ["label=type:svirt_t", "bogus", "seccomp=", "apparmor=a b", "no-new-privileges=maybe"] {
@@ -121,11 +194,16 @@ mod tests {
         std::fs::write(&path, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#).unwrap();
         let opts = parse(&[&format!("seccomp={}", path.display()), "no-new-privileges"]).unwrap();
         let mut spec = Spec::default();
-        opts.apply(&mut spec);
+        opts.apply(&mut spec, false);
         assert_eq!(spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap().syscalls().as_ref().unwrap().len(), 1);
         let shown = SecurityOpts::shown(&spec);
-        assert!(shown[0] == "no-new-privileges=true" && shown[1].starts_with("seccomp=profile"), "{shown:?}");
+        assert_eq!(shown, ["no-new-privileges=true".to_string(), format!("seccomp={}", path.display())]);
+        opts.apply(&mut spec, true);
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none(), "privileged: no filter");
+        assert_eq!(SecurityOpts::shown(&spec)[1], "seccomp=unconfined");
         std::fs::write(&path, "{").unwrap();
         assert!(parse(&[&format!("seccomp={}", path.display())]).unwrap_err().to_string().contains("not a seccomp profile"));
+        std::fs::write(&path, "x".repeat(2 << 20)).unwrap();
+        assert!(parse(&[&format!("seccomp={}", path.display())]).unwrap_err().to_string().contains("over 1 MiB"));
     }
 }

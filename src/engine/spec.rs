@@ -135,6 +135,8 @@ pub struct ProcessOverrides {
     pub labels: BTreeMap<String, String>,
     /// `--security-opt`.
     pub security: super::security::SecurityOpts,
+    /// `--privileged`.
+    pub privileged: bool,
 }
 
 impl ProcessOverrides {
@@ -171,6 +173,9 @@ pub fn command_line(image: &ImageConfig, entrypoint: Option<&[String]>, command:
     }
     Ok(args)
 }
+
+/// The annotation that marks a `--privileged` container.
+pub const PRIVILEGED_ANNOTATION: &str = "io.shibafu.privileged";
 
 /// Builds the spec.
 pub fn container_spec(input: &SpecInput) -> Result<Spec> {
@@ -215,7 +220,12 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     linux.set_resources(Some(resources(input.limits)));
     linux.set_cgroups_path(input.cgroup.clone());
     spec.set_linux(Some(linux));
-    over.security.apply(&mut spec);
+    if over.privileged {
+        let all = capabilities(&["ALL".to_string()], &[])?.into_iter().collect();
+        super::security::make_privileged(&mut spec, all);
+        annotate(&mut spec, PRIVILEGED_ANNOTATION, "true");
+    }
+    over.security.apply(&mut spec, over.privileged);
     Ok(spec)
 }
 
@@ -316,12 +326,14 @@ pub fn working_dir<'a>(image: &'a ImageConfig, over: &'a ProcessOverrides) -> &'
 }
 
 /// Docker's capability set changed by `--cap-add`/`--cap-drop` (names with or without
-/// `CAP_`, any case; `ALL`): `--cap-add ALL` starts from every capability the kernel has,
-/// `--cap-drop ALL` from none; then the drops go, then the adds come.
+/// `CAP_`, any case; `ALL`): `--cap-add ALL` starts from every capability the kernel has that
+/// shibafu itself may pass on (its bounding set: a container cannot get more), `--cap-drop ALL`
+/// from none; then the drops go, then the adds come.
 pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<Capability>> {
     let is_all = |c: &String| c.eq_ignore_ascii_case("all");
     let mut set: Vec<Capability> = if add.iter().any(is_all) {
-        let mut all: Vec<Capability> = caps::runtime::thread_all_supported().iter().filter_map(|c| parse_capability(&c.to_string()).ok()).collect();
+        let ours = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::runtime::thread_all_supported());
+        let mut all: Vec<Capability> = ours.iter().filter_map(|c| parse_capability(&c.to_string()).ok()).collect();
         all.sort_by_key(|c| c.to_string());
         all
     } else if drop.iter().any(is_all) {
@@ -457,6 +469,15 @@ mod tests {
         }
     }
 
+    /// The spec with its seccomp rules counted rather than listed (engine::seccomp tests them).
+    fn seccomp_summarized(mut spec: Spec) -> Spec {
+        if let Some(seccomp) = spec.linux_mut().as_mut().and_then(|l| l.seccomp_mut().as_mut()) {
+            let rules = seccomp.syscalls().as_ref().map_or(0, Vec::len);
+            seccomp.set_syscalls(Some(vec![oci_spec::runtime::LinuxSyscallBuilder::default().names(vec![format!("{rules} rules")]).build().unwrap()]));
+        }
+        spec
+    }
+
     #[test]
     fn container_spec_snapshot() {
         let image = ImageConfig { env: vec!["PATH=/bin".into(), "A=1".into()], cmd: vec!["/bin/sh".into()], ..Default::default() };
@@ -464,7 +485,7 @@ mod tests {
         let env = vec!["A=2".to_string(), "B=3".to_string()];
         let limits = Limits { memory: Some(64 << 20), cpus: Some(0.5), pids: Some(100) };
         let spec = container_spec(&input(&image, &command, &env, &limits)).unwrap();
-        insta::assert_snapshot!(crate::runtime::spec::to_json(&spec));
+        insta::assert_snapshot!(crate::runtime::spec::to_json(&seccomp_summarized(spec)));
     }
 
     #[test]
@@ -505,6 +526,7 @@ mod tests {
             read_only: true,
             labels: [("tier".to_string(), "front".to_string())].into(),
             security: crate::engine::security::SecurityOpts { no_new_privileges: true, ..Default::default() },
+            privileged: false,
         };
         let command = vec!["-c".to_string(), "id".to_string()];
         let limits = Limits::default();
@@ -519,7 +541,7 @@ mod tests {
             .map(|w| MountRecord { source: if w.source == "cache" { "/var/lib/shibafu/volumes/cache/_data".into() } else { w.source.clone() }, ..Default::default() })
             .collect();
         add_mounts(&mut spec, &wanted, &planned);
-        insta::assert_snapshot!(crate::runtime::spec::to_json(&spec));
+        insta::assert_snapshot!(crate::runtime::spec::to_json(&seccomp_summarized(spec)));
     }
 
     #[test]

@@ -113,7 +113,8 @@ impl Engine {
         if let Some(missing) = lowers.iter().find(|d| !d.is_dir()) {
             return Err(EngineError::Invalid(format!("container {}: its layer {} is gone", c.name, missing.display())));
         }
-        overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir))?;
+        let maps = crate::runtime::spec::load(&dir).ok().as_ref().and_then(super::userns::Maps::of_spec);
+        overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir), maps.as_ref().map(|m| (&m.uids[..], &m.gids[..])))?;
         let words: Vec<String> = c.network.split(',').map(String::from).collect();
         let mode = NetworkMode::parse(&words)?;
         let publish = c.publish.iter().map(|p| crate::network::ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;

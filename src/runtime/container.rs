@@ -4,6 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
@@ -15,7 +16,7 @@ use super::error::{Result, RuntimeError};
 use super::init::{self, InitContext};
 use super::state::{OciState, Record, Status};
 use super::sync::{self, Msg};
-use super::{foreground, hooks, namespaces, process, spec};
+use super::{foreground, hooks, namespaces, process, seccomp, spec, userns};
 use crate::explain;
 
 /// The runtime, working on one state root (runc's `--root`).
@@ -81,23 +82,35 @@ impl Runtime {
         let mut undo = Undo { dir: dir.clone(), child: None, cgroup: None, armed: true };
         let fifo = dir.join("exec.fifo");
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(RuntimeError::sys("mkfifo exec.fifo"))?;
+        // Writable by others, whatever the umask: an init in a user namespace is one.
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).map_err(RuntimeError::io("chmod exec.fifo"))?;
 
         let (console_for_child, console_for_us) = console_ends(terminal, opts)?;
+        let new_user_ns = plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+        let id_maps = userns::maps(&spec, new_user_ns)?;
+        // The init opens nothing by path in the state directory: in a user namespace it could
+        // not reach it.
+        let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(RuntimeError::sys("open exec fifo"))?;
         let joins = namespaces::open_joins(&plan.joins)?;
-        // PID namespaces apply to children: join before the clone, the rest in the child.
+        // PID namespaces apply to children: join before the clone, the rest in the child; but
+        // for a child in a new user namespace, the runtime joins the host's others for it.
+        let early = if new_user_ns { namespaces::JOINED_BEFORE_A_NEW_USER_NS } else { CloneFlags::empty() };
         namespaces::enter(&joins, CloneFlags::CLONE_NEWPID)?;
+        let (early_joins, joins): (Vec<_>, Vec<_>) = joins.into_iter().partition(|j| early.contains(j.flag()));
         let (parent, child) = sync::pair()?;
         let mut ctx = InitContext {
             spec: spec.clone(),
             bundle: bundle.clone(),
             rootfs: rootfs.clone(),
-            fifo: fifo.clone(),
+            fifo: fifo_fd,
+            new_user_ns,
             joins,
             new_cgroup_ns: plan.new_cgroup,
             cgroup_view: None,
             new_net_ns: plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
             console: console_for_child,
             stdio: opts.stdio,
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose()?,
         };
         // The cgroup first, so that the child is born in it.
         let cgroup_path = cgroup_path(&spec, id);
@@ -109,8 +122,13 @@ impl Runtime {
         let joins_cgroup_ns = plan.joins.iter().any(|(flag, _)| *flag == CloneFlags::CLONE_NEWCGROUP);
         ctx.cgroup_view = if joins_cgroup_ns { None } else { super::cgroups::container_view(cgroup.as_ref(), plan.new_cgroup) };
         let cgroup_dir = cgroup.as_ref().map(|cg| cg.open()).transpose()?;
+        let ours = namespaces::enter_for_clone(&early_joins, early)?;
         // SAFETY: the CLI is single-threaded; the child only runs `init::run`, which execs or exits.
-        let cloned = unsafe { process::clone_process(plan.clone_flags, cgroup_dir.as_ref().map(|d| d.as_fd()))? };
+        let cloned = unsafe { process::clone_process(plan.clone_flags, cgroup_dir.as_ref().map(|d| d.as_fd())) };
+        if !matches!(cloned, Ok(process::CloneOutcome { child: None, .. })) {
+            ours.restore()?;
+        }
+        let cloned = cloned?;
         let Some(pid) = cloned.child else {
             drop(parent);
             init::run(ctx, child)
@@ -120,6 +138,9 @@ impl Runtime {
         undo.child = Some(pid);
         if let (Some(cg), false) = (&cgroup, cloned.in_cgroup) {
             cg.add(pid.as_raw())?;
+        }
+        if let Some(maps) = &id_maps {
+            userns::write(pid.as_raw(), maps)?;
         }
         parent.send(&Msg::Go)?;
 

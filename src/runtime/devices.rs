@@ -30,11 +30,16 @@ const DEFAULT_LINKS: [(&str, &str); 5] = [
     ("pts/ptmx", "/dev/ptmx"),
 ];
 
-/// Creates the default character devices and links in a fresh /dev under `root`.
-pub fn create_defaults<Fd: AsFd>(root: Fd) -> Result<()> {
+/// Creates the default character devices and links in a fresh /dev under `root`. In a user
+/// namespace, where mknod is refused, the host's nodes are bound in instead (as runc does).
+pub fn create_defaults<Fd: AsFd>(root: Fd, in_user_ns: bool) -> Result<()> {
     let root = root.as_fd();
     for (path, major, minor) in DEFAULT_DEVICES {
-        mknod(root, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        if in_user_ns {
+            bind_host_node(root, Path::new(path))?;
+        } else {
+            mknod(root, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        }
     }
     for (target, link) in DEFAULT_LINKS {
         let dir = safepath::mkdir_all(root, Path::new("/dev")).map_err(RuntimeError::sys("mkdir /dev"))?;
@@ -48,10 +53,15 @@ pub fn create_defaults<Fd: AsFd>(root: Fd) -> Result<()> {
     Ok(())
 }
 
-/// Creates the devices listed in the spec's `linux.devices`.
-pub fn create_from_spec<Fd: AsFd>(root: Fd, devices: &[LinuxDevice]) -> Result<()> {
+/// Creates the devices listed in the spec's `linux.devices` (bound from the host's same path
+/// in a user namespace).
+pub fn create_from_spec<Fd: AsFd>(root: Fd, devices: &[LinuxDevice], in_user_ns: bool) -> Result<()> {
     let root = root.as_fd();
     for d in devices {
+        if in_user_ns {
+            bind_host_node(root, d.path())?;
+            continue;
+        }
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
             LinuxDeviceType::B => SFlag::S_IFBLK,
@@ -63,6 +73,14 @@ pub fn create_from_spec<Fd: AsFd>(root: Fd, devices: &[LinuxDevice]) -> Result<(
         mknod(root, d.path(), kind, d.major() as u64, d.minor() as u64, mode, uid, gid)?;
     }
     Ok(())
+}
+
+/// Binds the host's node at `path` onto the same path under `root`.
+fn bind_host_node(root: std::os::fd::BorrowedFd, path: &Path) -> Result<()> {
+    let target = safepath::touch(root, path).map_err(RuntimeError::sys(format!("create {}", path.display())))?;
+    explain::step(|| format!("mount --bind {0} <rootfs>{0}   # mknod is refused in a user namespace", path.display()));
+    nix::mount::mount(Some(path), &safepath::proc_fd_path(&target), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(RuntimeError::sys(format!("bind the host's {}", path.display())))
 }
 
 #[allow(clippy::too_many_arguments)]

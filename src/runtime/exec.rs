@@ -13,7 +13,7 @@ use super::container::Runtime;
 use super::error::{Result, RuntimeError};
 use super::state::{Record, Status};
 use super::sync::{self, Msg};
-use super::{foreground, namespaces, process, tty};
+use super::{foreground, namespaces, process, seccomp, tty};
 
 /// How to exec.
 #[derive(Debug, Default)]
@@ -45,6 +45,8 @@ impl Runtime {
             return Err(RuntimeError::Init("a detached terminal needs --console-socket".into()));
         }
         let joins = namespaces::open_joins(&namespaces::of_process(record.pid))?;
+        // The container's filter holds for every process in it, as runc's exec.
+        let filter = record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose()?;
         // PID namespaces apply to children: join before the clone, the rest in the child.
         let (console_child, console_us) = match (&opts.console_socket, terminal) {
             (_, false) => (None, None),
@@ -67,7 +69,7 @@ impl Runtime {
             None => {
                 drop(parent);
                 let cgroup = record.cgroup.as_deref().filter(|_| !cloned.in_cgroup);
-                let err = match child_steps(cgroup, &joins, process, console_child.as_ref()) {
+                let err = match child_steps(cgroup, &joins, process, console_child.as_ref(), filter.as_ref()) {
                     Ok(program) => process::exec(&program),
                     Err(e) => e,
                 };
@@ -101,11 +103,17 @@ impl Runtime {
 
 /// The exec'd process's steps: into `cgroup` (when it was not born there), the namespaces, the
 /// terminal, the identity; the program to exec.
-fn child_steps(cgroup: Option<&Path>, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>) -> Result<process::Program> {
+fn child_steps(cgroup: Option<&Path>, joins: &[namespaces::Join], process: &Process, console: Option<&UnixStream>, filter: Option<&seccomp::Filter>) -> Result<process::Program> {
     if let Some(cg) = cgroup {
         std::fs::write(cg.join("cgroup.procs"), "0").map_err(RuntimeError::io("join the container's cgroup"))?;
     }
-    namespaces::enter(joins, CloneFlags::all() - CloneFlags::CLONE_NEWNS - CloneFlags::CLONE_NEWPID)?;
+    // The host may own some of them (the engine's network namespace): those are joined while
+    // we still hold our capabilities, before the user namespace.
+    namespaces::enter(joins, CloneFlags::all() - CloneFlags::CLONE_NEWNS - CloneFlags::CLONE_NEWPID - CloneFlags::CLONE_NEWUSER)?;
+    if joins.iter().any(|j| j.flag() == CloneFlags::CLONE_NEWUSER) {
+        namespaces::enter(joins, CloneFlags::CLONE_NEWUSER)?;
+        super::userns::become_root()?;
+    }
     namespaces::enter(joins, CloneFlags::CLONE_NEWNS)?;
     match console {
         Some(sock) => tty::setup(sock.as_fd(), process.console_size().map(|b| (b.height(), b.width())))?,
@@ -113,7 +121,5 @@ fn child_steps(cgroup: Option<&Path>, joins: &[namespaces::Join], process: &Proc
             let _ = nix::unistd::setsid();
         }
     }
-    process::apply_identity(process)?;
-    process::enter_cwd(process)?;
-    process::find_program(process)
+    super::init::finish_process(process, filter)
 }

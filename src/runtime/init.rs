@@ -12,7 +12,7 @@ use oci_spec::runtime::Spec;
 use super::error::{Result, RuntimeError};
 use super::namespaces::{self, Join};
 use super::sync::{Msg, Sync};
-use super::{hooks, process, rootfs};
+use super::{hooks, process, rootfs, seccomp};
 use crate::explain;
 
 /// Everything the init needs, prepared by the parent before clone.
@@ -23,8 +23,10 @@ pub struct InitContext {
     pub bundle: PathBuf,
     /// Absolute rootfs path.
     pub rootfs: PathBuf,
-    /// The exec fifo in the state directory.
-    pub fifo: PathBuf,
+    /// The exec fifo in the state directory, opened O_PATH by the runtime.
+    pub fifo: OwnedFd,
+    /// Whether the clone made a new user namespace (the runtime writes its maps before `go`).
+    pub new_user_ns: bool,
     /// Namespaces to join (opened in the runtime's view).
     pub joins: Vec<Join>,
     /// Whether to unshare a cgroup namespace after the parent placed us in our cgroup.
@@ -38,6 +40,8 @@ pub struct InitContext {
     pub console: Option<OwnedFd>,
     /// Descriptors to use as stdin, stdout, stderr instead of the inherited ones.
     pub stdio: Option<[RawFd; 3]>,
+    /// The compiled `linux.seccomp`.
+    pub seccomp: Option<seccomp::Filter>,
 }
 
 /// Runs in the cloned child. Never returns: it execs the user's program or exits.
@@ -65,6 +69,9 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
         }
     }
     expect_go(sync)?;
+    if ctx.new_user_ns {
+        super::userns::become_root()?;
+    }
     namespaces::enter(&ctx.joins, CloneFlags::all() - CloneFlags::CLONE_NEWNS - CloneFlags::CLONE_NEWPID)?;
     namespaces::enter(&ctx.joins, CloneFlags::CLONE_NEWNS)?;
     if ctx.new_cgroup_ns {
@@ -76,8 +83,6 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     }
     let spec = &ctx.spec;
     process::set_hostname(spec.hostname().as_deref(), spec.domainname().as_deref())?;
-    let fifo = nix::fcntl::open(&ctx.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(RuntimeError::sys("open exec fifo"))?;
     let spec_hooks = spec.hooks().clone().unwrap_or_default();
     if spec_hooks.create_runtime().is_some() || spec_hooks.prestart().is_some() {
         sync.send(&Msg::Hooks)?;
@@ -86,7 +91,7 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if let Some(list) = spec_hooks.create_container() {
         hooks::run_all("createContainer", list, "{}")?;
     }
-    rootfs::prepare(spec, &ctx.bundle, &ctx.rootfs, ctx.cgroup_view.as_deref())?;
+    rootfs::prepare(spec, &ctx.bundle, &ctx.rootfs, ctx.cgroup_view.as_deref(), ctx.new_user_ns)?;
     rootfs::pivot(&ctx.rootfs)?;
     let process = spec.process().as_ref().expect("checked by spec::load");
     if process.terminal() == Some(true) {
@@ -100,16 +105,32 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         process::apply_sysctls(sysctls)?;
     }
+    let program = finish_process(process, ctx.seccomp.as_ref())?;
+    sync.send(&Msg::Created)?;
+    wait_for_start(&ctx.fifo)?;
+    if let Some(list) = spec_hooks.start_container() {
+        hooks::run_all("startContainer", list, "{}")?;
+    }
+    Ok(program)
+}
+
+/// The AppArmor profile, the identity, the working directory and the seccomp filter, in runc's
+/// order (for the init and for each exec'd process): the filter
+/// as late as it can, which is last with no_new_privs and before the capabilities go without
+/// (loading a filter then needs CAP_SYS_ADMIN). Returns the program to exec.
+pub fn finish_process(process: &oci_spec::runtime::Process, filter: Option<&seccomp::Filter>) -> Result<process::Program> {
     if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
         apply_apparmor(profile)?;
+    }
+    let nnp = process.no_new_privileges() == Some(true);
+    if let Some(filter) = filter.filter(|_| !nnp) {
+        filter.load()?;
     }
     process::apply_identity(process)?;
     process::enter_cwd(process)?;
     let program = process::find_program(process)?;
-    sync.send(&Msg::Created)?;
-    wait_for_start(&fifo)?;
-    if let Some(list) = spec_hooks.start_container() {
-        hooks::run_all("startContainer", list, "{}")?;
+    if let Some(filter) = filter.filter(|_| nnp) {
+        filter.load()?;
     }
     Ok(program)
 }

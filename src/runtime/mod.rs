@@ -18,11 +18,13 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;
 pub mod tty;
 pub mod user;
+pub mod userns;
 
 pub use container::{CreateOptions, Created, Runtime};
 pub use error::RuntimeError;

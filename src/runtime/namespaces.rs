@@ -20,8 +20,12 @@ pub struct NamespacePlan {
     pub joins: Vec<(CloneFlags, PathBuf)>,
 }
 
-/// Reads the spec's namespaces. User and time namespaces are refused: this runtime does not
-/// map ids or clocks.
+/// The namespaces the runtime joins for the init before the clone when the init gets a new
+/// user namespace: once in it, the init holds no capability over namespaces the host owns.
+pub const JOINED_BEFORE_A_NEW_USER_NS: CloneFlags = CloneFlags::CLONE_NEWNET.union(CloneFlags::CLONE_NEWIPC).union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWCGROUP);
+
+/// Reads the spec's namespaces. Time namespaces are refused (this runtime sets no clocks), and
+/// so is joining a user namespace by path (a new one, with id maps, is made).
 pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
     let mut plan = NamespacePlan { clone_flags: CloneFlags::empty(), new_cgroup: false, joins: Vec::new() };
     let list = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
@@ -33,6 +37,10 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
             LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
             LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
             LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            LinuxNamespaceType::User if ns.path().is_some() => {
+                return Err(RuntimeError::Init("joining a user namespace by path is not supported by shibafu's runtime: give linux.uidMappings and gidMappings for a new one, or use runc".into()))
+            }
+            LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
             other => {
                 return Err(RuntimeError::Init(format!(
                     "{other:?} namespaces are not supported by shibafu's runtime (use --runtime crun)"
@@ -48,6 +56,10 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
     if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) {
         return Err(RuntimeError::Init("the spec has no mount namespace; shibafu needs one to pivot_root".into()));
     }
+    if plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && plan.joins.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID) {
+        // A pid namespace the host owns cannot mount a /proc for a process in a new user one.
+        return Err(RuntimeError::Init("joining a pid namespace together with a new user namespace is not supported: the container could not mount its /proc".into()));
+    }
     Ok(plan)
 }
 
@@ -55,6 +67,7 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
 pub fn describe(flags: CloneFlags) -> String {
     let mut words = vec!["unshare"];
     for (flag, word) in [
+        (CloneFlags::CLONE_NEWUSER, "--user"),
         (CloneFlags::CLONE_NEWPID, "--pid"),
         (CloneFlags::CLONE_NEWNET, "--net"),
         (CloneFlags::CLONE_NEWIPC, "--ipc"),
@@ -88,6 +101,43 @@ pub fn open_joins(joins: &[(CloneFlags, PathBuf)]) -> Result<Vec<Join>> {
         .collect()
 }
 
+impl Join {
+    /// The kind of namespace.
+    pub fn flag(&self) -> CloneFlags {
+        self.flag
+    }
+}
+
+/// Our own namespaces, to come back to after joining others around a clone.
+pub struct Ours(Vec<(CloneFlags, File)>);
+
+/// Joins `joins` whose flag is in `which` from the runtime itself (for the child it clones
+/// next), keeping ours to come back to.
+pub fn enter_for_clone(joins: &[Join], which: CloneFlags) -> Result<Ours> {
+    let mut ours = Vec::new();
+    for j in joins.iter().filter(|j| which.contains(j.flag)) {
+        let name = proc_name(j.flag);
+        let file = File::open(format!("/proc/self/ns/{name}")).map_err(RuntimeError::io(format!("open our {name} namespace")))?;
+        ours.push((j.flag, file));
+    }
+    enter(joins, which)?;
+    Ok(Ours(ours))
+}
+
+impl Ours {
+    /// Returns to our namespaces.
+    pub fn restore(self) -> Result<()> {
+        for (flag, file) in self.0 {
+            setns(&file, flag).map_err(RuntimeError::sys(format!("return to our {} namespace", proc_name(flag))))?;
+        }
+        Ok(())
+    }
+}
+
+fn proc_name(flag: CloneFlags) -> &'static str {
+    JOINABLE.iter().find(|(f, _)| *f == flag).map_or("?", |(_, n)| n)
+}
+
 /// Joins the namespaces of one kind set (all of `joins` whose flag is in `which`).
 pub fn enter(joins: &[Join], which: CloneFlags) -> Result<()> {
     for j in joins.iter().filter(|j| which.contains(j.flag)) {
@@ -104,13 +154,16 @@ fn nsenter_word(flag: CloneFlags) -> &'static str {
         CloneFlags::CLONE_NEWIPC => "ipc",
         CloneFlags::CLONE_NEWUTS => "uts",
         CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWUSER => "user",
         _ => "cgroup",
     }
 }
 
 /// The namespace kinds a process can be joined into, with their /proc names, in join order
-/// (mount last: later paths resolve in the container).
-pub const JOINABLE: [(CloneFlags, &str); 6] = [
+/// (user first: it grants the capabilities over the others it owns; mount last: later paths
+/// resolve in the container).
+pub const JOINABLE: [(CloneFlags, &str); 7] = [
+    (CloneFlags::CLONE_NEWUSER, "user"),
     (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
     (CloneFlags::CLONE_NEWIPC, "ipc"),
     (CloneFlags::CLONE_NEWUTS, "uts"),

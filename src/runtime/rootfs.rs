@@ -18,7 +18,9 @@ use crate::{explain, safepath};
 
 /// Mounts everything the spec asks for under `rootfs`, then makes it the root. A `cgroup`
 /// mount becomes a read-only bind of `cgroup_view` when given (see `cgroups::container_view`).
-pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&Path>) -> Result<()> {
+/// In a user namespace, devices are bound from the host, and a sysfs the kernel refuses (the
+/// network namespace belongs to the host) becomes a bind of the host's /sys.
+pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&Path>, in_user_ns: bool) -> Result<()> {
     set_root_propagation(spec)?;
     // pivot_root refuses a new root whose parent mount is shared (as `/` is when the spec asks
     // for shared propagation): that one mount goes private; `finish` applies the spec's
@@ -29,15 +31,15 @@ pub fn prepare(spec: &Spec, bundle: &Path, rootfs: &Path, cgroup_view: Option<&P
         .map_err(RuntimeError::sys(format!("open rootfs {}", rootfs.display())))?;
     let mounts = spec.mounts().clone().unwrap_or_default();
     for m in &mounts {
-        mount_one(&root, m, bundle, cgroup_view)?;
+        mount_one(&root, m, bundle, cgroup_view, in_user_ns)?;
     }
     let linux = spec.linux().as_ref();
     let dev_is_fresh = mounts.iter().any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() != Some("bind"));
     if dev_is_fresh {
-        devices::create_defaults(&root)?;
+        devices::create_defaults(&root, in_user_ns)?;
     }
     if let Some(devs) = linux.and_then(|l| l.devices().as_ref()) {
-        devices::create_from_spec(&root, devs)?;
+        devices::create_from_spec(&root, devs, in_user_ns)?;
     }
     Ok(())
 }
@@ -75,8 +77,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
     }
     if spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true)) {
         explain::step(|| "mount -o remount,bind,ro /".into());
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(RuntimeError::sys("remount / read-only"))?;
+        remount(Path::new("/"), MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY).map_err(RuntimeError::sys("remount / read-only"))?;
     }
     Ok(())
 }
@@ -147,7 +148,30 @@ fn bind(source: &Path, target: &Path, extra: MsFlags) -> Result<()> {
         .map_err(RuntimeError::sys(format!("bind {} on {}", source.display(), target.display())))
 }
 
-fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path>) -> Result<()> {
+/// A remount; where the kernel refuses it because it would clear flags locked on the mount (a
+/// user namespace may not drop nosuid, nodev, noexec or the atime flags of a mount it was
+/// given), once more with those flags kept.
+fn remount(path: &Path, flags: MsFlags) -> nix::Result<()> {
+    match mount(None::<&str>, path, None::<&str>, flags, None::<&str>) {
+        Err(nix::errno::Errno::EPERM) => {
+            let current = nix::sys::statvfs::statvfs(path)?.flags();
+            use nix::sys::statvfs::FsFlags;
+            let locked = [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ];
+            let kept = locked.iter().filter(|(st, _)| current.contains(*st)).fold(flags, |f, (_, ms)| f | *ms);
+            mount(None::<&str>, path, None::<&str>, kept, None::<&str>)
+        }
+        other => other,
+    }
+}
+
+fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path>, in_user_ns: bool) -> Result<()> {
     let options = m.options().clone().unwrap_or_default();
     let mut opts = mount_options::parse(&options);
     let typ = m.typ().clone().unwrap_or_default();
@@ -169,8 +193,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path
             .map_err(RuntimeError::sys(format!("open mount point {}", dest.display())))?;
         let mounted_path = safepath::proc_fd_path(&mounted);
         if let Some(flags) = opts.bind_remount_flags() {
-            mount(None::<&str>, &mounted_path, None::<&str>, flags, None::<&str>)
-                .map_err(RuntimeError::sys(format!("remount {}", dest.display())))?;
+            remount(&mounted_path, flags).map_err(RuntimeError::sys(format!("remount {}", dest.display())))?;
         }
         return set_propagation(&mounted_path, dest, &opts);
     }
@@ -183,8 +206,18 @@ fn mount_one(root: &OwnedFd, m: &Mount, bundle: &Path, cgroup_view: Option<&Path
     };
     explain::step(|| format!("mount -t {fstype}{} {source} {}", mount_options::describe(&options), dest.display()));
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-    mount(Some(source.as_str()), &target_path, Some(fstype.as_str()), opts.flags, data)
-        .map_err(RuntimeError::sys(format!("mount {fstype} on {}", dest.display())))?;
+    match mount(Some(source.as_str()), &target_path, Some(fstype.as_str()), opts.flags, data) {
+        Err(nix::errno::Errno::EPERM) if in_user_ns && fstype == "sysfs" => {
+            // A sysfs belongs to a network namespace, and ours is the host's: runc binds the
+            // host's /sys instead.
+            bind(Path::new("/sys"), &target_path, MsFlags::MS_REC)?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                let mounted = safepath::open(root, dest, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(RuntimeError::sys(format!("open mount point {}", dest.display())))?;
+                remount(&safepath::proc_fd_path(&mounted), MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY).map_err(RuntimeError::sys(format!("remount {} read-only", dest.display())))?;
+            }
+        }
+        other => other.map_err(RuntimeError::sys(format!("mount {fstype} on {}", dest.display())))?,
+    }
     if opts.propagation.is_empty() {
         return Ok(());
     }
@@ -227,8 +260,7 @@ fn read_only(path: &Path) -> Result<()> {
     explain::step(|| format!("mount --bind -o ro {0} {0}", path.display()));
     mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .and_then(|_| {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+            remount(path, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
         })
         .map_err(RuntimeError::sys(format!("make {} read-only", path.display())))
 }

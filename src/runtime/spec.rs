@@ -117,9 +117,6 @@ fn selinux_enabled() -> bool {
 /// What the spec asks of the kernel's security modules and shibafu cannot give: refused with
 /// the reason, never ignored. AppArmor profiles are applied where AppArmor runs.
 pub fn check_host(spec: &Spec, apparmor: bool, selinux: bool) -> std::result::Result<(), String> {
-    if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
-        return Err("linux.seccomp: shibafu's runtime does not filter system calls yet, and will not run the container unfiltered instead: run this config with runc or crun, or remove linux.seccomp".into());
-    }
     let process = spec.process().as_ref();
     if let Some(profile) = process.and_then(|p| p.apparmor_profile().as_deref()).filter(|p| !p.is_empty()) {
         if !apparmor {
@@ -167,8 +164,6 @@ mod tests {
             serde_json::from_value(v).unwrap()
         };
         assert!(check_host(&default_spec(), false, false).is_ok());
-        let seccomp = with(serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}));
-        assert!(check_host(&seccomp, true, true).unwrap_err().contains("linux.seccomp"));
         let apparmor = with(serde_json::json!({"process": {"apparmorProfile": "docker-default"}}));
         assert!(check_host(&apparmor, false, false).unwrap_err().contains("does not run AppArmor"));
         assert!(check_host(&apparmor, true, false).is_ok(), "applied where AppArmor runs");

@@ -353,6 +353,19 @@ impl Db {
         Ok(())
     }
 
+    /// Gives container `id` the lowest free range of `size` host ids among `count` ranges from
+    /// `base`, in one statement (so two runs never get the same one); `None` when all are taken.
+    pub fn allocate_userns_range(&self, id: &str, base: u32, size: u32, count: u32) -> Result<Option<u32>> {
+        self.conn.execute(
+            "INSERT INTO userns_ranges (start, container_id)
+             SELECT s, ?1 FROM (SELECT ?2 AS s UNION SELECT start + ?3 FROM userns_ranges)
+             WHERE s NOT IN (SELECT start FROM userns_ranges) AND s < ?2 + ?3 * ?4
+             ORDER BY s LIMIT 1",
+            params![id, base, size, count],
+        )?;
+        Ok(self.conn.query_row("SELECT start FROM userns_ranges WHERE container_id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+
     /// A container by exact name.
     pub fn container_by_name(&self, name: &str) -> Result<Option<ContainerRow>> {
         Ok(self.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [name], row).optional()?)
@@ -435,6 +448,21 @@ mod tests {
         assert_eq!((r.stopped_by_user, r.restart_count), (false, 0));
         db.delete_container(&c.id).unwrap();
         assert_eq!(db.stopped_by_user(&c.id).unwrap(), None);
+    }
+
+    #[test]
+    fn userns_ranges_are_the_lowest_free_ones_and_freed_with_their_container() {
+        let db = Db::in_memory().unwrap();
+        for (id, name) in [("a", "x"), ("b", "y"), ("c", "z"), ("d", "w")] {
+            db.insert_container(&container(id, name)).unwrap();
+        }
+        let id = |c: &str| c.repeat(64);
+        assert_eq!(db.allocate_userns_range(&id("a"), 100, 10, 3).unwrap(), Some(100));
+        assert_eq!(db.allocate_userns_range(&id("b"), 100, 10, 3).unwrap(), Some(110));
+        assert_eq!(db.allocate_userns_range(&id("c"), 100, 10, 3).unwrap(), Some(120));
+        assert_eq!(db.allocate_userns_range(&id("d"), 100, 10, 3).unwrap(), None, "all three are taken");
+        db.delete_container(&id("a")).unwrap();
+        assert_eq!(db.allocate_userns_range(&id("d"), 100, 10, 3).unwrap(), Some(100), "a's range is free again");
     }
 
     #[test]

@@ -219,6 +219,11 @@ const MIGRATIONS: &[&str] = &[
         container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
         port         INTEGER NOT NULL
     );",
+    // The host id ranges of `--userns=auto` containers: one each, never shared.
+    "CREATE TABLE userns_ranges (
+        start        INTEGER PRIMARY KEY,
+        container_id TEXT NOT NULL UNIQUE REFERENCES containers(id) ON DELETE CASCADE
+    );",
 ];
 
 /// An open state database.

@@ -1,6 +1,7 @@
 //! Storage (phase 3): the sha256 blob store, layer packing and safe unpacking, overlay mounts.
 
 pub mod blobs;
+pub mod idmap;
 pub mod overlay;
 pub mod partial;
 pub mod limits;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::idmap::IdMap;
 use super::{Result, StorageError};
 use crate::explain;
 
@@ -37,10 +38,32 @@ const MAX_DATA: usize = 3900;
 /// Creates upper/work/merged and mounts the overlay. With so many layers that their paths
 /// overflow the mount data, the lower dirs are named by short links beside the upper dir
 /// (`l/0`, `l/1`, ...) and mounted from there, as Docker's overlay2 does.
-pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<()> {
+///
+/// With `idmap` (the uid and gid maps of the container's user namespace), the layers are bound
+/// through idmapped mounts first (`idmap::bind_layers`), and the upper dir belongs to the
+/// container's root.
+pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs, idmap: Option<(&IdMap, &IdMap)>) -> Result<()> {
     for d in [&dirs.upper, &dirs.work, &dirs.merged] {
         std::fs::create_dir_all(d).map_err(StorageError::io(format!("create {}", d.display())))?;
     }
+    let bound;
+    let lowers = match idmap {
+        None => lowers,
+        Some((uids, gids)) => {
+            let base = dirs.upper.parent().unwrap_or(Path::new("/"));
+            let userns = super::idmap::user_namespace(uids, gids)?;
+            let root = |map: &IdMap| map.iter().find(|(inside, _, _)| *inside == 0).map(|(_, outside, _)| *outside);
+            let (Some(uid), Some(gid)) = (root(uids), root(gids)) else {
+                return Err(StorageError::sys("the user namespace maps no root (0) to own the container's files")(nix::errno::Errno::EINVAL));
+            };
+            explain::step(|| format!("chown {uid}:{gid} {}   # the container's root, as the host sees it", dirs.upper.display()));
+            nix::unistd::chown(&dirs.upper, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(StorageError::sys(format!("chown {}", dirs.upper.display())))?;
+            bound = super::idmap::bind_layers(lowers, base, &userns).inspect_err(|_| {
+                let _ = super::idmap::unbind_layers(base);
+            })?;
+            &bound[..]
+        }
+    };
     let data = options(lowers, dirs);
     if data.len() <= MAX_DATA {
         explain::step(|| format!("mount -t overlay overlay -o {data} {}", dirs.merged.display()));
@@ -75,16 +98,16 @@ fn mount_by_short_links(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<()> {
     mounted.map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())))
 }
 
-/// Unmounts the merged view, if mounted.
+/// Unmounts the merged view, if mounted, then the idmapped layers under it, if any.
 pub fn unmount(merged: &Path) -> Result<()> {
-    if !is_mounted(merged) {
-        return Ok(());
+    if is_mounted(merged) {
+        explain::step(|| format!("umount {}", merged.display()));
+        match umount2(merged, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(StorageError::sys(format!("unmount {}", merged.display()))(e)),
+        }
     }
-    explain::step(|| format!("umount {}", merged.display()));
-    match umount2(merged, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(StorageError::sys(format!("unmount {}", merged.display()))(e)),
-    }
+    super::idmap::unbind_layers(merged.parent().unwrap_or(Path::new("/")))
 }
 
 /// Whether `path` is a mount point in our mount namespace.

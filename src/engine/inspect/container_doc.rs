@@ -67,6 +67,8 @@ struct HostConfigDoc {
     nano_cpus: i64,
     pids_limit: Option<i64>,
     security_opt: Vec<String>,
+    privileged: bool,
+    userns_mode: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +225,8 @@ fn host_config(f: &ContainerFacts, ports: BTreeMap<String, Vec<PortBindingDoc>>)
         nano_cpus,
         pids_limit,
         security_opt: f.spec.as_ref().map(crate::engine::security::SecurityOpts::shown).unwrap_or_default(),
+        privileged: f.spec.as_ref().and_then(|s| s.annotations().as_ref()).is_some_and(|a| a.contains_key(crate::engine::spec::PRIVILEGED_ANNOTATION)),
+        userns_mode: f.spec.as_ref().and_then(|s| s.annotations().as_ref()).and_then(|a| a.get(crate::engine::userns::ANNOTATION).cloned()).unwrap_or_default(),
     }
 }
 
@@ -265,7 +269,7 @@ fn config(f: &ContainerFacts, args: &[String]) -> ConfigDoc {
 /// The container's labels: its config.json annotations, but for our own records.
 fn labels(spec: Option<&Spec>) -> BTreeMap<String, String> {
     let annotations = spec.and_then(|s| s.annotations().clone()).unwrap_or_default();
-    annotations.into_iter().filter(|(k, _)| k != IMAGE_ID_ANNOTATION).collect()
+    annotations.into_iter().filter(|(k, _)| k != IMAGE_ID_ANNOTATION && !k.starts_with("io.shibafu.")).collect()
 }
 
 /// One entry per network: its address, gateway, MAC and names there. With `--network none`

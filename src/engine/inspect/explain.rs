@@ -34,6 +34,11 @@ fn container(f: &ContainerFacts) -> Vec<String> {
         let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).map(|l| l.display().to_string()).unwrap_or_else(|e| format!("unreadable: {e}"));
         out.push(format!("readlink /proc/{pid}/ns/{ns}  # {link}: its {ns} namespace"));
     }
+    out.push(seccomp_line(f, pid));
+    if let Some(maps) = f.spec.as_ref().and_then(crate::engine::userns::Maps::of_spec) {
+        let (inside, outside, count) = maps.uids.first().copied().unwrap_or_default();
+        out.push(format!("cat /proc/{pid}/uid_map /proc/{pid}/gid_map  # {inside} {outside} {count}: its root is host uid {outside}, who owns nothing on the host (ps -o uid= -p {pid})"));
+    }
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string();
     out.push(format!("cat /proc/{pid}/cgroup  # 0::{path}: its cgroup"));
@@ -76,6 +81,19 @@ fn container(f: &ContainerFacts) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Where the kernel shows the process's seccomp mode, and which profile made its filter.
+fn seccomp_line(f: &ContainerFacts, pid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mode = status.lines().find_map(|l| l.strip_prefix("Seccomp:")).map(str::trim).unwrap_or("?");
+    let meaning = match mode {
+        "0" => "no filter",
+        "2" => "a filter",
+        _ => "?",
+    };
+    let profile = f.spec.as_ref().and_then(|s| s.annotations().as_ref()).and_then(|a| a.get(crate::engine::security::SECCOMP_ANNOTATION).cloned()).unwrap_or_else(|| "?".into());
+    format!("grep -E '^(Seccomp|NoNewPrivs|CapEff)' /proc/{pid}/status  # Seccomp: {mode} ({meaning}; HostConfig.SecurityOpt seccomp={profile}), the capabilities it holds")
 }
 
 fn image(f: &ImageFacts) -> Vec<String> {

@@ -1,0 +1,127 @@
+//! Idmapped layers, for containers in a user namespace: each lower layer is bound, through an
+//! idmapped mount (Linux 5.12; overlayfs stacks on them from 5.19), so that the files the host
+//! owns as 0 are seen owned by the container's root, and so on through the maps. The layers on
+//! disk stay as they are, shared with every other container.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{Result, StorageError};
+use crate::explain;
+
+/// An id map: (inside, outside, count) lines, as /proc/PID/uid_map takes them.
+pub type IdMap = [(u32, u32, u32)];
+
+/// The directory, beside a container's upper dir, that holds its idmapped layers.
+pub const DIR: &str = "idmapped";
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// struct mount_attr (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A user namespace with these maps, held open by descriptor: a child is cloned into a new one,
+/// its maps written, its namespace opened, and the child let go.
+pub fn user_namespace(uids: &IdMap, gids: &IdMap) -> Result<OwnedFd> {
+    let (read_end, write_end) = nix::unistd::pipe().map_err(StorageError::sys("pipe"))?;
+    // SAFETY: the child only blocks on a read and exits, both async-signal-safe.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if pid == 0 {
+        let mut byte = [0u8; 1];
+        // SAFETY: closing our copy of the write end (so the read ends when the parent's
+        // closes), reading into our own buffer, then leaving without destructors.
+        unsafe {
+            libc::close(write_end.as_raw_fd());
+            libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    if pid < 0 {
+        return Err(StorageError::sys("clone a user namespace")(nix::errno::Errno::last()));
+    }
+    drop(read_end);
+    let opened = write_maps(pid as i32, uids, gids).and_then(|()| {
+        let path = format!("/proc/{pid}/ns/user");
+        std::fs::File::open(&path).map(OwnedFd::from).map_err(StorageError::io(format!("open {path}")))
+    });
+    drop(write_end);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    opened
+}
+
+fn write_maps(pid: i32, uids: &IdMap, gids: &IdMap) -> Result<()> {
+    for (file, map) in [("uid_map", uids), ("gid_map", gids)] {
+        let text: String = map.iter().map(|(i, o, n)| format!("{i} {o} {n}\n")).collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(StorageError::io(format!("write {path}")))?;
+    }
+    Ok(())
+}
+
+/// Binds each of `lowers` under `base/idmapped/N` through an idmapped mount of `userns`, and
+/// returns the bound paths, in the same order.
+pub fn bind_layers(lowers: &[PathBuf], base: &Path, userns: &OwnedFd) -> Result<Vec<PathBuf>> {
+    let dir = base.join(DIR);
+    std::fs::create_dir_all(&dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
+    let mut out = Vec::new();
+    for (i, lower) in lowers.iter().enumerate() {
+        let target = dir.join(i.to_string());
+        std::fs::create_dir_all(&target).map_err(StorageError::io(format!("create {}", target.display())))?;
+        explain::step(|| format!("mount --bind -o X-mount.idmap=/proc/<userns>/ns/user {} {}", lower.display(), target.display()));
+        bind_idmapped(lower, &target, userns)?;
+        out.push(target);
+    }
+    Ok(out)
+}
+
+/// open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount.
+fn bind_idmapped(source: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| StorageError::sys(format!("path {}", p.display()))(nix::errno::Errno::EINVAL));
+    let (source_c, target_c, empty) = (c(source)?, c(target)?, CString::default());
+    let what = |step: &str| format!("{step} for the idmapped {}", source.display());
+    // SAFETY: plain system calls on NUL-terminated paths and our own struct.
+    unsafe {
+        let tree = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source_c.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE);
+        if tree < 0 {
+            return Err(StorageError::sys(what("open_tree"))(nix::errno::Errno::last()));
+        }
+        let tree = OwnedFd::from_raw_fd(tree as i32);
+        let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+        let set = libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), empty.as_ptr(), libc::AT_EMPTY_PATH as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>());
+        if set < 0 {
+            return Err(StorageError::sys(what("mount_setattr (idmapped mounts need Linux 5.12 and a file system that takes them)"))(nix::errno::Errno::last()));
+        }
+        let moved = libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), empty.as_ptr(), libc::AT_FDCWD, target_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH);
+        if moved < 0 {
+            return Err(StorageError::sys(what("move_mount"))(nix::errno::Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Detaches the idmapped layers under `base`, if any, and removes their mount points.
+pub fn unbind_layers(base: &Path) -> Result<()> {
+    let dir = base.join(DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if super::overlay::is_mounted(&path) {
+            explain::step(|| format!("umount {}", path.display()));
+            nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).map_err(StorageError::sys(format!("unmount {}", path.display())))?;
+        }
+        let _ = std::fs::remove_dir(&path);
+    }
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
