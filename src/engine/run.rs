@@ -17,7 +17,8 @@ use crate::network::files::ExtraHost;
 use crate::network::NetworkMode;
 use crate::state::containers::{ContainerRow, DnsSettings, LogOptions};
 use crate::storage::overlay::{self, OverlayDirs};
-use super::userns::{Maps, UsernsMode};
+use super::userns::UsernsMode;
+use crate::runtime::userns::IdMaps;
 
 /// What `run` was asked.
 #[derive(Debug, Clone)]
@@ -168,7 +169,8 @@ impl Engine {
         if maps.is_some() {
             super::userns::check_reachable(&dirs.merged)?;
         }
-        overlay::mount_overlay(&lowers, &dirs, maps.as_ref().map(|m| (&m.uids[..], &m.gids[..])))?;
+        let idmapped = maps.as_ref().map(super::userns::idmapped).transpose()?;
+        overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref())?;
         crate::fault::point("run:mounted");
         self.fill_mounts(&opts.mounts, &planned, &dirs.merged)?;
         make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process))?;
@@ -319,7 +321,7 @@ impl Drop for Undo<'_> {
 impl Engine {
     /// The id maps of a container's user namespace: none, a free `auto` range (recorded with
     /// the container, freed with it), or the maps given.
-    fn userns_maps(&self, id: &str, mode: &UsernsMode) -> Result<Option<Maps>> {
+    fn userns_maps(&self, id: &str, mode: &UsernsMode) -> Result<Option<IdMaps>> {
         use super::userns::{AUTO_BASE, AUTO_RANGES, AUTO_SIZE};
         Ok(match mode {
             UsernsMode::Host => None,
@@ -327,7 +329,7 @@ impl Engine {
             UsernsMode::Auto => {
                 let start = self.db.allocate_userns_range(id, AUTO_BASE, AUTO_SIZE, AUTO_RANGES)?;
                 let start = start.ok_or_else(|| EngineError::Invalid(format!("all {AUTO_RANGES} --userns=auto ranges are taken: remove some containers")))?;
-                Some(Maps::auto(start))
+                Some(super::userns::auto(start))
             }
         })
     }

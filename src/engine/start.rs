@@ -113,15 +113,15 @@ impl Engine {
         if let Some(missing) = lowers.iter().find(|d| !d.is_dir()) {
             return Err(EngineError::Invalid(format!("container {}: its layer {} is gone", c.name, missing.display())));
         }
-        let maps = crate::runtime::spec::load(&dir).ok().as_ref().and_then(super::userns::Maps::of_spec);
-        overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir), maps.as_ref().map(|m| (&m.uids[..], &m.gids[..])))?;
+        let mut spec = crate::runtime::spec::load(&dir)?;
+        let idmapped = super::userns::of_spec(&spec).as_ref().map(super::userns::idmapped).transpose()?;
+        overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir), idmapped.as_ref())?;
         let words: Vec<String> = c.network.split(',').map(String::from).collect();
         let mode = NetworkMode::parse(&words)?;
         let publish = c.publish.iter().map(|p| crate::network::ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;
         let hostname = if c.hostname.is_empty() { c.id[..12].to_string() } else { c.hostname.clone() };
         let extra_hosts = c.dns.hosts.iter().map(|h| crate::network::files::ExtraHost::parse(h)).collect::<std::result::Result<Vec<_>, _>>()?;
         self.attach_network(&super::network::NetworkRequest { id: &c.id, names: [&c.name, &hostname], mode: &mode, publish: &publish, extra_hosts: &extra_hosts, dns: &c.dns })?;
-        let mut spec = crate::runtime::spec::load(&dir)?;
         if let Some(mut process) = spec.process().clone().filter(|p| p.terminal() == Some(true)) {
             process.set_terminal(Some(false));
             spec.set_process(Some(process));

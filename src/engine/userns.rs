@@ -7,6 +7,8 @@
 use oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
 
 use super::{EngineError, Result};
+use crate::runtime::userns::IdMaps;
+use crate::storage::idmap::Idmapped;
 
 /// The annotation that records a container's mode (`auto` or `private`).
 pub const ANNOTATION: &str = "io.shibafu.userns";
@@ -27,30 +29,25 @@ pub enum UsernsMode {
     /// A free range, allocated when the container is made.
     Auto,
     /// These maps.
-    Maps(Maps),
+    Maps(IdMaps),
 }
 
-/// uid and gid maps, as (inside, outside, count) lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Maps {
-    /// uid_map.
-    pub uids: Vec<(u32, u32, u32)>,
-    /// gid_map.
-    pub gids: Vec<(u32, u32, u32)>,
+/// The maps of an `auto` range starting at `start`.
+pub fn auto(start: u32) -> IdMaps {
+    IdMaps { uids: vec![(0, start, AUTO_SIZE)], gids: vec![(0, start, AUTO_SIZE)] }
 }
 
-impl Maps {
-    /// The maps of an `auto` range starting at `start`.
-    pub fn auto(start: u32) -> Maps {
-        Maps { uids: vec![(0, start, AUTO_SIZE)], gids: vec![(0, start, AUTO_SIZE)] }
-    }
+/// The maps a container's spec carries, if it has a user namespace.
+pub fn of_spec(spec: &Spec) -> Option<IdMaps> {
+    crate::runtime::userns::maps(spec, true).ok().flatten()
+}
 
-    /// The maps a spec carries, if it has a user namespace.
-    pub fn of_spec(spec: &Spec) -> Option<Maps> {
-        let linux = spec.linux().as_ref()?;
-        let lines = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| m.as_ref().map(|v| v.iter().map(|l| (l.container_id(), l.host_id(), l.size())).collect::<Vec<_>>());
-        Some(Maps { uids: lines(linux.uid_mappings())?, gids: lines(linux.gid_mappings())? })
-    }
+/// What the overlay needs to show the layers to a container with `maps`: a user namespace
+/// with them, and the host ids of its root.
+pub fn idmapped(maps: &IdMaps) -> Result<Idmapped> {
+    let root = |list: &[(u32, u32, u32)]| crate::runtime::userns::to_host(list, 0).ok_or_else(|| EngineError::Invalid("the user namespace maps no root (0) to own the container's files".into()));
+    let owner = (root(&maps.uids)?, root(&maps.gids)?);
+    Ok(Idmapped { userns: crate::runtime::userns::hold(maps)?, owner })
 }
 
 impl UsernsMode {
@@ -66,7 +63,7 @@ impl UsernsMode {
                     return Err(EngineError::Invalid("--gidmap needs --uidmap beside it".into()));
                 }
                 let gids = if gids.is_empty() { uids.clone() } else { gids };
-                let maps = Maps { uids, gids };
+                let maps = IdMaps { uids, gids };
                 check(&maps)?;
                 Ok(UsernsMode::Maps(maps))
             }
@@ -97,11 +94,9 @@ fn parse_line(flag: &str, text: &str) -> Result<(u32, u32, u32)> {
 
 /// The runtime's checks, and one of ours: root inside is mapped (it owns the container's
 /// files) and not to the host's root (or the namespace would protect nothing).
-fn check(maps: &Maps) -> Result<()> {
-    let mut probe = Spec::default();
-    set_maps(&mut probe, maps);
-    crate::runtime::userns::maps(&probe, true).map_err(|e| EngineError::Invalid(e.to_string()))?;
+fn check(maps: &IdMaps) -> Result<()> {
     for (what, list) in [("--uidmap", &maps.uids), ("--gidmap", &maps.gids)] {
+        crate::runtime::userns::check(what, list).map_err(|e| EngineError::Invalid(e.to_string()))?;
         match crate::runtime::userns::to_host(list, 0) {
             None => return Err(EngineError::Invalid(format!("{what} maps no container id 0: the container's root must be someone on the host"))),
             Some(0) => return Err(EngineError::Invalid(format!("{what} maps the container's root to the host's root: that is --userns=host"))),
@@ -112,7 +107,7 @@ fn check(maps: &Maps) -> Result<()> {
 }
 
 /// Gives the spec a new user namespace with `maps`.
-pub fn set_maps(spec: &mut Spec, maps: &Maps) {
+pub fn set_maps(spec: &mut Spec, maps: &IdMaps) {
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.retain(|n| n.typ() != LinuxNamespaceType::User);
@@ -155,7 +150,7 @@ mod tests {
         assert_eq!(UsernsMode::parse(Some("host"), &[], &[]).unwrap(), UsernsMode::Host);
         assert_eq!(UsernsMode::parse(Some("auto"), &[], &[]).unwrap(), UsernsMode::Auto);
         let maps = UsernsMode::parse(None, &s(&["0:200000:1000"]), &[]).unwrap();
-        assert_eq!(maps, UsernsMode::Maps(Maps { uids: vec![(0, 200000, 1000)], gids: vec![(0, 200000, 1000)] }));
+        assert_eq!(maps, UsernsMode::Maps(IdMaps { uids: vec![(0, 200000, 1000)], gids: vec![(0, 200000, 1000)] }));
         for (userns, uid, gid, why) in [
             (Some("keep-id"), &[][..], &[][..], "is invalid"),
             (Some("auto"), &["0:1:2"][..], &[][..], "do not go together"),
@@ -173,9 +168,9 @@ mod tests {
     #[test]
     fn maps_go_into_the_spec_and_come_back() {
         let mut spec = crate::runtime::spec::default_spec();
-        set_maps(&mut spec, &Maps::auto(165_536));
-        assert_eq!(Maps::of_spec(&spec), Some(Maps::auto(165_536)));
+        set_maps(&mut spec, &auto(165_536));
+        assert_eq!(of_spec(&spec), Some(auto(165_536)));
         assert!(spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().any(|n| n.typ() == LinuxNamespaceType::User));
-        assert_eq!(Maps::of_spec(&crate::runtime::spec::default_spec()), None);
+        assert_eq!(of_spec(&crate::runtime::spec::default_spec()), None);
     }
 }

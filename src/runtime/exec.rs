@@ -121,5 +121,5 @@ fn child_steps(cgroup: Option<&Path>, joins: &[namespaces::Join], process: &Proc
             let _ = nix::unistd::setsid();
         }
     }
-    super::init::finish_process(process, filter)
+    process::finish(process, filter)
 }

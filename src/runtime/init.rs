@@ -105,44 +105,13 @@ fn set_up(ctx: &InitContext, sync: &Sync) -> Result<process::Program> {
     if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         process::apply_sysctls(sysctls)?;
     }
-    let program = finish_process(process, ctx.seccomp.as_ref())?;
+    let program = process::finish(process, ctx.seccomp.as_ref())?;
     sync.send(&Msg::Created)?;
     wait_for_start(&ctx.fifo)?;
     if let Some(list) = spec_hooks.start_container() {
         hooks::run_all("startContainer", list, "{}")?;
     }
     Ok(program)
-}
-
-/// The AppArmor profile, the identity, the working directory and the seccomp filter, in runc's
-/// order (for the init and for each exec'd process): the filter
-/// as late as it can, which is last with no_new_privs and before the capabilities go without
-/// (loading a filter then needs CAP_SYS_ADMIN). Returns the program to exec.
-pub fn finish_process(process: &oci_spec::runtime::Process, filter: Option<&seccomp::Filter>) -> Result<process::Program> {
-    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
-        apply_apparmor(profile)?;
-    }
-    let nnp = process.no_new_privileges() == Some(true);
-    if let Some(filter) = filter.filter(|_| !nnp) {
-        filter.load()?;
-    }
-    process::apply_identity(process)?;
-    process::enter_cwd(process)?;
-    let program = process::find_program(process)?;
-    if let Some(filter) = filter.filter(|_| nnp) {
-        filter.load()?;
-    }
-    Ok(program)
-}
-
-/// Asks AppArmor to confine the program we exec next with `profile` (checked to be on by
-/// `spec::load`).
-fn apply_apparmor(profile: &str) -> Result<()> {
-    explain::step(|| format!("echo 'exec {profile}' > /proc/self/attr/apparmor/exec"));
-    let text = format!("exec {profile}");
-    std::fs::write("/proc/self/attr/apparmor/exec", &text)
-        .or_else(|_| std::fs::write("/proc/self/attr/exec", &text))
-        .map_err(|e| RuntimeError::Init(format!("apply the AppArmor profile {profile:?}: {e} (is it loaded? aa-status lists them)")))
 }
 
 fn expect_go(sync: &Sync) -> Result<()> {

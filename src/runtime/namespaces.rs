@@ -160,8 +160,8 @@ fn nsenter_word(flag: CloneFlags) -> &'static str {
 }
 
 /// The namespace kinds a process can be joined into, with their /proc names, in join order
-/// (user first: it grants the capabilities over the others it owns; mount last: later paths
-/// resolve in the container).
+/// (mount last: later paths resolve in the container; `exec` joins the user namespace on its
+/// own, after those the host may own).
 pub const JOINABLE: [(CloneFlags, &str); 7] = [
     (CloneFlags::CLONE_NEWUSER, "user"),
     (CloneFlags::CLONE_NEWCGROUP, "cgroup"),

@@ -77,6 +77,36 @@ pub struct CloneOutcome {
     pub in_cgroup: bool,
 }
 
+/// The AppArmor profile, the identity, the working directory and the seccomp filter, in runc's
+/// order (for the init and for each exec'd process): the filter as late as it can, which is last with no_new_privs and before the capabilities go without
+/// (loading a filter then needs CAP_SYS_ADMIN). Returns the program to exec.
+pub fn finish(process: &Process, filter: Option<&super::seccomp::Filter>) -> Result<Program> {
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        apply_apparmor(profile)?;
+    }
+    let nnp = process.no_new_privileges() == Some(true);
+    if let Some(filter) = filter.filter(|_| !nnp) {
+        filter.load()?;
+    }
+    apply_identity(process)?;
+    enter_cwd(process)?;
+    let program = find_program(process)?;
+    if let Some(filter) = filter.filter(|_| nnp) {
+        filter.load()?;
+    }
+    Ok(program)
+}
+
+/// Asks AppArmor to confine the program we exec next with `profile` (checked to be on by
+/// `spec::load`).
+fn apply_apparmor(profile: &str) -> Result<()> {
+    explain::step(|| format!("echo 'exec {profile}' > /proc/self/attr/apparmor/exec"));
+    let text = format!("exec {profile}");
+    std::fs::write("/proc/self/attr/apparmor/exec", &text)
+        .or_else(|_| std::fs::write("/proc/self/attr/exec", &text))
+        .map_err(|e| RuntimeError::Init(format!("apply the AppArmor profile {profile:?}: {e} (is it loaded? aa-status lists them)")))
+}
+
 /// Applies rlimits, the user, capabilities and no_new_privs of `process` to ourselves.
 pub fn apply_identity(process: &Process) -> Result<()> {
     if let Some(adj) = process.oom_score_adj() {

@@ -84,16 +84,6 @@ impl Filter {
         }
         Ok(())
     }
-
-    /// The number of BPF instructions.
-    pub fn len(&self) -> usize {
-        self.program.len()
-    }
-
-    /// Whether the program is empty (never, for a compiled filter).
-    pub fn is_empty(&self) -> bool {
-        self.program.is_empty()
-    }
 }
 
 /// libseccomp writes the program to a file descriptor; a memory file holds it.
@@ -216,7 +206,7 @@ mod tests {
             ]
         }));
         let filter = compile(&p).unwrap();
-        assert!(!filter.is_empty());
+        assert!(!filter.program.is_empty());
         assert_eq!(filter.flags, 2);
         // read, write, arm_fadvise64_64 (libseccomp leaves it out where it does not exist), two
         // personality alternatives, clone; mkdir's action is the default.

@@ -3,6 +3,8 @@
 //! init waits; then the init becomes root of the namespace, which the host sees as the first
 //! mapped id: an unprivileged user.
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
@@ -37,25 +39,27 @@ pub fn maps(spec: &Spec, new_user_ns: bool) -> Result<Option<IdMaps>> {
     if uids.is_empty() || gids.is_empty() {
         return Err(bad("a new user namespace needs linux.uidMappings and linux.gidMappings (for example containerID 0, hostID 100000, size 65536)"));
     }
-    for (what, list) in [("uidMappings", &uids), ("gidMappings", &gids)] {
+    for (what, list) in [("linux.uidMappings", &uids), ("linux.gidMappings", &gids)] {
         check(what, list)?;
     }
     Ok(Some(IdMaps { uids, gids }))
 }
 
-fn check(what: &str, list: &[(u32, u32, u32)]) -> Result<()> {
+/// Checks one map (named `what` in errors): no empty, overflowing or overlapping lines, at
+/// most the kernel's 340.
+pub fn check(what: &str, list: &[(u32, u32, u32)]) -> Result<()> {
     if list.len() > MAX_LINES {
-        return Err(bad(&format!("linux.{what} has {} lines; the kernel takes at most {MAX_LINES}", list.len())));
+        return Err(bad(&format!("{what} has {} lines; the kernel takes at most {MAX_LINES}", list.len())));
     }
     for (i, &(inside, outside, count)) in list.iter().enumerate() {
         let end = |start: u32| u64::from(start) + u64::from(count);
         if count == 0 || end(inside) > 1 << 32 || end(outside) > 1 << 32 {
-            return Err(bad(&format!("linux.{what} line {i} ({inside} {outside} {count}) is empty or runs past 2^32")));
+            return Err(bad(&format!("{what} line {i} ({inside} {outside} {count}) is empty or runs past 2^32")));
         }
         for &(other_in, other_out, other_count) in &list[..i] {
             let overlaps = |a: u32, b: u32| u64::from(a) < u64::from(b) + u64::from(other_count) && u64::from(b) < end(a);
             if overlaps(inside, other_in) || overlaps(outside, other_out) {
-                return Err(bad(&format!("linux.{what} line {i} overlaps an earlier line")));
+                return Err(bad(&format!("{what} line {i} overlaps an earlier line")));
             }
         }
     }
@@ -71,6 +75,35 @@ pub fn write(pid: i32, maps: &IdMaps) -> Result<()> {
         std::fs::write(&path, &text).map_err(RuntimeError::io(format!("write {path}")))?;
     }
     Ok(())
+}
+
+/// A user namespace with `maps`, held open by descriptor (for idmapped mounts): a child is
+/// cloned into a new one, its maps written, its namespace opened, and the child let go.
+pub fn hold(maps: &IdMaps) -> Result<OwnedFd> {
+    let (read_end, write_end) = nix::unistd::pipe().map_err(RuntimeError::sys("pipe"))?;
+    // SAFETY: the child closes a descriptor, blocks on a read and exits, all async-signal-safe.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if pid == 0 {
+        let mut byte = [0u8; 1];
+        // SAFETY: our copy of the write end goes (so the read ends when the parent's does),
+        // then a read into our own buffer, then leaving without destructors.
+        unsafe {
+            libc::close(write_end.as_raw_fd());
+            libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    if pid < 0 {
+        return Err(RuntimeError::sys("clone a user namespace")(nix::errno::Errno::last()));
+    }
+    drop(read_end);
+    let held = write(pid as i32, maps).and_then(|()| {
+        let path = format!("/proc/{pid}/ns/user");
+        std::fs::File::open(&path).map(OwnedFd::from).map_err(RuntimeError::io(format!("open {path}")))
+    });
+    drop(write_end);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    held
 }
 
 /// The init's side, once the maps are written: become uid and gid 0 of the namespace (until

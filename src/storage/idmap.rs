@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use super::{Result, StorageError};
 use crate::explain;
 
-/// An id map: (inside, outside, count) lines, as /proc/PID/uid_map takes them.
-pub type IdMap = [(u32, u32, u32)];
-
 /// The directory, beside a container's upper dir, that holds its idmapped layers.
 pub const DIR: &str = "idmapped";
 
@@ -31,42 +28,14 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// A user namespace with these maps, held open by descriptor: a child is cloned into a new one,
-/// its maps written, its namespace opened, and the child let go.
-pub fn user_namespace(uids: &IdMap, gids: &IdMap) -> Result<OwnedFd> {
-    let (read_end, write_end) = nix::unistd::pipe().map_err(StorageError::sys("pipe"))?;
-    // SAFETY: the child only blocks on a read and exits, both async-signal-safe.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
-    if pid == 0 {
-        let mut byte = [0u8; 1];
-        // SAFETY: closing our copy of the write end (so the read ends when the parent's
-        // closes), reading into our own buffer, then leaving without destructors.
-        unsafe {
-            libc::close(write_end.as_raw_fd());
-            libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
-            libc::_exit(0)
-        }
-    }
-    if pid < 0 {
-        return Err(StorageError::sys("clone a user namespace")(nix::errno::Errno::last()));
-    }
-    drop(read_end);
-    let opened = write_maps(pid as i32, uids, gids).and_then(|()| {
-        let path = format!("/proc/{pid}/ns/user");
-        std::fs::File::open(&path).map(OwnedFd::from).map_err(StorageError::io(format!("open {path}")))
-    });
-    drop(write_end);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
-    opened
-}
-
-fn write_maps(pid: i32, uids: &IdMap, gids: &IdMap) -> Result<()> {
-    for (file, map) in [("uid_map", uids), ("gid_map", gids)] {
-        let text: String = map.iter().map(|(i, o, n)| format!("{i} {o} {n}\n")).collect();
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(StorageError::io(format!("write {path}")))?;
-    }
-    Ok(())
+/// What an overlay needs to show its layers to a container in a user namespace: that
+/// namespace (held open; see `runtime::userns::hold`) and its root as the host numbers it,
+/// who owns the upper dir.
+pub struct Idmapped {
+    /// The user namespace whose maps the layers are seen through.
+    pub userns: OwnedFd,
+    /// (uid, gid) of its root on the host.
+    pub owner: (u32, u32),
 }
 
 /// Binds each of `lowers` under `base/idmapped/N` through an idmapped mount of `userns`, and

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::idmap::IdMap;
+use super::idmap::Idmapped;
 use super::{Result, StorageError};
 use crate::explain;
 
@@ -39,26 +39,21 @@ const MAX_DATA: usize = 3900;
 /// overflow the mount data, the lower dirs are named by short links beside the upper dir
 /// (`l/0`, `l/1`, ...) and mounted from there, as Docker's overlay2 does.
 ///
-/// With `idmap` (the uid and gid maps of the container's user namespace), the layers are bound
-/// through idmapped mounts first (`idmap::bind_layers`), and the upper dir belongs to the
-/// container's root.
-pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs, idmap: Option<(&IdMap, &IdMap)>) -> Result<()> {
+/// With `idmap`, the layers are bound through idmapped mounts first (`idmap::bind_layers`),
+/// and the upper dir belongs to the container's root.
+pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs, idmap: Option<&Idmapped>) -> Result<()> {
     for d in [&dirs.upper, &dirs.work, &dirs.merged] {
         std::fs::create_dir_all(d).map_err(StorageError::io(format!("create {}", d.display())))?;
     }
     let bound;
     let lowers = match idmap {
         None => lowers,
-        Some((uids, gids)) => {
+        Some(idmap) => {
             let base = dirs.upper.parent().unwrap_or(Path::new("/"));
-            let userns = super::idmap::user_namespace(uids, gids)?;
-            let root = |map: &IdMap| map.iter().find(|(inside, _, _)| *inside == 0).map(|(_, outside, _)| *outside);
-            let (Some(uid), Some(gid)) = (root(uids), root(gids)) else {
-                return Err(StorageError::sys("the user namespace maps no root (0) to own the container's files")(nix::errno::Errno::EINVAL));
-            };
+            let (uid, gid) = idmap.owner;
             explain::step(|| format!("chown {uid}:{gid} {}   # the container's root, as the host sees it", dirs.upper.display()));
             nix::unistd::chown(&dirs.upper, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(StorageError::sys(format!("chown {}", dirs.upper.display())))?;
-            bound = super::idmap::bind_layers(lowers, base, &userns).inspect_err(|_| {
+            bound = super::idmap::bind_layers(lowers, base, &idmap.userns).inspect_err(|_| {
                 let _ = super::idmap::unbind_layers(base);
             })?;
             &bound[..]

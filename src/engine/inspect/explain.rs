@@ -35,7 +35,7 @@ fn container(f: &ContainerFacts) -> Vec<String> {
         out.push(format!("readlink /proc/{pid}/ns/{ns}  # {link}: its {ns} namespace"));
     }
     out.push(seccomp_line(f, pid));
-    if let Some(maps) = f.spec.as_ref().and_then(crate::engine::userns::Maps::of_spec) {
+    if let Some(maps) = f.spec.as_ref().and_then(crate::engine::userns::of_spec) {
         let (inside, outside, count) = maps.uids.first().copied().unwrap_or_default();
         out.push(format!("cat /proc/{pid}/uid_map /proc/{pid}/gid_map  # {inside} {outside} {count}: its root is host uid {outside}, who owns nothing on the host (ps -o uid= -p {pid})"));
     }
