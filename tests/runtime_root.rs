@@ -87,7 +87,7 @@ fn rm_leaves_no_mount_and_no_directory() {
          echo mounts=$(grep -c \"$SHIBAFU_ROOT\" /proc/self/mountinfo || true)
          echo dirs=$(ls $SHIBAFU_ROOT/containers | wc -l)
          echo rows=$(shibafu list -a -q | wc -l)
-         echo runtime=$(ls $SHIBAFU_ROOT/run/runtime | wc -l)",
+         echo runtime=$(shibafu runtime --root $SHIBAFU_ROOT/run/runtime list -q | wc -l)",
     );
     assert!(out.contains("refused"), "{out}");
     for want in ["mounts=0", "dirs=0", "rows=0", "runtime=0"] {
@@ -120,7 +120,7 @@ fn a_failed_run_leaves_nothing_behind() {
         "set +e
          shibafu run busybox no-such-command; echo code=$?
          echo mounts=$(grep -c \"$SHIBAFU_ROOT/containers\" /proc/self/mountinfo)
-         echo dirs=$(ls $SHIBAFU_ROOT/containers | wc -l) rows=$(shibafu list -a -q | wc -l) runtime=$(ls $SHIBAFU_ROOT/run/runtime | wc -l)",
+         echo dirs=$(ls $SHIBAFU_ROOT/containers | wc -l) rows=$(shibafu list -a -q | wc -l) runtime=$(shibafu runtime --root $SHIBAFU_ROOT/run/runtime list -q | wc -l)",
     );
     assert!(out.contains("code=127"), "{out}");
     assert!(out.contains("mounts=0") && out.contains("dirs=0 rows=0 runtime=0"), "{out}");

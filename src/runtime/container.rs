@@ -110,7 +110,7 @@ impl Runtime {
             new_net_ns: plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
             console: console_for_child,
             stdio: opts.stdio,
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose()?,
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(|s| seccomp::compile_cached(s, &self.root)).transpose()?,
         };
         // The cgroup first, so that the child is born in it.
         let cgroup_path = cgroup_path(&spec, id);

@@ -46,7 +46,7 @@ impl Runtime {
         }
         let joins = namespaces::open_joins(&namespaces::of_process(record.pid))?;
         // The container's filter holds for every process in it, as runc's exec.
-        let filter = record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::compile).transpose()?;
+        let filter = record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(|s| seccomp::compile_cached(s, &self.root)).transpose()?;
         // PID namespaces apply to children: join before the clone, the rest in the child.
         let (console_child, console_us) = match (&opts.console_socket, terminal) {
             (_, false) => (None, None),
