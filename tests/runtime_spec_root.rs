@@ -1,7 +1,7 @@
 //! Root tests of configs runc accepts that the runtime got wrong (issue 17): root and mount
 //! propagation, hooks that fail where the spec says warn and go on, the state the early hooks
-//! see, a cgroup that cannot be set up, resource settings cgroup v2 cannot express, and seccomp
-//! profiles (filtered as under runc).
+//! see, a mount namespace joined by path, a cgroup that cannot be set up, resource settings
+//! cgroup v2 cannot express, and seccomp profiles (filtered as under runc).
 
 mod common;
 
@@ -55,6 +55,46 @@ fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run_and_prestart_sees_
         assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
     }
     assert!(r.err.contains("warning: poststart hook /bin/false failed") && r.err.contains("warning: poststop hook /bin/false failed"), "{}", r.err);
+}
+
+#[test]
+fn a_mount_namespace_given_by_path_is_joined_as_runc_joins_it_and_none_at_all_is_refused() {
+    // A mount namespace (a copy of the lab's, held by a sleeping process) for each runtime: the
+    // container is set up and pivoted inside it, its mounts stay out of the lab's own table, and
+    // afterwards that namespace's root is the container's rootfs.
+    let r = Lab::new().sh(&format!(
+        r#"{BUNDLE}
+        for rt in shibafu runc; do
+            unshare --mount sleep 1000 & holder=$!
+            ns=/proc/$holder/ns/mnt
+            while [ "$(stat -L -c %i $ns)" = "$(stat -L -c %i /proc/self/ns/mnt)" ]; do sleep 0.01; done
+            with '.linux.namespaces |= map(if .type == "mount" then .path = "'$ns'" else . end)
+                | .mounts += [{{"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs"}}]
+                | .process.args = ["sh", "-c", "echo inode $(stat -L -c %i /proc/self/ns/mnt); grep -c \" /mnt/t \" /proc/self/mountinfo"]'
+            [ $rt = runc ] && run="runc --root $LAB/runc run" || run="$R run"
+            echo "== $rt"
+            echo "inode $(stat -L -c %i $ns)"
+            $run j-$rt 2>&1
+            echo "lab sees the tmpfs: $(grep -c "/mnt/t " /proc/self/mountinfo || true)"
+            echo "namespace root: $(nsenter --mount=$ns ls /bin/busybox)"
+            kill $holder
+        done
+        set +e
+        with '.process.args = ["true"] | .linux.namespaces |= map(select(.type != "mount"))'
+        $R run none; echo "none=$?"
+        "#
+    ));
+    let sides: Vec<&str> = r.out.split("== ").skip(1).collect();
+    assert_eq!(sides.len(), 2, "{}\n{}", r.out, r.err);
+    for side in &sides {
+        let inodes: Vec<&str> = side.lines().filter(|l| l.starts_with("inode ")).collect();
+        assert!(inodes.len() == 2 && inodes[0] == inodes[1], "the container is in the given namespace: {side}\n{}", r.err);
+        for want in ["\n1\n", "lab sees the tmpfs: 0", "namespace root: /bin/busybox"] {
+            assert!(side.contains(want), "{want}: {side}\n{}", r.err);
+        }
+    }
+    assert!(r.out.contains("none=125") && r.err.contains("no mount namespace"), "{}\n{}", r.out, r.err);
+    assert!(!r.out.contains("none=0"), "{}", r.out);
 }
 
 #[test]

@@ -53,12 +53,23 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
             None => plan.clone_flags |= flag,
         }
     }
-    if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) {
-        return Err(RuntimeError::Init("the spec has no mount namespace; shibafu needs one to pivot_root".into()));
+    // A mount namespace joined by path is one the container may change as its own, as runc
+    // does: the rootfs is set up and pivoted to inside it. With none at all, pivot_root would
+    // move the host's own root (runc chroots instead, after making the host's / a slave).
+    let joins_mount_ns = plan.joins.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
+    if !plan.clone_flags.contains(CloneFlags::CLONE_NEWNS) && !joins_mount_ns {
+        return Err(RuntimeError::Init(
+            "the spec has no mount namespace: shibafu sets up the container's root inside a new mount namespace or one given by path, never in the host's (add {\"type\": \"mount\"} to linux.namespaces)".into(),
+        ));
     }
     if plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && plan.joins.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID) {
         // A pid namespace the host owns cannot mount a /proc for a process in a new user one.
         return Err(RuntimeError::Init("joining a pid namespace together with a new user namespace is not supported: the container could not mount its /proc".into()));
+    }
+    if plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && joins_mount_ns {
+        // Inside its new user namespace the init holds no capability over a mount namespace
+        // the host owns, so it could neither join it nor mount there.
+        return Err(RuntimeError::Init("joining a mount namespace together with a new user namespace is not supported: the container's root would hold no capability over the joined mounts".into()));
     }
     Ok(plan)
 }
@@ -196,5 +207,35 @@ mod tests {
         assert_eq!(describe(plan.clone_flags), "unshare --pid --net --ipc --uts --mount --fork");
         assert!(!plan.new_cgroup);
         assert!(plan.joins.is_empty());
+    }
+
+    fn with_mount(path: Option<&str>, user: bool) -> Spec {
+        let mut spec = super::super::spec::default_spec();
+        let mut list: Vec<_> = spec.linux().as_ref().unwrap().namespaces().clone().unwrap().into_iter().filter(|n| n.typ() != LinuxNamespaceType::Mount).collect();
+        if let Some(path) = path {
+            list.push(oci_spec::runtime::LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Mount).path(path).build().unwrap());
+        }
+        if user {
+            list.push(oci_spec::runtime::LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().unwrap());
+        }
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_namespaces(Some(list));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    #[test]
+    fn a_mount_namespace_by_path_is_joined_and_none_at_all_is_refused() {
+        let plan = plan(&with_mount(Some("/proc/1/ns/mnt"), false)).unwrap();
+        assert!(!plan.clone_flags.contains(CloneFlags::CLONE_NEWNS));
+        assert_eq!(plan.joins, vec![(CloneFlags::CLONE_NEWNS, PathBuf::from("/proc/1/ns/mnt"))]);
+        let none = plan_error(&with_mount(None, false));
+        assert!(none.contains("no mount namespace"), "{none}");
+        let with_user = plan_error(&with_mount(Some("/proc/1/ns/mnt"), true));
+        assert!(with_user.contains("joining a mount namespace together with a new user namespace"), "{with_user}");
+    }
+
+    fn plan_error(spec: &Spec) -> String {
+        plan(spec).err().map(|e| e.to_string()).unwrap_or_default()
     }
 }

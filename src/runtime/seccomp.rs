@@ -152,7 +152,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
 /// struct sock_filter instructions from their bytes (8 each, in the machine's order).
 fn instructions(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
     let size = std::mem::size_of::<libc::sock_filter>();
-    (bytes.len() % size == 0).then(|| {
+    bytes.len().is_multiple_of(size).then(|| {
         bytes
             .chunks_exact(size)
             .map(|b| libc::sock_filter { code: u16::from_ne_bytes([b[0], b[1]]), jt: b[2], jf: b[3], k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) })
