@@ -41,14 +41,20 @@ pub fn open<Fd: AsFd>(root: Fd, path: &Path, flags: OFlag, mode: Mode) -> nix::R
 /// A symlink on the way, even a dangling one, is followed inside the root.
 /// Returns an O_PATH descriptor, suitable as a mount target through `/proc/self/fd/N`.
 pub fn mkdir_all<Fd: AsFd>(root: Fd, path: &Path) -> nix::Result<OwnedFd> {
+    mkdir_all_owned(root, path, None)
+}
+
+/// `mkdir_all`, where each directory it creates is given to `owner` (uid, gid) when one is
+/// named: a user-namespaced container's root, so the directories are its own inside.
+pub fn mkdir_all_owned<Fd: AsFd>(root: Fd, path: &Path, owner: Option<(u32, u32)>) -> nix::Result<OwnedFd> {
     let root = root.as_fd();
     match open(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()) {
-        Err(Errno::ENOENT) => mkdir_all_depth(root, path, 0),
+        Err(Errno::ENOENT) => mkdir_all_depth(root, path, owner, 0),
         found => found,
     }
 }
 
-fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> nix::Result<OwnedFd> {
+fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, owner: Option<(u32, u32)>, depth: u32) -> nix::Result<OwnedFd> {
     if depth > 40 {
         return Err(Errno::ELOOP);
     }
@@ -56,9 +62,13 @@ fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> ni
     let mut so_far = PathBuf::from("/");
     let parts: Vec<_> = relative(path).components().map(|c| c.as_os_str().to_owned()).collect();
     for (i, part) in parts.iter().enumerate() {
-        match mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
+        let made = match mkdirat(&dir, part.as_os_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
             Err(e) => return Err(e),
+        };
+        if let Some((uid, gid)) = owner.filter(|_| made) {
+            nix::unistd::fchownat(&dir, part.as_os_str(), Some(uid.into()), Some(gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
         }
         let next = so_far.join(part);
         // Re-resolve from the root so a symlink component stays confined.
@@ -70,7 +80,7 @@ fn mkdir_all_depth(root: std::os::fd::BorrowedFd, path: &Path, depth: u32) -> ni
                 let base = if Path::new(&target).is_absolute() { PathBuf::from("/") } else { so_far.clone() };
                 let mut redirected = base.join(target);
                 redirected.extend(&parts[i + 1..]);
-                return mkdir_all_depth(root, &redirected, depth + 1);
+                return mkdir_all_depth(root, &redirected, owner, depth + 1);
             }
             Err(e) => return Err(e),
         }

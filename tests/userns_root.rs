@@ -1,7 +1,7 @@
 //! Root tests of user namespaces (issue 17): the runtime maps ids as runc does; the engine's
 //! `--userns=auto` and `--uidmap` make the container's root an unprivileged host user whose
-//! files come from the shared layers through idmapped mounts; and that root, reaching host
-//! files, holds no privilege over them.
+//! files come from the shared layers through idmapped mounts, and whose workdir, volumes and
+//! commits are its own; and that root, reaching host files, holds no privilege over them.
 
 mod common;
 
@@ -119,4 +119,34 @@ fn a_root_that_escapes_to_host_files_holds_no_privilege_over_them() {
     }
     assert!(!auto.contains("wrote") && !auto.contains("chmodded") && !auto.contains("mknod-ok") && !auto.contains("secret\n"), "{out}");
     assert!(out.contains("== after: secret 600"), "nothing changed on the host: {out}");
+}
+
+#[test]
+fn the_workdir_an_empty_volume_and_a_commit_belong_to_the_containers_root() {
+    // What the engine makes for a user-namespaced container is its root's, not the host's
+    // (which it would see as nobody and could not write to); what `commit` packs from it has
+    // the owners the container saw, so the image runs the same without a user namespace.
+    let r = Lab::new().sh(
+        r#"set +e
+        chmod 711 $LAB
+        shibafu run -d --name w --userns=auto -w /new/work -v data:/data busybox sleep 100 >/dev/null
+        shibafu exec w sh -c 'echo "workdir $(pwd) $(stat -c %u:%g /new /new/work | tr "\n" " ")"
+            touch /data/f && echo "volume writable $(stat -c %u:%g /data)"
+            echo hi > /made && chown 1000:1001 /made && mkdir /made-dir && echo made'
+        echo "volume on disk $(stat -c %u:%g $SHIBAFU_ROOT/volumes/data/_data)"
+        shibafu commit w committed >/dev/null && echo committed
+        echo "image has $(shibafu run --rm committed stat -c %u:%g /made /made-dir /new/work | tr '\n' ' ')"
+        shibafu rm -f w >/dev/null
+        "#,
+    );
+    for want in [
+        "workdir /new/work 0:0 0:0",
+        "volume writable 0:0",
+        "made",
+        "volume on disk 100000:100000",
+        "committed",
+        "image has 1000:1001 0:0 0:0",
+    ] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
 }

@@ -155,7 +155,7 @@ fn print_json(v: &Value) -> Result<i32> {
 fn code(path: &std::path::Path) -> Result<Part> {
     if path.is_dir() {
         let mut bytes = Vec::new();
-        pack_dir(path, PackOptions { keep_mtime: true, whiteouts: Whiteouts::AsIs }, &mut bytes)?;
+        pack_dir(path, PackOptions { keep_mtime: true, whiteouts: Whiteouts::AsIs, ids: None }, &mut bytes)?;
         return Ok(Part::File("code".into(), "app.tar.gz".into(), bytes));
     }
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;

@@ -26,7 +26,7 @@ pub enum LayerCommand {
 pub fn prepare(root: &Path, name: &str, source: &Path, keep_mtime: bool) -> Result<i32> {
     crate::network::check_name("layer name", name, 63)?;
     let engine = Engine::open(root)?;
-    let layer = engine.images().prepare_layer(name, source, PackOptions { keep_mtime, whiteouts: Default::default() })?;
+    let layer = engine.images().prepare_layer(name, source, PackOptions { keep_mtime, ..Default::default() })?;
     println!("{name} {} ({})", layer.diff_id, super::image::human_size(layer.size));
     Ok(0)
 }

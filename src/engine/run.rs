@@ -172,8 +172,9 @@ impl Engine {
         let idmapped = maps.as_ref().map(super::userns::idmapped).transpose()?;
         overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref())?;
         crate::fault::point("run:mounted");
-        self.fill_mounts(&opts.mounts, &planned, &dirs.merged)?;
-        make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process))?;
+        let root_owner = idmapped.as_ref().map(|i| i.owner);
+        self.fill_mounts(&opts.mounts, &planned, &dirs.merged, root_owner)?;
+        make_workdir(&dirs.merged, super::spec::working_dir(&config, &opts.process), root_owner)?;
         let attached: Attached = self.attach_network(&NetworkRequest {
             id: &id,
             names: [&name, &hostname],
@@ -281,13 +282,14 @@ fn with_image_defaults(image: &crate::image::ImageConfig, opts: &RunOptions) -> 
 }
 
 /// Makes the working directory inside the rootfs when the image lacks it, as Docker does
-/// (resolved inside the rootfs: a symlink in the image cannot point it at the host).
-fn make_workdir(rootfs: &std::path::Path, workdir: &str) -> Result<()> {
+/// (resolved inside the rootfs: a symlink in the image cannot point it at the host), owned by
+/// the container's root when that is a user-namespaced one.
+fn make_workdir(rootfs: &std::path::Path, workdir: &str, owner: Option<(u32, u32)>) -> Result<()> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     let fail = |e: nix::errno::Errno| EngineError::io(format!("create the working directory {workdir}"))(e.into());
     let root = nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(fail)?;
-    crate::safepath::mkdir_all(&root, std::path::Path::new(workdir)).map(drop).map_err(fail)
+    crate::safepath::mkdir_all_owned(&root, std::path::Path::new(workdir), owner).map(drop).map_err(fail)
 }
 
 /// Undoes a half-made run: the container, the volumes it made, then the networks the run

@@ -144,8 +144,10 @@ impl Engine {
     }
 
     /// For `run`, once the rootfs is mounted: makes each volume's directory and seeds an empty
-    /// one from the image at `rootfs` (unless `nocopy`); makes a `-v` bind's missing host path.
-    pub fn fill_mounts(&self, wanted: &[MountRequest], planned: &[MountRecord], rootfs: &Path) -> Result<()> {
+    /// one from the image at `rootfs` (unless `nocopy`), or gives it to `root_owner` (a
+    /// user-namespaced container's root) when nothing was copied; makes a `-v` bind's missing
+    /// host path.
+    pub fn fill_mounts(&self, wanted: &[MountRequest], planned: &[MountRecord], rootfs: &Path, root_owner: Option<(u32, u32)>) -> Result<()> {
         for (m, record) in wanted.iter().zip(planned) {
             match m.kind {
                 MountKind::Volume => {
@@ -155,6 +157,9 @@ impl Engine {
                     let _copying = lock_dir(&self.volume_dir(&record.name))?;
                     if !m.no_copy && is_empty_dir(&data) {
                         copy_up(rootfs, &m.target, &data)?;
+                    }
+                    if let Some(owner) = root_owner {
+                        give_empty_volume(&data, owner)?;
                     }
                 }
                 MountKind::Bind if m.create_source && !Path::new(&m.source).exists() => {
@@ -182,6 +187,17 @@ impl Engine {
 fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let file = std::fs::File::open(dir).map_err(EngineError::io(format!("open {}", dir.display())))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| EngineError::io(format!("lock {}", dir.display()))(e.into()))
+}
+
+/// A volume still empty and still the host root's (nothing was copied in) becomes the
+/// user-namespaced container root's, which could not write to it otherwise.
+fn give_empty_volume(data: &Path, (uid, gid): (u32, u32)) -> Result<()> {
+    let owned_by_host_root = std::fs::metadata(data).is_ok_and(|m| m.uid() == 0 && m.gid() == 0);
+    if owned_by_host_root && is_empty_dir(data) {
+        crate::explain::step(|| format!("chown {uid}:{gid} {}", data.display()));
+        std::os::unix::fs::chown(data, Some(uid), Some(gid)).map_err(EngineError::io(format!("chown {}", data.display())))?;
+    }
+    Ok(())
 }
 
 fn is_empty_dir(dir: &Path) -> bool {

@@ -20,7 +20,7 @@ pub fn write_rootfs(layers: &[PathBuf], scratch: &Path, out: impl Write) -> Resu
         many => merged_view(many, scratch)?,
     };
     // A single layer dir may hold overlay whiteouts; they only mean "deleted".
-    Ok(pack::write_tar(&source, PackOptions { keep_mtime: true, whiteouts: Whiteouts::Drop }, out)?)
+    Ok(pack::write_tar(&source, PackOptions { keep_mtime: true, whiteouts: Whiteouts::Drop, ids: None }, out)?)
 }
 
 fn io(e: std::io::Error) -> ImageError {

@@ -229,7 +229,7 @@ fn build(engine: &Engine, registry: &str, dep: &DeploymentRow, runtime: &Runtime
     let store = engine.images();
     let _adding = store.lock_layers(false).map_err(|e| e.to_string())?;
     log.line(&format!("tar -C {} -c . | gzip  # the code as /app, one layer (mtimes 0: the same code gives the same digest)", dir.display()));
-    let layer = store.pack_layer(&dir, PackOptions { keep_mtime: false, whiteouts: Whiteouts::Drop }).map_err(|e| e.to_string())?;
+    let layer = store.pack_layer(&dir, PackOptions { keep_mtime: false, whiteouts: Whiteouts::Drop, ids: None }).map_err(|e| e.to_string())?;
     let mut layers = Vec::new();
     for d in &base.layers {
         layers.push(engine.db.layer(d).map_err(|e| e.to_string())?.ok_or_else(|| format!("layer {d} of {} is no longer stored", runtime.image()))?);

@@ -28,6 +28,38 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+/// What the kernel shows for an id a user namespace does not map (kernel.overflowuid).
+pub const OVERFLOW_ID: u32 = 65534;
+
+/// The way back from host ids to a user-namespaced container's own, for packing its upper dir
+/// (`commit`): each owner is written as the container sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdShift {
+    /// uid_map lines: (inside, outside, count).
+    pub uids: Vec<(u32, u32, u32)>,
+    /// gid_map lines.
+    pub gids: Vec<(u32, u32, u32)>,
+}
+
+impl IdShift {
+    /// The container's uid for host uid `host` (the overflow id when the maps lack it).
+    pub fn uid(&self, host: u32) -> u32 {
+        inside(&self.uids, host)
+    }
+
+    /// The container's gid for host gid `host`.
+    pub fn gid(&self, host: u32) -> u32 {
+        inside(&self.gids, host)
+    }
+}
+
+fn inside(lines: &[(u32, u32, u32)], host: u32) -> u32 {
+    lines
+        .iter()
+        .find(|(_, outside, count)| host >= *outside && u64::from(host) < u64::from(*outside) + u64::from(*count))
+        .map_or(OVERFLOW_ID, |(inside, outside, _)| inside + (host - outside))
+}
+
 /// What an overlay needs to show its layers to a container in a user namespace: that
 /// namespace (held open; see `runtime::userns::hold`) and its root as the host numbers it,
 /// who owns the upper dir.
@@ -93,4 +125,17 @@ pub fn unbind_layers(base: &Path) -> Result<()> {
     }
     let _ = std::fs::remove_dir(&dir);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ids_shift_back_into_the_container_and_the_unmapped_overflow() {
+        let shift = IdShift { uids: vec![(0, 100_000, 65_536)], gids: vec![(0, 200_000, 10), (10, 300_000, 5)] };
+        assert_eq!((shift.uid(100_000), shift.uid(101_000), shift.uid(165_535)), (0, 1000, 65_535));
+        assert_eq!((shift.uid(0), shift.uid(165_536)), (OVERFLOW_ID, OVERFLOW_ID));
+        assert_eq!((shift.gid(200_009), shift.gid(300_004), shift.gid(300_005)), (9, 14, OVERFLOW_ID));
+    }
 }

@@ -22,12 +22,14 @@ use tar::{EntryType, Header};
 use super::{Result, StorageError};
 
 /// How to pack.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PackOptions {
     /// Keep the files' own mtimes (default: every entry gets mtime 0).
     pub keep_mtime: bool,
     /// What to do with overlay whiteouts (0/0 character devices, opaque directories).
     pub whiteouts: Whiteouts,
+    /// Owners as a user-namespaced container sees them, for its upper dir (default: as on disk).
+    pub ids: Option<super::idmap::IdShift>,
 }
 
 /// Overlay whiteouts in the tree being packed.
@@ -209,8 +211,12 @@ impl<W: Write> Packer<W> {
     fn header(&self, meta: &Metadata) -> Header {
         let mut header = Header::new_gnu();
         header.set_mode(meta.mode() & 0o7777);
-        header.set_uid(u64::from(meta.uid()));
-        header.set_gid(u64::from(meta.gid()));
+        let (uid, gid) = match &self.options.ids {
+            Some(shift) => (shift.uid(meta.uid()), shift.gid(meta.gid())),
+            None => (meta.uid(), meta.gid()),
+        };
+        header.set_uid(u64::from(uid));
+        header.set_gid(u64::from(gid));
         header.set_mtime(if self.options.keep_mtime { meta.mtime().max(0) as u64 } else { 0 });
         header.set_size(meta.len());
         header
