@@ -150,3 +150,20 @@ fn the_workdir_an_empty_volume_and_a_commit_belong_to_the_containers_root() {
         assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
     }
 }
+
+#[test]
+fn a_containers_network_namespace_has_dockers_defaults_so_an_auto_root_serves_port_80() {
+    // The network namespace belongs to the host, so a user-namespaced root holds no
+    // CAP_NET_BIND_SERVICE over it: Docker's defaults let any port be bound and any group
+    // send ICMP echo through datagram sockets.
+    let r = Lab::new().sh(
+        r#"chmod 711 $LAB
+        shibafu run --rm busybox sh -c 'echo "ports from $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)"'
+        nsenter --net=/proc/self/ns/net cat /proc/sys/net/ipv4/ip_unprivileged_port_start | sed 's/^/lab ports from /'
+        shibafu run --rm --userns=auto busybox sh -c 'nc -l -p 80 & sleep 0.5; netstat -ltn | grep -c ":80 " | sed "s/^/listening on 80: /"; kill $!'
+        "#,
+    );
+    for want in ["ports from 0\n", "lab ports from 1024", "listening on 80: 1"] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
+}

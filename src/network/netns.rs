@@ -16,7 +16,12 @@ pub fn path_for(run_dir: &Path, id: &str) -> PathBuf {
     run_dir.join("netns").join(id)
 }
 
-/// Makes a new network namespace, held by `path`.
+/// Docker's defaults for a container's own network namespace: any port may be bound and any
+/// group may send ICMP echo through datagram sockets, so a server on port 80 and `ping` work
+/// without a capability over the namespace (which a user-namespaced container never holds).
+const SYSCTLS: [(&str, &str); 2] = [("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647")];
+
+/// Makes a new network namespace, held by `path`, with Docker's defaults (`SYSCTLS`).
 pub fn create(path: &Path) -> Result<()> {
     explain::step(|| format!("ip netns add {}  # a bind mount of a new network namespace", path.display()));
     let dir = path.parent().expect("a netns path has a parent");
@@ -27,7 +32,8 @@ pub fn create(path: &Path) -> Result<()> {
     let made = std::thread::spawn(move || -> Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::io("unshare the network namespace")(e.into()))?;
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| NetworkError::io(format!("bind the namespace on {}", target.display()))(e.into()))
+            .map_err(|e| NetworkError::io(format!("bind the namespace on {}", target.display()))(e.into()))?;
+        set_defaults(&target)
     })
     .join()
     .expect("the netns thread does not panic");
@@ -35,6 +41,16 @@ pub fn create(path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     made
+}
+
+/// Writes `SYSCTLS` from a thread inside the namespace (/proc/sys/net is the caller's).
+fn set_defaults(path: &Path) -> Result<()> {
+    for (key, value) in SYSCTLS {
+        explain::step(|| format!("ip netns exec {} sysctl -w {key}=\"{value}\"", path.display()));
+        let file = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&file, value).map_err(NetworkError::io(format!("write {file}")))?;
+    }
+    Ok(())
 }
 
 /// Moves the calling thread into the namespace held by `path` (other threads stay put).
