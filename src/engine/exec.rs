@@ -17,6 +17,6 @@ impl Engine {
             return Err(EngineError::Invalid("exec needs a command".into()));
         }
         let oci = OciRuntime::choose(&c.runtime, &self.run_dir)?;
-        oci.exec(&c.id, command, env, super::stdin_is_our_terminal())
+        oci.exec(&c.id, command, env, super::on_our_terminal())
     }
 }

@@ -203,10 +203,11 @@ pub fn own_start_time() -> u64 {
     crate::runtime::state::proc_stat(std::process::id() as i32).map_or(0, |(start, _)| start)
 }
 
-/// A terminal only when stdin is one and we are in its foreground (a `run ... &` in a shell
-/// must not take over the terminal).
-pub fn stdin_is_our_terminal() -> bool {
+/// A terminal only when stdin and stdout are one and we are in its foreground: a `run ... &`
+/// in a shell must not take over the terminal, and output piped or redirected stays plain
+/// (no carriage returns), as without Docker's `-t`.
+pub fn on_our_terminal() -> bool {
     use std::io::IsTerminal;
     let stdin = std::io::stdin();
-    stdin.is_terminal() && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+    stdin.is_terminal() && std::io::stdout().is_terminal() && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }

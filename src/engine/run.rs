@@ -120,7 +120,7 @@ impl Engine {
             crate::network::check_name("network alias", alias, 63)?;
         }
         let oci = OciRuntime::choose(&opts.runtime, &self.run_dir)?;
-        let terminal = opts.tty || (!opts.detach && super::stdin_is_our_terminal());
+        let terminal = opts.tty || (!opts.detach && super::on_our_terminal());
         let command = super::spec::command_line(&config, opts.process.entrypoint.as_deref(), &opts.command)?;
         let planned = self.plan_mounts(&opts.mounts);
         let dir = self.container_dir(&id);
