@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Lab;
+use common::{lab_image, Lab};
 
 #[test]
 fn the_runtime_maps_ids_as_runc_does() {
@@ -155,15 +155,23 @@ fn the_workdir_an_empty_volume_and_a_commit_belong_to_the_containers_root() {
 fn a_containers_network_namespace_has_dockers_defaults_so_an_auto_root_serves_port_80() {
     // The network namespace belongs to the host, so a user-namespaced root holds no
     // CAP_NET_BIND_SERVICE over it: Docker's defaults let any port be bound and any group
-    // send ICMP echo through datagram sockets.
-    let r = Lab::new().sh(
+    // send ICMP echo through datagram sockets. nginx also opens /dev/stdout again for its
+    // logs: the monitor's pipes must be the container root's.
+    let r = Lab::new().sh(&format!(
         r#"chmod 711 $LAB
         shibafu run --rm busybox sh -c 'echo "ports from $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)"'
         nsenter --net=/proc/self/ns/net cat /proc/sys/net/ipv4/ip_unprivileged_port_start | sed 's/^/lab ports from /'
         shibafu run --rm --userns=auto busybox sh -c 'nc -l -p 80 & sleep 0.5; netstat -ltn | grep -c ":80 " | sed "s/^/listening on 80: /"; kill $!'
+        shibafu image import {nginx} nginx >/dev/null
+        shibafu run -d --name web --userns=auto --publish 18081:80 nginx >/dev/null
+        for i in $(seq 50); do curl -sf localhost:18081 >/dev/null && break; sleep 0.1; done
+        echo "nginx: $(curl -s localhost:18081 | grep -c 'Welcome to nginx')"
+        echo "its log: $(shibafu logs web 2>&1 | grep -c 'GET / HTTP')"  # the wait's request and the count's
+        shibafu rm -f web >/dev/null
         "#,
-    );
-    for want in ["ports from 0\n", "lab ports from 1024", "listening on 80: 1"] {
+        nginx = lab_image("nginx").display()
+    ));
+    for want in ["ports from 0\n", "lab ports from 1024", "listening on 80: 1", "nginx: 2", "its log: 2"] {
         assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
     }
 }

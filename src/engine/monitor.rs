@@ -161,6 +161,13 @@ fn run_once(engine: &Engine, id: &str, oci: &OciRuntime, stdio: MonitorMode, log
     // Our stdin is /dev/null (see `start`): the container's is too, unless it is to stay open
     // (-i): then a pipe whose other end we hold until it exits.
     let (in_r, in_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::io("pipe")(e.into()))?;
+    // A user-namespaced root could write to the pipes it inherits but not open them again
+    // (/dev/stdout, as nginx's logs are): they are its own, as containerd's are.
+    if let Some((uid, gid)) = super::userns::root_owner(&dir)? {
+        for end in [&out_w, &err_w, &in_r] {
+            nix::unistd::fchown(end, Some(uid.into()), Some(gid.into())).map_err(|e| EngineError::io("give the stdio pipes to the container's root")(e.into()))?;
+        }
+    }
     let stdin = if stdio.interactive { in_r.as_raw_fd() } else { 0 };
     let created = oci.create(id, &dir, [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()], stdio.terminal).and_then(|c| oci.start(id).map(|_| c));
     drop(out_w);

@@ -50,6 +50,14 @@ pub fn idmapped(maps: &IdMaps) -> Result<Idmapped> {
     Ok(Idmapped { userns: crate::runtime::userns::hold(maps)?, owner })
 }
 
+/// The host (uid, gid) of the root of the container whose bundle is `dir`, if it has a user
+/// namespace: who must own what the engine hands it (its stdio pipes, its new directories).
+pub fn root_owner(dir: &std::path::Path) -> Result<Option<(u32, u32)>> {
+    let Some(maps) = of_spec(&crate::runtime::spec::load(dir)?) else { return Ok(None) };
+    let root = |list: &[(u32, u32, u32)]| crate::runtime::userns::to_host(list, 0);
+    Ok(root(&maps.uids).zip(root(&maps.gids)))
+}
+
 impl UsernsMode {
     /// Reads `--userns`, `--uidmap` and `--gidmap` (a gid map defaults to the uid map).
     pub fn parse(userns: Option<&str>, uidmap: &[String], gidmap: &[String]) -> Result<UsernsMode> {
