@@ -156,3 +156,26 @@ fn privileged_and_unconfined_containers_have_no_filter_and_inspect_says_which_ap
     let explained = r.err.lines().find(|l| l.contains("/status  # Seccomp:")).unwrap_or_default();
     assert!(explained.contains("Seccomp: 2 (a filter; HostConfig.SecurityOpt seccomp=default)"), "--explain shows the filter:\n{}", r.err);
 }
+
+#[test]
+fn exec_applies_the_filter_kept_beside_the_record_and_refuses_without_it() {
+    // The runtime keeps the compiled filter in the container's state directory (the record
+    // holds the spec without its profile): `exec` loads it from there, and if it is gone,
+    // runs nothing rather than an unfiltered process.
+    let r = Lab::new().sh(
+        r#"set +e
+        shibafu run -d --name s busybox sleep 100 >/dev/null
+        id=$(shibafu inspect --format '{{.Id}}' s)
+        kept=$(find $SHIBAFU_ROOT -path "*/$id/seccomp.bpf")
+        echo "kept: $(echo "$kept" | grep -c .) record has profile: $(jq '.config.linux.seccomp != null' $(dirname $kept)/state.json)"
+        echo "exec filtered: $(shibafu exec s grep -c 'Seccomp:.2' /proc/self/status)"
+        rm $kept
+        shibafu exec s true; echo "exec without it=$?"
+        shibafu rm -f s >/dev/null
+        "#,
+    );
+    for want in ["kept: 1 record has profile: false", "exec filtered: 1", "exec without it=125"] {
+        assert!(r.out.contains(want), "{want}:\n{}\n{}", r.out, r.err);
+    }
+    assert!(r.err.contains("seccomp filter") && r.err.contains("no exec without it"), "{}", r.err);
+}

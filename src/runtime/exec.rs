@@ -46,7 +46,13 @@ impl Runtime {
         }
         let joins = namespaces::open_joins(&namespaces::of_process(record.pid))?;
         // The container's filter holds for every process in it, as runc's exec.
-        let filter = record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(|s| seccomp::compile_cached(s, &self.root)).transpose()?;
+        let filter = if record.seccomp {
+            let path = Record::dir(&self.root, id).join(seccomp::FILTER_FILE);
+            Some(seccomp::Filter::read(&path).ok_or_else(|| RuntimeError::Init(format!("container {id}: its seccomp filter {} is missing or damaged; no exec without it", path.display())))?)
+        } else {
+            // A record from before filters were kept beside it still holds the profile.
+            record.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(|s| seccomp::compile_cached(s, &self.root)).transpose()?
+        };
         // PID namespaces apply to children: join before the clone, the rest in the child.
         let (console_child, console_us) = match (&opts.console_socket, terminal) {
             (_, false) => (None, None),

@@ -50,8 +50,13 @@ pub struct Record {
     pub created: String,
     /// The container's cgroup directory, when it has one.
     pub cgroup: Option<PathBuf>,
-    /// The config the container was created from (hooks and process defaults come from here).
+    /// The config the container was created from (hooks and process defaults come from here),
+    /// without its seccomp profile.
     pub config: Spec,
+    /// Whether the container runs under a seccomp filter, kept compiled beside this record
+    /// (`seccomp::FILTER_FILE`) for `exec`.
+    #[serde(default)]
+    pub seccomp: bool,
 }
 
 /// The OCI state document, as `state` prints it (runc's extra fields included).
