@@ -45,17 +45,20 @@ pub fn of_spec(spec: &Spec) -> Option<IdMaps> {
 /// What the overlay needs to show the layers to a container with `maps`: a user namespace
 /// with them, and the host ids of its root.
 pub fn idmapped(maps: &IdMaps) -> Result<Idmapped> {
-    let root = |list: &[(u32, u32, u32)]| crate::runtime::userns::to_host(list, 0).ok_or_else(|| EngineError::Invalid("the user namespace maps no root (0) to own the container's files".into()));
-    let owner = (root(&maps.uids)?, root(&maps.gids)?);
+    let owner = root_ids(maps).ok_or_else(|| EngineError::Invalid("the user namespace maps no root (0) to own the container's files".into()))?;
     Ok(Idmapped { userns: crate::runtime::userns::hold(maps)?, owner })
 }
 
 /// The host (uid, gid) of the root of the container whose bundle is `dir`, if it has a user
 /// namespace: who must own what the engine hands it (its stdio pipes, its new directories).
 pub fn root_owner(dir: &std::path::Path) -> Result<Option<(u32, u32)>> {
-    let Some(maps) = of_spec(&crate::runtime::spec::load(dir)?) else { return Ok(None) };
+    Ok(of_spec(&crate::runtime::spec::load(dir)?).as_ref().and_then(root_ids))
+}
+
+/// The host (uid, gid) that `maps` give the namespace's root (0), if they map it.
+fn root_ids(maps: &IdMaps) -> Option<(u32, u32)> {
     let root = |list: &[(u32, u32, u32)]| crate::runtime::userns::to_host(list, 0);
-    Ok(root(&maps.uids).zip(root(&maps.gids)))
+    root(&maps.uids).zip(root(&maps.gids))
 }
 
 impl UsernsMode {

@@ -121,7 +121,7 @@ impl Filter {
     /// Writes the filter to `path` (a temporary name, then renamed), for `read`.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut bytes = Vec::with_capacity(HEADER + self.program.len() * 8);
-        for number in [u64::from(self.flags), self.rules as u64, self.skipped as u64] {
+        for number in [self.flags, self.rules as u64, self.skipped as u64] {
             bytes.extend_from_slice(&number.to_ne_bytes());
         }
         for i in &self.program {
