@@ -297,11 +297,12 @@ fn bad_input_is_refused_and_changes_nothing() {
          shibafu run -d --name ok busybox true >/dev/null
          set +e; shibafu logs --since yesterday ok 2>$LAB/err; echo \"$? $(cat $LAB/err)\"; set -e
          set +e; shibafu start --all --filter status=exited 2>$LAB/err; echo \"$? $(cat $LAB/err)\"; set -e
+         set +e; shibafu stop --shutdown ok 2>$LAB/err; echo \"$? $(cat $LAB/err)\"; set -e
          echo containers=$(shibafu list -a -q | wc -l)",
     );
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("125 ")).collect();
-    assert_eq!(lines.len(), 8, "{out}");
-    for want in ["invalid restart policy \"sometimes\"", "invalid restart policy \"on-failure:-1\"", "--health-interval must be at least 1ms", "invalid --health-timeout", "invalid --log-opt max-size=0", "--rm and --restart always conflict", "invalid time \"yesterday\"", "invalid filter"] {
+    assert_eq!(lines.len(), 9, "{out}");
+    for want in ["--shutdown goes with --all", "invalid restart policy \"sometimes\"", "invalid restart policy \"on-failure:-1\"", "--health-interval must be at least 1ms", "invalid --health-timeout", "invalid --log-opt max-size=0", "--rm and --restart always conflict", "invalid time \"yesterday\"", "invalid filter"] {
         assert!(lines.iter().any(|l| l.contains(want)), "{want}: {out}");
     }
     assert!(out.contains("containers=1"), "{out}");
@@ -328,4 +329,44 @@ fn restart_stops_and_starts_a_container_and_starts_a_stopped_one() {
     assert!(out.contains("r\nnew-process state=running\n"), "{out}");
     assert!(out.contains("r\nstopped-then-restarted=running\n"), "{out}");
     assert!(out.contains("nosuch") && out.contains("unknown-refused"), "{out}");
+}
+
+#[test]
+fn stop_all_at_shutdown_keeps_the_policies_and_monitors_outlive_their_callers_cgroup() {
+    let lab = Lab::new();
+    let out = lab_ok(
+        &lab,
+        "v2=/sys/fs/cgroup; [ \"$(stat -fc %T $v2)\" = cgroup2fs ] || v2=/sys/fs/cgroup/unified
+         session=$v2/shibafu-test-session-$(basename $LAB)
+         mkdir $session
+         trap 'rmdir $session' EXIT
+         # As from a login session that then ends: its cgroup is killed whole.
+         bash -c 'echo $$ > $0/cgroup.procs
+             shibafu run -d --name b --restart always busybox sleep 1000 >/dev/null
+             shibafu run -d --name u --restart unless-stopped busybox sleep 1000 >/dev/null
+             shibafu run -d --name plain busybox sleep 1000 >/dev/null' $session
+         echo 1 > $session/cgroup.kill
+         wait_until '[ -z \"$(cat $session/cgroup.procs)\" ]'
+         echo session-ended b=$(info b state) u=$(info u state) plain=$(info plain state)
+         shibafu exec b echo b-still-runs
+         echo shutdown
+         shibafu stop --all --shutdown -t 1 | sort
+         echo b=$(info b state) u=$(info u state) plain=$(info plain state)
+         echo left=$(ps -eo args | awk '$2 == \"--root\" && $4 == \"monitor\"' | wc -l)
+         echo booting
+         shibafu start --all --filter restart-policy=always --filter restart-policy=unless-stopped
+         echo by-the-user
+         shibafu stop --all -t 1 | sort
+         shibafu start --all --filter restart-policy=always --filter restart-policy=unless-stopped
+         echo end b=$(info b state) u=$(info u state) plain=$(info plain state)
+         shibafu rm -f b >/dev/null",
+    );
+    assert!(out.contains("session-ended b=running u=running plain=running\nb-still-runs\n"), "the containers outlive the session that ran them: {out}");
+    let after = out.split_once("shutdown\n").unwrap().1;
+    let (stopped, after) = after.split_once("b=").unwrap();
+    assert_eq!(stopped, "b\nplain\nu\n", "every running container stopped: {out}");
+    assert!(after.starts_with("exited u=exited plain=exited\nleft=0\n"), "{out}");
+    let (booted, after) = after.split_once("booting\n").unwrap().1.split_once("by-the-user\n").unwrap();
+    assert_eq!(booted, "b\nu\n", "after the machine's stop, always and unless-stopped come back: {out}");
+    assert!(after.starts_with("b\nu\nb\nend b=running u=exited plain=exited"), "after the user's stop, unless-stopped stays down: {out}");
 }

@@ -433,6 +433,28 @@ pub fn stop(root: &Path, names: &[String], timeout: u64) -> Result<i32> {
     each(names, |n| engine.stop(n, Duration::from_secs(timeout)))
 }
 
+/// Runs `stop --all`: prints each container stopped; goes on past a failure and reports every one.
+pub fn stop_all(root: &Path, timeout: u64, shutdown: bool) -> Result<i32> {
+    let engine = Engine::open(root)?;
+    Ok(report_each("stop", engine.stop_all(Duration::from_secs(timeout), shutdown)?))
+}
+
+/// Prints the name of each container `what` went well for, and the error of each other one;
+/// the exit code of the last error, or 0.
+fn report_each(what: &str, results: Vec<(String, crate::engine::Result<()>)>) -> i32 {
+    let mut code = 0;
+    for (name, done) in results {
+        match done {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("shibafu: {what} {name}: {e}");
+                code = e.exit_code();
+            }
+        }
+    }
+    code
+}
+
 /// Does `act` to each named container in turn, printing each name once done; stops at the
 /// first failure.
 fn each(names: &[String], mut act: impl FnMut(&str) -> crate::engine::Result<()>) -> Result<i32> {
@@ -478,17 +500,7 @@ pub fn start(root: &Path, a: StartArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let mut code = 0;
-    for (name, started) in engine.start_all(&filter)? {
-        match started {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("shibafu: start {name}: {e}");
-                code = e.exit_code();
-            }
-        }
-    }
-    Ok(code)
+    Ok(report_each("start", engine.start_all(&filter)?))
 }
 
 /// `512m`, `1g`, `65536` -> bytes.

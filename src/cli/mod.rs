@@ -52,8 +52,15 @@ pub enum Command {
         /// Seconds to wait before SIGKILL.
         #[arg(short, long, default_value_t = 10)]
         time: u64,
+        /// Every running container, all at once.
+        #[arg(short, long)]
+        all: bool,
+        /// With --all: the machine's stop at poweroff, not the user's (restart policies hold at
+        /// the next boot, so `unless-stopped` containers come back, as after dockerd stops).
+        #[arg(long)]
+        shutdown: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         containers: Vec<String>,
     },
     /// Restart containers: stop (SIGTERM, then SIGKILL after the timeout), then start again.
@@ -218,7 +225,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(a) => container::run(root, a),
         Command::List(a) => container::list(root, a),
         Command::Exec(a) => container::exec(root, a),
-        Command::Stop { time, containers } => container::stop(root, &containers, time),
+        Command::Stop { shutdown: true, all: false, .. } => Err(crate::engine::EngineError::Invalid("--shutdown goes with --all: it is the machine's stop of every container".into()).into()),
+        Command::Stop { time, all: false, containers, .. } => container::stop(root, &containers, time),
+        Command::Stop { time, all: true, shutdown, .. } => container::stop_all(root, time, shutdown),
         Command::Restart { time, containers } => container::restart(root, &containers, time),
         Command::Rm { force, volumes, containers } => container::rm(root, &containers, force, volumes),
         Command::Logs(a) => container::logs(root, a),

@@ -117,6 +117,9 @@ impl Exit {
 fn monitor(engine: &Engine, id: &str, oci: &OciRuntime, stdio: MonitorMode, ready: OwnedFd) -> Result<()> {
     // SAFETY: prctl with integer arguments; an external runtime's init is reparented to us.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if let Err(e) = crate::runtime::cgroups::leave_for_root() {
+        eprintln!("shibafu monitor: could not leave the caller's cgroup (the container ends with it): {e}");
+    }
     let row = engine.find(id)?;
     let policy = RestartPolicy::parse(&row.restart_policy)?;
     let mut log = LogWriter::open(&log_path(&engine.container_dir(id)), row.log_opts).map_err(EngineError::io("open log.jsonl"))?;

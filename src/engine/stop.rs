@@ -35,6 +35,22 @@ impl Engine {
         }
     }
 
+    /// Every running container stopped at once (each as `stop` does, `timeout` before
+    /// SIGKILL), as Podman's `stop --all`; returns each one's name and how its stop went. With
+    /// `shutdown`, the stop is the machine's, not the user's (what the appliance runs at
+    /// poweroff, as dockerd stops its containers when it shuts down): once each has exited,
+    /// the mark that the user stopped it goes again, so its restart policy holds at the next
+    /// boot and an `unless-stopped` one comes back.
+    pub fn stop_all(&self, timeout: Duration, shutdown: bool) -> Result<Vec<(String, Result<()>)>> {
+        let running: Vec<ContainerRow> = self.db.containers()?.into_iter().filter(|c| self.is_active(c)).collect();
+        let root = self.root.as_path();
+        let stops: Vec<Result<()>> = std::thread::scope(|s| {
+            let each: Vec<_> = running.iter().map(|c| s.spawn(move || stop_with_own_engine(root, &c.id, timeout, shutdown))).collect();
+            each.into_iter().map(|t| t.join().unwrap_or_else(|_| Err(EngineError::Invalid("the stop panicked".into())))).collect()
+        });
+        Ok(running.into_iter().map(|c| c.name).zip(stops).collect())
+    }
+
     /// Removes a container; a running (or restarting) one only with `force` (it is stopped
     /// first); with `volumes`, its anonymous volumes too (`rm -v`).
     pub fn rm(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
@@ -67,4 +83,15 @@ impl Engine {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// `stop` for one of `stop_all`'s threads, each with an engine of its own: a database
+/// connection is not shared between threads.
+fn stop_with_own_engine(root: &std::path::Path, id: &str, timeout: Duration, shutdown: bool) -> Result<()> {
+    let engine = Engine::open(root)?;
+    engine.stop(id, timeout)?;
+    if shutdown {
+        engine.db.set_stopped_by_user(id, false)?;
+    }
+    Ok(())
 }

@@ -53,6 +53,15 @@ fn whole_v2_mount() -> Option<PathBuf> {
     whole.then(|| point.to_path_buf())
 }
 
+/// Moves this process to the root of the cgroup v2 hierarchy, out of the cgroup of whoever
+/// started it (a login session's, a service's), whose end would kill it too. A container's
+/// monitor does this, so the container outlives the shell or unit that ran it, as Docker's
+/// do. Nothing to do without a mount that shows the whole hierarchy.
+pub fn leave_for_root() -> std::io::Result<()> {
+    let Some(root) = whole_v2_mount() else { return Ok(()) };
+    std::fs::write(root.join("cgroup.procs"), std::process::id().to_string())
+}
+
 fn is_cgroup2(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }

@@ -1,6 +1,7 @@
 //! Phase 7's restart policies across a real reboot of the appliance: containers with
 //! `--restart always` come back when it boots (shibafu-restart.service starts them), and
 //! `unless-stopped` ones too unless the user stopped them; `--restart no` ones stay exited.
+//! At poweroff shibafu-shutdown.service stops them, and their monitors record it.
 //! Two boots of one disk kept across them (`./run-vm --persist`, in a folder of its own that
 //! the test removes).
 
@@ -37,6 +38,9 @@ fn always_containers_come_back_after_a_reboot() {
     vm.check(states == "awake running\nheld exited\nkeeper running\nplain exited\n", &format!("after the reboot, always and unless-stopped containers run again; a stopped or restart-no one does not:\n{states}"));
     let after = vm.sh("shibafu inspect --format '{{.State.Pid}}' keeper").trim().to_string();
     vm.check(after != before && after != "0", &format!("keeper runs as a new process after the reboot (pid {before} before, {after} after)"));
+    // shibafu-shutdown.service stopped it at poweroff, and its monitor recorded the exit.
+    let marks = vm.sh("shibafu logs keeper 2>&1 | grep -F '[shibafu]'");
+    vm.check(marks.contains("killed by signal 9 (SIGKILL), exit code 137"), &format!("the shutdown's stop of keeper is in its log:\n{marks}"));
     let alive = vm.sh("shibafu exec keeper sh -c 'echo alive'");
     vm.check(alive.contains("alive"), &format!("exec into the container that came back:\n{alive}"));
     vm.sh("shibafu rm -f keeper awake held plain >/dev/null");
