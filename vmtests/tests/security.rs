@@ -2,7 +2,7 @@
 //! whole: the lab's images (busybox, python, node, nginx, postgres) run under the default
 //! seccomp profile, first with the host's user namespace and then with `--userns=auto`, where
 //! every process of theirs is an unprivileged host user and the profile still refuses what
-//! Docker's refuses.
+//! Docker's refuses; and runc and crun, given the same config.json, refuse the same calls.
 
 use std::time::Duration;
 
@@ -10,6 +10,9 @@ use vmtests::Vm;
 
 /// keyctl(2) is refused by the profile alone (no capability guards it): -1 and EPERM (1).
 const KEYCTL: &str = "python3 -c \"import ctypes; l = ctypes.CDLL(None, use_errno=True); print('keyctl', l.syscall(250, 0, -3, 0), ctypes.get_errno())\"";
+/// System calls Docker's profile refuses (x86_64 numbers): keyctl, unshare of a user
+/// namespace, mount, kexec_load, each as (name, result, errno).
+const PROBE: &str = "python3 -c \"import ctypes; l = ctypes.CDLL(None, use_errno=True); print([(n, l.syscall(*a), ctypes.get_errno()) for n, a in (('keyctl', (250, 0, -3, 0)), ('unshare', (272, 0x10000000)), ('mount', (165, b'none', b'/mnt', b'tmpfs', 0, 0)), ('kexec', (246, 0, 0, 0, 0)))])\"";
 /// Threads, sqlite and a subprocess.
 const PYTHON: &str = "python3 -c \"import threading, sqlite3, subprocess; t = threading.Thread(target=print, args=('thread',)); t.start(); t.join(); print(sqlite3.connect(':memory:').execute('select 6 * 7').fetchone()[0], subprocess.run(['true']).returncode)\"";
 /// A worker thread.
@@ -18,6 +21,13 @@ const NODE: &str = "node -e \"const {Worker} = require('worker_threads'); new Wo
 #[test]
 fn lab_images_run_under_the_default_profile_and_in_user_namespaces() {
     let mut vm = Vm::boot("security", Duration::from_secs(1200));
+    // Here crun runs too (cgroup v2 is whole): the three runtimes, given the same config.json,
+    // refuse the same calls.
+    let refused = "[('keyctl', -1, 1), ('unshare', -1, 1), ('mount', -1, 1), ('kexec', -1, 1)]";
+    for rt in ["shibafu", "runc", "crun"] {
+        let out = vm.sh(&format!("shibafu run --rm --runtime {rt} python:3.11 {PROBE}"));
+        vm.check(out.contains(refused), &format!("{rt}: the default profile should refuse {refused}:\n{out}"));
+    }
     for (mode, port) in [("host", 18080), ("auto", 18081)] {
         let run = format!("shibafu run --rm --userns={mode}");
         let bb = vm.sh(&format!("{run} busybox sh -c 'grep Seccomp: /proc/self/status; cat /proc/self/uid_map; unshare -U true 2>&1; true'"));
