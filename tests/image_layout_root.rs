@@ -108,3 +108,47 @@ fn import_and_rm_racing_leave_every_recorded_image_whole() {
     ));
     assert!(out.ends_with("checked\n") && !out.contains("lost"), "{out}");
 }
+
+/// Builds $LAB/deep, a layout of one image `1` made of the busybox rootfs and 120 layers more,
+/// layer N adding /deep/N (holding N), as nixpkgs' layered images stack up to 100.
+const DEEP_LAYOUT: &str = r#"
+    mkdir -p $LAB/deep/blobs/sha256
+    blob() { d=$(sha256sum "$1" | cut -d' ' -f1); echo "$d $(stat -c %s "$1")"; mv "$1" $LAB/deep/blobs/sha256/$d; }
+    cp $BUSYBOX_TAR $LAB/layer.tar && blob $LAB/layer.tar > $LAB/layers
+    for i in $(seq 120); do
+        mkdir -p $LAB/l/$i/deep && echo $i > $LAB/l/$i/deep/$i
+        tar -C $LAB/l/$i -cf $LAB/layer.tar deep/$i && blob $LAB/layer.tar >> $LAB/layers
+    done
+    jq -Rn '[inputs | split(" ") | {mediaType: "application/vnd.oci.image.layer.v1.tar", digest: ("sha256:" + .[0]), size: (.[1] | tonumber)}]' < $LAB/layers > $LAB/layers.json
+    arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+    jq -n --arg arch $arch --slurpfile l $LAB/layers.json '{architecture: $arch, os: "linux", config: {Cmd: ["sh"]}, rootfs: {type: "layers", diff_ids: [$l[0][].digest]}}' > $LAB/config.json
+    config=$(blob $LAB/config.json)
+    jq -n --arg c "${config% *}" --argjson s "${config#* }" --slurpfile l $LAB/layers.json '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: ("sha256:" + $c), size: $s}, layers: $l[0]}' > $LAB/manifest.json
+    manifest=$(blob $LAB/manifest.json)
+    jq -n --arg m "${manifest% *}" --argjson s "${manifest#* }" '{schemaVersion: 2, manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: ("sha256:" + $m), size: $s, annotations: {"org.opencontainers.image.ref.name": "1"}}]}' > $LAB/deep/index.json
+    echo '{"imageLayoutVersion": "1.0.0"}' > $LAB/deep/oci-layout
+"#;
+
+/// 121 layers' full paths overflow an overlay mount's one page of options: `export` mounts
+/// them by short links, as `run` does, and both see every layer.
+#[test]
+fn an_image_of_121_layers_exports_and_runs_whole() {
+    let out = Lab::new().ok(&format!(
+        "{DEEP_LAYOUT}
+         shibafu image import $LAB/deep deep:1 >/dev/null
+         echo layers=$(shibafu image inspect deep:1 | jq '.layers | length')
+         mkdir $LAB/out
+         shibafu --explain export deep:1 2>$LAB/explain | tar -C $LAB/out -xf -
+         test -x $LAB/out/bin/busybox && echo busybox-exported
+         for i in $(seq 120); do [ \"$(cat $LAB/out/deep/$i)\" = $i ] || echo missing-$i; done
+         echo exported=$(ls $LAB/out/deep | wc -l)
+         grep -c 'cd .*/export-links-[0-9]* && mount -t overlay overlay -o ro,lowerdir=120:119:' $LAB/explain
+         echo left=$(ls $SHIBAFU_ROOT/tmp | tr '\\n' ' ')
+         echo ran=$(shibafu run --rm deep:1 sh -c 'cat /deep/* | sort -n | uniq | wc -l')"
+    ));
+    assert!(out.contains("layers=121\n"), "{out}");
+    assert!(out.contains("busybox-exported\n") && out.contains("exported=120\n") && !out.contains("missing-"), "every layer's file in the export:\n{out}");
+    assert!(out.contains("\n1\n"), "the export mounted its layers by short links:\n{out}");
+    assert!(out.contains("left=export-mnt\n"), "the export's links are gone:\n{out}");
+    assert!(out.contains("ran=120\n"), "run sees every layer:\n{out}");
+}

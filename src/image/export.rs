@@ -7,7 +7,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
 use super::{ImageError, Result};
-use crate::explain;
+use crate::storage::overlay;
 use crate::storage::pack::{self, PackOptions, Whiteouts};
 
 /// Writes the merged view of `layers` (bottom first) as a tar to `out`. With several layers the
@@ -35,9 +35,11 @@ fn merged_view(layers: &[PathBuf], target: &Path) -> Result<PathBuf> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(sys("unshare mount namespace"))?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make / private"))?;
     std::fs::create_dir_all(target).map_err(io)?;
-    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
-    let data = format!("lowerdir={}", lower.join(":"));
-    explain::step(|| format!("mount -t overlay overlay -o ro,{data} {}", target.display()));
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str())).map_err(sys("mount overlay"))?;
+    // Short links, if the layers need them, of this export's own: exports run side by side,
+    // each in its own mount namespace over the one mount point.
+    let links = target.with_file_name(format!("export-links-{}", std::process::id()));
+    let mounted = overlay::mount_layers(layers, None, target, &links);
+    let _ = std::fs::remove_dir_all(&links);
+    mounted?;
     Ok(target.to_path_buf())
 }

@@ -26,18 +26,22 @@ impl OverlayDirs {
     }
 }
 
-/// The `-o` data of an overlay mount; `lowers` are bottom first, as images list layers.
-pub fn options(lowers: &[PathBuf], dirs: &OverlayDirs) -> String {
+/// The `-o` data of an overlay mount: `lowers` bottom first, as images list layers, and the
+/// upper and work dirs of a writable one.
+pub fn options(lowers: &[PathBuf], rw: Option<(&Path, &Path)>) -> String {
     let lower: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
-    format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), dirs.upper.display(), dirs.work.display())
+    let mut data = format!("lowerdir={}", lower.join(":"));
+    if let Some((upper, work)) = rw {
+        data += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+    }
+    data
 }
 
 /// The mount data must fit in one page (with room to spare).
 const MAX_DATA: usize = 3900;
 
-/// Creates upper/work/merged and mounts the overlay. With so many layers that their paths
-/// overflow the mount data, the lower dirs are named by short links beside the upper dir
-/// (`l/0`, `l/1`, ...) and mounted from there, as Docker's overlay2 does.
+/// Creates upper/work/merged and mounts the container's overlay on its rootfs (`mount_layers`,
+/// the short links in `l/` beside the upper dir).
 ///
 /// With `idmap`, the layers are bound through idmapped mounts first (`idmap::bind_layers`),
 /// and the upper dir belongs to the container's root.
@@ -45,11 +49,11 @@ pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs, idmap: Option<&Idma
     for d in [&dirs.upper, &dirs.work, &dirs.merged] {
         std::fs::create_dir_all(d).map_err(StorageError::io(format!("create {}", d.display())))?;
     }
+    let base = dirs.upper.parent().unwrap_or(Path::new("/"));
     let bound;
     let lowers = match idmap {
         None => lowers,
         Some(idmap) => {
-            let base = dirs.upper.parent().unwrap_or(Path::new("/"));
             let (uid, gid) = idmap.owner;
             explain::step(|| format!("chown {uid}:{gid} {}   # the container's root, as the host sees it", dirs.upper.display()));
             nix::unistd::chown(&dirs.upper, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(StorageError::sys(format!("chown {}", dirs.upper.display())))?;
@@ -59,38 +63,47 @@ pub fn mount_overlay(lowers: &[PathBuf], dirs: &OverlayDirs, idmap: Option<&Idma
             &bound[..]
         }
     };
-    let data = options(lowers, dirs);
-    if data.len() <= MAX_DATA {
-        explain::step(|| format!("mount -t overlay overlay -o {data} {}", dirs.merged.display()));
-        return mount(Some("overlay"), &dirs.merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-            .map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())));
-    }
-    mount_by_short_links(lowers, dirs)
+    mount_layers(lowers, Some((&dirs.upper, &dirs.work)), &dirs.merged, &base.join("l"))
 }
 
-fn mount_by_short_links(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<()> {
-    let base = dirs.upper.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let links = base.join("l");
-    std::fs::create_dir_all(&links).map_err(StorageError::io(format!("create {}", links.display())))?;
+/// Mounts the overlay of `lowers` (bottom first) on `target`: writable into `rw`'s upper and
+/// work dirs, or read-only without. With so many layers that their paths overflow the mount
+/// data (some 45 layers of the data root's full paths), the lower dirs are named by short
+/// links in `links` (`0`, `1`, ...) and mounted from there by those names, as Docker's
+/// overlay2 does. The kernel resolves the names when it mounts, so the links may go after.
+pub fn mount_layers(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Path, links: &Path) -> Result<()> {
+    let (flags, ro) = if rw.is_some() { (MsFlags::empty(), "") } else { (MsFlags::MS_RDONLY, "ro,") };
+    let data = options(lowers, rw);
+    if data.len() <= MAX_DATA {
+        explain::step(|| format!("mount -t overlay overlay -o {ro}{data} {}", target.display()));
+        return mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))
+            .map_err(StorageError::sys(format!("mount overlay on {}", target.display())));
+    }
+    // Every other name is made absolute: the mount happens from `links`.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(StorageError::io(format!("resolve {}", p.display())));
+    let (target, upper, work) = match rw {
+        Some((upper, work)) => (absolute(target)?, Some(absolute(upper)?), Some(absolute(work)?)),
+        None => (absolute(target)?, None, None),
+    };
+    let rw = upper.as_deref().zip(work.as_deref());
+    std::fs::create_dir_all(links).map_err(StorageError::io(format!("create {}", links.display())))?;
     let mut short = Vec::new();
     for (i, lower) in lowers.iter().enumerate() {
         let link = links.join(i.to_string());
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(lower, &link).map_err(StorageError::io(format!("link {}", link.display())))?;
-        short.push(PathBuf::from(format!("l/{i}")));
+        std::os::unix::fs::symlink(absolute(lower)?, &link).map_err(StorageError::io(format!("link {}", link.display())))?;
+        short.push(PathBuf::from(i.to_string()));
     }
-    let rel = OverlayDirs { upper: "upper".into(), work: "work".into(), merged: "rootfs".into() };
-    let data = options(&short, &rel);
+    let data = options(&short, rw);
     if data.len() > MAX_DATA {
         return Err(StorageError::TooManyLayers(lowers.len()));
     }
-    explain::step(|| format!("cd {} && mount -t overlay overlay -o {data} rootfs", base.display()));
-    // Relative names resolve against the working directory, so the mount happens from `base`.
+    explain::step(|| format!("cd {} && mount -t overlay overlay -o {ro}{data} {}", links.display(), target.display()));
     let back = std::env::current_dir().map_err(StorageError::io("find the working directory"))?;
-    std::env::set_current_dir(&base).map_err(StorageError::io(format!("cd {}", base.display())))?;
-    let mounted = mount(Some("overlay"), "rootfs", Some("overlay"), MsFlags::empty(), Some(data.as_str()));
+    std::env::set_current_dir(links).map_err(StorageError::io(format!("cd {}", links.display())))?;
+    let mounted = mount(Some("overlay"), &target, Some("overlay"), flags, Some(data.as_str()));
     std::env::set_current_dir(&back).map_err(StorageError::io(format!("cd {}", back.display())))?;
-    mounted.map_err(StorageError::sys(format!("mount overlay on {}", dirs.merged.display())))
+    mounted.map_err(StorageError::sys(format!("mount overlay on {}", target.display())))
 }
 
 /// Unmounts the merged view, if mounted, then the idmapped layers under it, if any.
@@ -124,6 +137,7 @@ mod tests {
     fn the_last_layer_is_the_top_lower() {
         let dirs = OverlayDirs::in_dir(Path::new("/c"));
         let lowers = [PathBuf::from("/l/a"), PathBuf::from("/l/b")];
-        assert_eq!(options(&lowers, &dirs), "lowerdir=/l/b:/l/a,upperdir=/c/upper,workdir=/c/work");
+        assert_eq!(options(&lowers, Some((&dirs.upper, &dirs.work))), "lowerdir=/l/b:/l/a,upperdir=/c/upper,workdir=/c/work");
+        assert_eq!(options(&lowers, None), "lowerdir=/l/b:/l/a");
     }
 }
