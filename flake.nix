@@ -1,12 +1,22 @@
 {
   description = "shibafu: a container lab appliance, from an OCI runtime up to a small PaaS";
 
-  # A release branch, so the binary, the images and the VM move only when this is bumped.
-  # 25.05 and not 24.11: the lock file needs Rust >= 1.85 (clap 4.6), 25.05 ships 1.86.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # One revision of the current stable release, in the URL itself, so every clone builds the
+  # same binary, images and VM (there is no flake.lock: see README.md, "Nix"). This is the
+  # nixos-26.05 channel's release 26.05.11576 (2026-10-08). Move it to the newest nixos-YY.MM
+  # revision before its release's support ends (26.05's ends 2026-12-31; then 26.11), and
+  # mind the lock file's Rust: >= 1.89 (zip 9.9).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/7c8764b7c7b09b34f632464276218ef9090eaa11";
+  # Node 18 for the image tagged 18 (the plan's tag, and the PaaS's runtime node:18): nixpkgs
+  # dropped it after 24.11, so it comes from the last revision of nixos-24.11 (24.11.719113).
+  inputs.nixpkgs-node18.url = "github:NixOS/nixpkgs/50ab793786d9de88ee30ec4e4c24fb4236fc2674";
 
   outputs =
-    { self, nixpkgs }:
+    {
+      self,
+      nixpkgs,
+      nixpkgs-node18,
+    }:
     let
       inherit (nixpkgs) lib;
       systems = [
@@ -37,12 +47,9 @@
             "-p"
             "shibafu"
           ];
-          cargoTestFlags = [
-            "-p"
-            "shibafu"
-          ];
-          # Its tests make namespaces, mounts and cgroups, which need root; the build sandbox has
-          # none. scripts/test runs them on a machine, the checks below in a VM.
+          # Not run here: the root tests make namespaces, mounts and cgroups, which the build
+          # sandbox refuses, and the unprivileged ones were never run in it. scripts/test runs
+          # them all on a machine, the checks below run the phases in a VM.
           doCheck = false;
           # rusqlite's "bundled" SQLite is compiled by stdenv's C compiler: no sqlite input.
           # libseccomp-sys links -lseccomp (no pkg-config): the library is the one input.
@@ -58,16 +65,24 @@
           };
         };
 
-      # The lab's images, tagged as the Debian path tags them (images/debian/*/image).
+      # The lab's images, tagged with what they hold: as the Debian path tags them
+      # (images/debian/*/image), except postgres, which is the plan's 14 here.
       imagesFor =
         pkgs:
         let
           inherit (pkgs) dockerTools;
-          # /etc/passwd and /etc/group with root, nobody and postgres: one store path, so one
-          # layer shared by every layered image.
+          # /etc/passwd and /etc/group with root, nobody, postgres and www-data (the user the
+          # PaaS's static runtime runs nginx as): one store path, so one layer shared by every
+          # layered image.
           nss = pkgs.fakeNss.override {
-            extraPasswdLines = [ "postgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh" ];
-            extraGroupLines = [ "postgres:x:70:" ];
+            extraPasswdLines = [
+              "postgres:x:70:70:postgres:/var/lib/postgresql:/bin/sh"
+              "www-data:x:33:33:www-data:/var/www:/bin/false"
+            ];
+            extraGroupLines = [
+              "postgres:x:70:"
+              "www-data:x:33:"
+            ];
           };
           path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
           # Every store path in its own layer: glibc, busybox and nss are stored once however
@@ -113,10 +128,14 @@
             inherit (alpineRelease) sha256;
           };
 
-          # Node 18 left nixpkgs (end of life) before 25.05; where it is gone the image carries
-          # the release's nodejs under the tag the plan uses.
-          node18 = builtins.tryEval (pkgs.nodejs_18 or pkgs.nodejs);
-          nodejs = if node18.success then node18.value else pkgs.nodejs;
+          # Node 18 without npm, as Debian's nodejs, from nixos-24.11 (it is past its end of
+          # life, so nixpkgs may call it insecure: the lab is offline, and its tag asks for 18).
+          nodejs =
+            (import nixpkgs-node18 {
+              inherit (pkgs.stdenv.hostPlatform) system;
+              config.allowInsecurePredicate = p: lib.getName p == "nodejs-slim";
+            }).nodejs-slim_18;
+          postgresql = pkgs.postgresql_14;
 
           nginxConf = pkgs.writeText "nginx.conf" ''
             user nobody nobody;
@@ -218,7 +237,7 @@
             tag = "latest";
             contents = [
               nodejs
-              pkgs.postgresql_15
+              postgresql
               pkgs.iputils
               (pkgs.runCommand "node-api-files" { } "mkdir -p $out/app && cp ${./images/debian/node-api/server.js} $out/app/server.js")
             ];
@@ -240,9 +259,11 @@
             name = "nginx";
             tag = "latest";
             contents = [ pkgs.nginx ];
-            # nginx opens its built-in error log path before it reads the config.
+            # nginx opens its built-in error log path before it reads the config; the PaaS's
+            # static runtime includes /etc/nginx/mime.types, as Debian's nginx has it.
             extraCommands = ''
-              mkdir -p var/log/nginx
+              mkdir -p var/log/nginx etc/nginx
+              ln -s ${pkgs.nginx}/conf/mime.types etc/nginx/mime.types
             '';
             config = {
               Cmd = [
@@ -256,13 +277,14 @@
             };
           };
 
-          # The Debian image's entrypoint, unchanged: initdb on first start, then postgres as user
-          # postgres (setpriv from util-linux).
+          # The plan's postgres:14 (Debian's image stands in with 15). The Debian image's
+          # entrypoint, unchanged: initdb on first start, then postgres as user postgres (setpriv
+          # from util-linux).
           postgres = layered {
             name = "postgres";
-            tag = "15";
+            tag = "14";
             contents = [
-              pkgs.postgresql_15
+              postgresql
               pkgs.util-linuxMinimal
               (pkgs.writeScriptBin "docker-entrypoint.sh" (
                 builtins.readFile ./images/debian/postgres/docker-entrypoint.sh
@@ -323,7 +345,7 @@
           environment.defaultPackages = [ ];
           programs.command-not-found.enable = false;
           nix.enable = false;
-          system.stateVersion = "25.05";
+          system.stateVersion = "26.05";
         };
 
       labFor =
@@ -345,7 +367,9 @@
                   "-netdev user,id=lab,restrict=on\${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}"
                   "-device virtio-net-pci,netdev=lab,romfile="
                 ];
-                # The guest's end: 10.0.2.15, where QEMU forwards to, and no route beyond it.
+                # The guest's end (images/appliance/lab-host-link): 10.0.2.15, where QEMU
+                # forwards to, no route beyond it, and IPv4 only (no address or route from
+                # QEMU's router advertisements).
                 networking.usePredictableInterfaceNames = false;
                 networking.interfaces.eth0.ipv4.addresses = [
                   {
@@ -353,6 +377,7 @@
                     prefixLength = 24;
                   }
                 ];
+                boot.kernel.sysctl."net.ipv6.conf.eth0.disable_ipv6" = 1;
               }
             )
           ];
@@ -360,6 +385,9 @@
       labs = lib.genAttrs systems labFor;
 
       # One VM test: the lab booted, its images imported and its internet up, then the script.
+      # The pretend internet's servers have DefaultDependencies=false, so the lab's target does
+      # not wait for them (systemd.target(5)), and a unit that is active may not listen yet:
+      # the prefix waits until its DNS answers.
       labTest =
         pkgs: name: testScript:
         pkgs.testers.runNixOSTest {
@@ -368,13 +396,15 @@
             self.nixosModules.default
             applianceModule
           ];
-          testScript =
-            ''
-              machine.wait_for_unit("shibafu-images.service")
-              machine.wait_for_unit("shibafu-lab.target")
-            ''
-            + testScript;
+          testScript = labTestPrefix + testScript;
         };
+      labTestPrefix = ''
+        machine.wait_for_unit("shibafu-images.service")
+        machine.wait_for_unit("shibafu-lab.target")
+        machine.wait_for_unit("lab-internet-dns.service")
+        machine.wait_for_unit("lab-internet-http.service")
+        machine.wait_until_succeeds("dig +short +time=1 google.com @198.51.100.1 | grep -qx 198.51.100.1")
+      '';
     in
     {
       packages = forAllSystems (
@@ -447,9 +477,22 @@
             "shibafu --root ${cfg.dataRoot} image import ${ociLayout image} ${image.imageName}:${image.imageTag}";
           # One stamp per image store path: a new build of an image is imported once, on the
           # next boot; the stamps live in the data root, so wiping it imports everything again.
+          # The stamp's name is the tarball's without its string context: with it, every
+          # docker-archive would stay in the system's closure beside its OCI layout.
           stamps = "${cfg.dataRoot}/.nix-preloaded";
+          stamp = image: "${stamps}/${builtins.unsafeDiscardStringContext (baseNameOf image.outPath)}";
           # The command line of the lab's units, on the lab's data root.
           shibafuCmd = "${lib.getExe' cfg.package "shibafu"} --root ${cfg.dataRoot}";
+          # The VM asks dns serve first (on 127.0.0.53, which containers never copy), and what
+          # it does not hold it forwards to the servers after it. The Debian unit edits
+          # /etc/resolv.conf with sed; here resolvconf writes that file, so the unit registers
+          # its server there, before the static ones (lower metric), for as long as it runs.
+          resolverFirst = pkgs.writeShellScript "shibafu-dns-resolver-first" ''
+            echo "nameserver 127.0.0.53" | resolvconf -m 0 -a shibafu-dns
+          '';
+          resolverGone = pkgs.writeShellScript "shibafu-dns-resolver-gone" ''
+            resolvconf -f -d shibafu-dns
+          '';
         in
         {
           options.services.shibafu = {
@@ -514,9 +557,12 @@
 
                 # shibafu writes its own SHIBAFU-* iptables chains; the NixOS firewall would
                 # rewrite the tables under it. iptables, not nftables, is what it drives.
+                # openresolv writes only a local server when it has one (127.0.0.53, from
+                # shibafu-dns) unless told otherwise: the servers after it must stay.
                 networking = {
                   firewall.enable = false;
                   nftables.enable = false;
+                  resolvconf.extraConfig = "resolv_conf_local_only=NO";
                 };
 
                 # The Debian image's login profile (images/appliance/profile.sh): the banner once
@@ -598,23 +644,30 @@
                       };
                     };
 
-                    # images/appliance/units/shibafu-dns.service: NAME.NETWORK.local for containers.
+                    # images/appliance/units/shibafu-dns.service: NAME.NETWORK.local for containers,
+                    # APP.platform.local to the proxy (phase 8), and the VM's own resolver.
                     shibafu-dns = {
-                      description = "shibafu's DNS for containers (phase 6): NAME.NETWORK.local on each network's gateway, port 53";
+                      description = "shibafu's DNS for containers (phase 6): NAME.NETWORK.local on each network's gateway, port 53; APP.platform.local to the proxy (phase 8)";
                       wantedBy = [ "shibafu-lab.target" ];
                       after = [
                         "shibafu-network.service"
                         "lab-internet.service"
                       ];
+                      path = [ pkgs.openresolv ];
                       serviceConfig = {
-                        ExecStart = "${shibafuCmd} dns serve";
+                        ExecStart = "${shibafuCmd} dns serve --proxy-domain platform.local --host-address 127.0.0.53";
                         Restart = "on-failure";
+                      }
+                      // lib.optionalAttrs config.networking.resolvconf.enable {
+                        ExecStartPost = "${resolverFirst}";
+                        ExecStopPost = "${resolverGone}";
                       };
                     };
 
-                    # images/appliance/units/shibafu-proxy.service: NAME.localhost to container NAME.
+                    # images/appliance/units/shibafu-proxy.service: NAME.localhost and
+                    # NAME.platform.local to container NAME.
                     shibafu-proxy = {
-                      description = "shibafu's reverse proxy: http://NAME.localhost/ to container NAME";
+                      description = "shibafu's reverse proxy: http://NAME.localhost/ and http://NAME.platform.local/ to container NAME";
                       wantedBy = [ "shibafu-lab.target" ];
                       after = [ "shibafu-network.service" ];
                       serviceConfig = {
@@ -623,6 +676,29 @@
                         # Descriptors for 4096 connections (its default limit) with an upstream
                         # connection each, and room for the upstream pools.
                         LimitNOFILE = 16384;
+                      };
+                    };
+
+                    # images/appliance/units/shibafu-paas.service: the deploy API and the console
+                    # on port 8080, apps at http://APP.platform.local, their images pushed to the
+                    # registry. Not started at boot (phase 4 publishes port 8080):
+                    # `systemctl start shibafu-paas`.
+                    shibafu-paas = {
+                      description = "shibafu's PaaS (phase 8): the deploy API on port 8080, apps at http://APP.platform.local";
+                      wants = [ "shibafu-registry.service" ];
+                      after = [
+                        "shibafu-network.service"
+                        "shibafu-dns.service"
+                        "shibafu-proxy.service"
+                        "shibafu-registry.service"
+                      ];
+                      path = [ pkgs.iptables ];
+                      serviceConfig = {
+                        ExecStart = "${shibafuCmd} paas serve --port 8080 --domain platform.local";
+                        Restart = "on-failure";
+                        # The apps' monitors are the service's children, in its cgroup: stopping
+                        # or restarting it must not stop the apps.
+                        KillMode = "process";
                       };
                     };
 
@@ -641,9 +717,9 @@
                         mkdir -p ${stamps}
                       ''
                       + lib.concatMapStrings (image: ''
-                        if [ ! -e ${stamps}/${baseNameOf image.outPath} ]; then
+                        if [ ! -e ${stamp image} ]; then
                           ${importImage image}
-                          touch ${stamps}/${baseNameOf image.outPath}
+                          touch ${stamp image}
                         fi
                       '') cfg.images;
                     };
@@ -824,7 +900,7 @@
               machine.succeed(
                   "cd /root && ./container-tool network create frontend 172.21.0.0/24",
                   "cd /root && ./container-tool network create backend 172.22.0.0/24",
-                  "cd /root && (./container-tool run --name postgres --network backend postgres:15 </dev/null >/tmp/pg.log 2>&1 &)",
+                  "cd /root && (./container-tool run --name postgres --network backend postgres:14 </dev/null >/tmp/pg.log 2>&1 &)",
               )
               machine.wait_until_succeeds("cd /root && ./container-tool list | grep -q postgres")
               machine.succeed(
@@ -837,6 +913,117 @@
                   "cd /root && ./container-tool exec api psql -h postgres.backend.local -U user -c 'select 1' </dev/null"
               )
               assert "(1 row)" in out, out
+        '';
+
+        # vmtests/tests/phase7.rs: the lab's nginx pushed to the appliance's registry, then run
+        # from it (its layers from the cache) on a network made from the pool, published and
+        # proxied; inspect and logs -f; shibafu-restart.service ran at boot.
+        phase7 = labTest pkgs "phase7" ''
+          with subtest("phase 7: one integrated runtime"):
+              machine.succeed("systemctl start shibafu-registry.service")
+              machine.wait_until_succeeds("curl -sf localhost:5000/v2/")
+              out = machine.succeed("cd /root && ./container-tool push nginx localhost:5000/apps/webapp:latest 2>&1")
+              assert "localhost:5000/apps/webapp:latest sha256:" in out, f"push to the appliance's registry:\n{out}"
+              machine.succeed("cd /root && (./container-tool image rm localhost:5000/apps/webapp:latest >/dev/null 2>&1 || true)")
+              run = machine.succeed(
+                  "cd /root && ./container-tool run"
+                  " --image localhost:5000/apps/webapp:latest"
+                  " --network production"
+                  " --publish 80"
+                  " --env NODE_ENV=production"
+                  " --name webapp </dev/null 2>&1"
+              )
+              assert "lready exists" in run, f"the pull takes the layers from the cache:\n{run}"
+              assert "network production created: 10.89.0.0/24" in run, f"the network made from the pool:\n{run}"
+              assert "Container webapp started, accessible at localhost:30001" in run, run
+              page = machine.wait_until_succeeds("curl -sf http://localhost:30001/")
+              assert "Welcome to nginx!" in page, page
+              page = machine.wait_until_succeeds("curl -sf -H 'Host: webapp.localhost' http://127.0.0.1/")
+              assert "Welcome to nginx!" in page, f"the app through the proxy:\n{page}"
+              inspect = machine.succeed("cd /root && ./container-tool inspect webapp")
+              for want in ['"Name": "/webapp"', '"Running": true', '"IPAddress": "10.89.0.2"', '"production"',
+                           '"HostPort": "30001"', '"Name": "overlay"', "NODE_ENV=production",
+                           "localhost:5000/apps/webapp:latest"]:
+                  assert want in inspect, f"inspect should show {want}:\n{inspect}"
+              own = machine.succeed(
+                  "pid=$(cd /root && ./container-tool inspect --format '{{.State.Pid}}' webapp);"
+                  " nsenter -t $pid -n ip -4 -o addr show eth0"
+              )
+              assert "10.89.0.2/24" in own, f"the kernel agrees with inspect:\n{own}"
+              logs = machine.succeed("cd /root && (timeout 3 ./container-tool logs -f webapp </dev/null; true)")
+              assert "GET / HTTP/1.1" in logs, f"logs -f shows the requests:\n{logs}"
+              unit = machine.succeed("systemctl is-active shibafu-restart.service; systemctl show -p WantedBy shibafu-restart.service")
+              assert "active" in unit and "shibafu-lab.target" in unit, unit
+              machine.succeed("cd /root && ./container-tool rm -f webapp >/dev/null && ./container-tool network rm production")
+        '';
+
+        # vmtests/tests/restart_at_boot.rs: --restart always and unless-stopped containers
+        # come back after a reboot through shibafu-restart.service; stopped and restart-no
+        # ones stay exited. The test VM's disk lasts across the reboot.
+        restart-at-boot = labTest pkgs "restart-at-boot" ''
+          with subtest("restart policies across a reboot"):
+              machine.succeed(
+                  "shibafu run -d --restart always --name keeper busybox sleep 100000 </dev/null >/dev/null 2>&1",
+                  "shibafu run -d --restart unless-stopped --name awake busybox sleep 100000 </dev/null >/dev/null 2>&1",
+                  "shibafu run -d --restart unless-stopped --name held busybox sleep 100000 </dev/null >/dev/null 2>&1",
+                  "shibafu stop held >/dev/null",
+                  "shibafu run -d --name plain busybox sleep 100000 </dev/null >/dev/null 2>&1",
+              )
+              before = machine.succeed("shibafu inspect --format '{{.State.Pid}}' keeper").strip()
+              machine.shutdown()
+              machine.start()
+              machine.wait_for_unit("shibafu-restart.service")
+              states = machine.succeed("shibafu ps -a --format '{{.Names}} {{.State}}' | sort")
+              assert states == "awake running\nheld exited\nkeeper running\nplain exited\n", states
+              after = machine.succeed("shibafu inspect --format '{{.State.Pid}}' keeper").strip()
+              assert after not in (before, "0"), f"keeper runs as a new process (pid {before} before, {after} after)"
+              out = machine.succeed("shibafu exec keeper sh -c 'echo alive' </dev/null")
+              assert "alive" in out, out
+        '';
+
+        # vmtests/tests/phase8.rs, the plan's three commands: a node app posted to the deploy
+        # API (shibafu-paas.service), built on node:18 and pushed to the registry, live at
+        # http://myapp.platform.local, a name the VM resolves through shibafu-dns.service.
+        phase8 = labTest pkgs "phase8" ''
+          import shlex
+
+          with subtest("phase 8: a small PaaS API"):
+              machine.succeed("systemctl start shibafu-paas.service")
+              machine.wait_until_succeeds("curl -sf localhost:8080/api/apps")
+              package = '{"scripts":{"start":"node server.js"}}'
+              server = r"""require('http').createServer((q, s) => s.end('myapp says hi; DATABASE_URL=' + process.env.DATABASE_URL + '\n')).listen(process.env.PORT)"""
+              machine.succeed(
+                  "mkdir -p /tmp/myapp",
+                  f"printf '%s\\n' {shlex.quote(package)} > /tmp/myapp/package.json",
+                  f"printf '%s\\n' {shlex.quote(server)} > /tmp/myapp/server.js",
+                  "tar -C /tmp/myapp -czf /root/app.tar.gz .",
+              )
+              posted = machine.succeed(
+                  "cd /root && curl -s -X POST http://localhost:8080/api/deploy"
+                  " -F 'app_name=myapp'"
+                  " -F 'runtime=node:18'"
+                  " -F 'code=@app.tar.gz'"
+                  " -F 'env[DATABASE_URL]=postgres://...'"
+              )
+              want = '{"deployment_id":"dep-1","status":"building","url":"http://myapp.platform.local"}'
+              assert want in posted, f"POST /api/deploy:\n{posted}"
+              machine.wait_until_succeeds(
+                  "curl -s http://localhost:8080/api/deployments/dep-1 | grep -Eq '\"status\":\"(live|failed)\"'"
+              )
+              status = machine.succeed("curl -s http://localhost:8080/api/deployments/dep-1")
+              assert '"status":"live"' in status and '"env":["DATABASE_URL"]' in status, f"the deployment went live:\n{status}"
+              assert "postgres://" not in status, f"env values are never shown:\n{status}"
+              page = machine.wait_until_succeeds("curl -sf http://myapp.platform.local")
+              assert "myapp says hi; DATABASE_URL=postgres://..." in page, f"the app by its name:\n{page}"
+              resolved = machine.succeed("getent hosts myapp.platform.local; grep -m1 '^nameserver' /etc/resolv.conf")
+              hosts = machine.succeed("grep -c platform /etc/hosts || true")
+              assert "127.0.0.53" in resolved and "myapp.platform.local" in resolved and hosts.strip() == "0", (
+                  f"resolved by our DNS, not /etc/hosts:\n{resolved}\n{hosts}"
+              )
+              tags = machine.succeed("curl -s http://localhost:5000/v2/apps/myapp/tags/list")
+              assert '"tags":["dep-1"]' in tags, f"the image went to the appliance's registry:\n{tags}"
+              apps = machine.succeed("curl -s http://localhost:8080/api/apps")
+              assert '"name":"myapp"' in apps and '"status":"live"' in apps, f"GET /api/apps:\n{apps}"
         '';
 
         internet = labTest pkgs "internet" ''
@@ -863,6 +1050,7 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      # nixfmt-rfc-style is an alias of nixfmt since 25.11, with a warning.
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }
