@@ -624,9 +624,29 @@
                       serviceConfig = {
                         Type = "oneshot";
                         RemainAfterExit = true;
-                        # The monitors it starts stay in its cgroup: stopping it must not kill them.
+                        # Monitors leave its cgroup as they start; any other child stays too.
                         KillMode = "process";
                         ExecStart = "${shibafuCmd} start --all --filter restart-policy=always --filter restart-policy=unless-stopped";
+                      };
+                    };
+
+                    # images/appliance/units/shibafu-shutdown.service: its work is its stop, at
+                    # poweroff (before the networks go): every running container stopped at once,
+                    # SIGKILL after 10 s, restart policies kept for the next boot.
+                    shibafu-shutdown = {
+                      description = "shibafu's running containers, stopped at poweroff as dockerd stops its own";
+                      wantedBy = [ "shibafu-lab.target" ];
+                      after = [
+                        "shibafu-network.service"
+                        "shibafu-restart.service"
+                      ];
+                      path = [ pkgs.iptables ];
+                      serviceConfig = {
+                        Type = "oneshot";
+                        RemainAfterExit = true;
+                        ExecStart = "${pkgs.coreutils}/bin/true";
+                        ExecStop = "${shibafuCmd} stop --all --shutdown";
+                        TimeoutStopSec = 60;
                       };
                     };
 
@@ -696,8 +716,8 @@
                       serviceConfig = {
                         ExecStart = "${shibafuCmd} paas serve --port 8080 --domain platform.local";
                         Restart = "on-failure";
-                        # The apps' monitors are the service's children, in its cgroup: stopping
-                        # or restarting it must not stop the apps.
+                        # The apps' monitors leave its cgroup as they start, and KillMode=process
+                        # leaves any other child: stopping or restarting it does not stop the apps.
                         KillMode = "process";
                       };
                     };
