@@ -388,6 +388,135 @@ PY
     }
 }
 
+/// A WebSocket echo server (RFC 6455 by hand: python has none), on port 3000: it answers the
+/// handshake with the key's accept value and echoes each message as `echo: MESSAGE`; a request
+/// without an upgrade gets a plain answer.
+const WS_ECHO: &str = r#"
+import base64, hashlib, socket, struct
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def frame(data):
+    n = len(data)
+    size = bytes([n]) if n < 126 else bytes([126]) + struct.pack(">H", n) if n < 65536 else bytes([127]) + struct.pack(">Q", n)
+    return bytes([0x81]) + size + data
+def serve(c):
+    f = c.makefile("rb")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += f.readline()
+    fields = dict(l.split(":", 1) for l in head.decode().split("\r\n")[1:] if ":" in l)
+    fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+    if fields.get("upgrade", "").lower() != "websocket":
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nplain\n")
+        return
+    accept = base64.b64encode(hashlib.sha1((fields["sec-websocket-key"] + GUID).encode()).digest()).decode()
+    c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept).encode())
+    while True:
+        b0, b1 = f.read(2)
+        n = b1 & 127
+        if n == 126: n = struct.unpack(">H", f.read(2))[0]
+        elif n == 127: n = struct.unpack(">Q", f.read(8))[0]
+        mask = f.read(4)
+        data = bytes(x ^ mask[i % 4] for i, x in enumerate(f.read(n)))
+        if b0 & 15 == 8:
+            c.sendall(bytes([0x88, 0]))
+            return
+        c.sendall(frame(b"echo: " + data))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 3000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    try:
+        serve(c)
+    finally:
+        c.close()
+"#;
+
+/// The client: a WebSocket through the proxy on port 80 to `ws.localhost`, a short message and
+/// one of 200 KB (over any head limit), then a close.
+const WS_CLIENT: &str = r#"
+import base64, hashlib, os, socket, struct
+key = base64.b64encode(os.urandom(16)).decode()
+want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+c = socket.create_connection(("127.0.0.1", 80), timeout=10)
+c.sendall(("GET /chat HTTP/1.1\r\nHost: ws.localhost\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+f = c.makefile("rb")
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += f.readline()
+lines = head.decode().split("\r\n")
+fields = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+print("status", lines[0])
+print("upgrade", fields.get("upgrade"), fields.get("connection"), "accept-ok" if fields.get("sec-websocket-accept") == want else "accept-wrong")
+def send(op, data):
+    mask = os.urandom(4)
+    n = len(data)
+    size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n)
+    c.sendall(bytes([0x80 | op]) + size + mask + bytes(x ^ mask[i % 4] for i, x in enumerate(data)))
+def receive():
+    b0, b1 = f.read(2)
+    n = b1 & 127
+    if n == 126: n = struct.unpack(">H", f.read(2))[0]
+    elif n == 127: n = struct.unpack(">Q", f.read(8))[0]
+    return b0 & 15, f.read(n)
+send(1, b"hello")
+print("message", receive()[1].decode())
+big = b"x" * 200_000
+send(1, big)
+op, data = receive()
+print("big", len(data), data == b"echo: " + big)
+send(8, b"")
+print("close", receive()[0])
+"#;
+
+#[test]
+fn the_proxy_passes_websocket_upgrades_through() {
+    let out = Lab::new().ok(&format!(
+        r#"
+        {python}
+        mkdir -p $LAB/app && cat > $LAB/app/ws.py <<'PY'
+{WS_ECHO}
+PY
+        mkdir -p $LAB/base && tar -C $LAB/base -xf $BUSYBOX_TAR
+        shibafu prepare-layer base $LAB/base >/dev/null
+        shibafu prepare-layer python $LAB/python-3.11 >/dev/null
+        shibafu prepare-layer app $LAB/app >/dev/null
+        shibafu proxy serve --port 80 --idle-timeout 2 2>$LAB/proxy.log &
+        shibafu run -d --name ws -p 3000 --layers base,python,app python /ws.py >/dev/null
+        for i in $(seq 100); do curl -s --max-time 2 -H 'Host: ws.localhost' http://127.0.0.1/ | grep -q plain && break; sleep 0.1; done
+        echo plain=$(curl -s --max-time 2 -H 'Host: ws.localhost' http://127.0.0.1/)
+        python3 - <<'PY'
+{WS_CLIENT}
+PY
+        # A quiet WebSocket is not an idle HTTP connection: it outlives the idle timeout.
+        python3 - <<'PY'
+import socket, time
+c = socket.create_connection(("127.0.0.1", 80), timeout=10)
+c.sendall(b"GET / HTTP/1.1\r\nHost: ws.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += c.recv(1)
+time.sleep(3)
+c.sendall(bytes([0x81, 0x82, 0, 0, 0, 0]) + b"hi")
+print("after-idle", c.recv(100)[2:].decode())
+PY
+        "#,
+        python = common::PYTHON_DIR
+    ));
+    for want in [
+        "plain=plain",
+        "status HTTP/1.1 101 Switching Protocols",
+        "upgrade websocket upgrade accept-ok",
+        "message echo: hello",
+        "big 200006 True",
+        "close 8",
+        "after-idle echo: hi",
+    ] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
 #[test]
 fn an_internal_network_has_no_way_out_and_inspect_shows_who_is_on_it() {
     let out = Lab::new().ok(&format!(

@@ -23,6 +23,8 @@ pub struct Conn {
     accepted: Instant,
     /// When bytes last moved either way, in milliseconds after `accepted`.
     moved: AtomicU64,
+    /// A refused head's status and the socket to answer it on, once hyper let the socket go.
+    owed: Mutex<Option<(hyper::StatusCode, std::net::TcpStream)>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,16 @@ pub struct Wait {
 }
 
 impl Conn {
+    /// Keeps the answer owed to a head refused with `status`, and the socket for it.
+    pub fn owe_answer(&self, status: hyper::StatusCode, stream: std::net::TcpStream) {
+        *self.owed.lock().expect("a connection's answer lock is never poisoned") = Some((status, stream));
+    }
+
+    /// The answer owed, if a head was refused.
+    pub fn take_owed_answer(&self) -> Option<(hyper::StatusCode, std::net::TcpStream)> {
+        self.owed.lock().expect("a connection's answer lock is never poisoned").take()
+    }
+
     fn state(&self) -> MutexGuard<'_, ConnState> {
         self.state.lock().expect("a connection's state lock is never poisoned")
     }
@@ -156,7 +168,7 @@ impl Conns {
         }
         // Waiting from the start: a connection whose task has not run yet is not busy.
         let waiting = Some(Wait { number: 0, since: Instant::now(), first_byte: None });
-        let conn = Arc::new(Conn { id, state: Mutex::new(ConnState { waits: 0, waiting }), evicted: Notify::new(), accepted: Instant::now(), moved: AtomicU64::new(0) });
+        let conn = Arc::new(Conn { id, state: Mutex::new(ConnState { waits: 0, waiting }), evicted: Notify::new(), accepted: Instant::now(), moved: AtomicU64::new(0), owed: Mutex::new(None) });
         open.insert(id, conn.clone());
         Admission::Admitted(conn)
     }

@@ -1,6 +1,6 @@
 //! The connection's socket as hyper sees it: it notes when request bytes arrive (for the head
 //! timer) and when any bytes move (for the stall guard), and refuses a head over the size limit
-//! before hyper has it whole.
+//! before hyper has it whole. hyper owns it, and goes on with it after an upgrade.
 
 use std::io;
 use std::pin::Pin;
@@ -31,11 +31,6 @@ impl Guarded {
         Guarded { stream, conn, head_limit, scan: HeadScan::default(), refused: None, flushed: true }
     }
 
-    /// The status a head over the limit was refused with, if one was and the connection is
-    /// between responses, so that answer can be written now.
-    pub fn refused(&self) -> Option<StatusCode> {
-        self.refused.filter(|_| self.flushed)
-    }
 
     fn wrote(&self, n: usize) -> Poll<io::Result<usize>> {
         if n > 0 {
@@ -44,9 +39,16 @@ impl Guarded {
         Poll::Ready(Ok(n))
     }
 
-    /// The socket, for the answer and the close.
-    pub fn into_stream(self) -> TcpStream {
-        self.stream
+}
+
+/// hyper owns the socket (an upgraded connection goes on without this server), so a head
+/// refused between responses leaves its answer owed on the connection, with a duplicate of the
+/// socket to write it on.
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let Some(status) = self.refused.filter(|_| self.flushed) else { return };
+        let Ok(fd) = std::os::fd::AsFd::as_fd(&self.stream).try_clone_to_owned() else { return };
+        self.conn.owe_answer(status, std::net::TcpStream::from(fd));
     }
 }
 

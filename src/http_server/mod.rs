@@ -157,7 +157,7 @@ where
 {
     let _leave = Leave(conns, conn.clone());
     let _ = stream.set_nodelay(true);
-    let mut io = Guarded::new(stream, conn.clone(), HEAD_LIMIT);
+    let io = Guarded::new(stream, conn.clone(), HEAD_LIMIT);
     let mut http = hyper::server::conn::http1::Builder::new();
     // The duration given here only switches hyper's head timer on; HeadTimer sets the deadlines.
     http.timer(HeadTimer::new(conn.clone(), limits.header_timeout, limits.idle_timeout)).header_read_timeout(limits.header_timeout);
@@ -165,18 +165,21 @@ where
         let response = handler(req, peer);
         async move { Ok::<_, Infallible>(response.await) }
     });
+    // An upgraded connection (a WebSocket through the proxy) leaves this server, and its limits,
+    // once the 101 is sent: the service that upgraded it relays it from there.
     tokio::select! {
-        _ = http.serve_connection(TokioIo::new(&mut io), service) => {}
+        _ = http.serve_connection(TokioIo::new(io), service).with_upgrades() => {}
         () = conn.evicted() => return,
         () = conn.stalled(limits.idle_timeout) => return,
     }
-    if let Some(status) = io.refused() {
+    if let Some((status, stream)) = conn.take_owed_answer() {
         let message = if status == StatusCode::URI_TOO_LONG {
             format!("the request line is over {HEAD_LIMIT} bytes")
         } else {
             format!("the request head is over {HEAD_LIMIT} bytes")
         };
-        answer_and_close(io.into_stream(), &answer(status, &message, error_body, "")).await;
+        let Ok(stream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) else { return };
+        answer_and_close(stream, &answer(status, &message, error_body, "")).await;
     }
 }
 

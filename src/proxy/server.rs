@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::routes::{watch, RouteTable};
 use crate::http_server::Limits;
@@ -123,7 +123,14 @@ impl Proxy {
             return plain(StatusCode::BAD_REQUEST, "bad request path\n".into());
         };
         *req.uri_mut() = uri;
+        // An upgrade (a WebSocket) is the one hop-by-hop request passed on: both sides are
+        // relayed to each other once the container answers 101.
+        let upgrade = upgrade_asked(req.headers());
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         strip_hop_by_hop(req.headers_mut());
+        if let Some(protocol) = &upgrade {
+            ask_upgrade(req.headers_mut(), protocol.clone());
+        }
         let forwarded = HeaderValue::from_str(&peer.ip().to_string()).expect("an address is a header value");
         req.headers_mut().append(HeaderName::from_static("x-forwarded-for"), forwarded);
         if let Ok(h) = HeaderValue::from_str(&host) {
@@ -131,7 +138,13 @@ impl Proxy {
         }
         match self.client.request(req).await {
             Ok(mut resp) => {
+                let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                let protocol = resp.headers().get(UPGRADE).cloned();
                 strip_hop_by_hop(resp.headers_mut());
+                if let (true, Some(client_side), Some(protocol)) = (switched, client_side, protocol) {
+                    tokio::spawn(relay(client_side, hyper::upgrade::on(&mut resp)));
+                    ask_upgrade(resp.headers_mut(), protocol);
+                }
                 resp.map(|b| b.boxed())
             }
             Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {name} ({backend}) is not answering: {}\n", cause(&e))),
@@ -146,6 +159,24 @@ fn cause(e: &(dyn std::error::Error + 'static)) -> String {
         inner = next;
     }
     inner.to_string()
+}
+
+/// The protocol of the `Upgrade` header, when `Connection` names it (RFC 9110 7.8).
+fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let named = headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    named.then(|| headers.get(UPGRADE).cloned()).flatten()
+}
+
+fn ask_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol);
+}
+
+/// Copies both ways between the client's upgraded connection and the container's, until either
+/// side closes.
+async fn relay(client: hyper::upgrade::OnUpgrade, container: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(container)) = tokio::join!(client, container) else { return };
+    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(container)).await;
 }
 
 /// Headers that concern one connection, not the message: never passed on.
