@@ -12,8 +12,19 @@ use crate::engine::Engine;
 /// Host names to backends, shared by every connection.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_host: RwLock<HashMap<String, (String, SocketAddrV4)>>,
+    by_host: RwLock<HashMap<String, Arc<Backend>>>,
     domains: Vec<String>,
+}
+
+/// Where a host's requests go: made once per change of the routes, not per request.
+#[derive(Debug)]
+pub struct Backend {
+    /// The container's name.
+    pub name: String,
+    /// Its address and port.
+    pub addr: SocketAddrV4,
+    /// The same, as a request URI's authority.
+    pub authority: hyper::http::uri::Authority,
 }
 
 impl RouteTable {
@@ -28,17 +39,25 @@ impl RouteTable {
     pub fn set(&self, routes: &[Route]) {
         let mut map = HashMap::new();
         for r in routes {
+            let Ok(authority) = r.backend.to_string().parse() else { continue };
+            let backend = Arc::new(Backend { name: r.name.clone(), addr: r.backend, authority });
             for d in &self.domains {
-                map.insert(format!("{}.{d}", r.name.to_lowercase()), (r.name.clone(), r.backend));
+                map.insert(format!("{}.{d}", r.name.to_lowercase()), backend.clone());
             }
         }
         *self.by_host.write().expect("the route lock is never poisoned") = map;
     }
 
     /// The container name and backend for a Host header (a port after the name is ignored).
-    pub fn lookup(&self, host: &str) -> Option<(String, SocketAddrV4)> {
-        let name = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
-        self.by_host.read().expect("the route lock is never poisoned").get(&name.trim_end_matches('.').to_lowercase()).cloned()
+    pub fn lookup(&self, host: &str) -> Option<Arc<Backend>> {
+        let name = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h).trim_end_matches('.');
+        let routes = self.by_host.read().expect("the route lock is never poisoned");
+        // Host names come lower-case almost always: no copy for them.
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            routes.get(&name.to_lowercase()).cloned()
+        } else {
+            routes.get(name).cloned()
+        }
     }
 }
 
@@ -78,9 +97,10 @@ mod tests {
         let t = RouteTable::new(&["platform.local".to_string()]);
         let web = SocketAddrV4::new(std::net::Ipv4Addr::new(172, 20, 0, 2), 80);
         t.set(&[Route { name: "web".into(), backend: web }]);
-        assert_eq!(t.lookup("web.localhost").unwrap().1, web);
-        assert_eq!(t.lookup("WEB.localhost:8080").unwrap().1, web);
-        assert_eq!(t.lookup("web.platform.local").unwrap().0, "web");
+        assert_eq!(t.lookup("web.localhost").unwrap().addr, web);
+        assert_eq!(t.lookup("WEB.localhost:8080").unwrap().addr, web);
+        assert_eq!(t.lookup("web.platform.local.").unwrap().name, "web");
+        assert_eq!(t.lookup("web.localhost").unwrap().authority.as_str(), "172.20.0.2:80");
         assert!(t.lookup("api.localhost").is_none());
         assert!(t.lookup("web.example.com").is_none());
         t.set(&[]);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -114,12 +114,16 @@ fn plain_error(_status: StatusCode, message: &str) -> (&'static str, String) {
 
 impl Proxy {
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or(req.uri().host()).unwrap_or("").to_string();
-        let Some((name, backend)) = self.routes.lookup(&host) else {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or(req.uri().host()).unwrap_or("");
+        let Some(backend) = self.routes.lookup(host) else {
             return plain(StatusCode::NOT_FOUND, format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n"));
         };
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = format!("http://{backend}{path}").parse::<Uri>() else {
+        let forwarded_host = req.headers().get(HOST).cloned().or_else(|| HeaderValue::from_str(host).ok());
+        let mut target = hyper::http::uri::Parts::default();
+        target.scheme = Some(hyper::http::uri::Scheme::HTTP);
+        target.authority = Some(backend.authority.clone());
+        target.path_and_query = Some(req.uri().path_and_query().cloned().unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")));
+        let Ok(uri) = Uri::from_parts(target) else {
             return plain(StatusCode::BAD_REQUEST, "bad request path\n".into());
         };
         *req.uri_mut() = uri;
@@ -131,10 +135,9 @@ impl Proxy {
         if let Some(protocol) = &upgrade {
             ask_upgrade(req.headers_mut(), protocol.clone());
         }
-        let forwarded = HeaderValue::from_str(&peer.ip().to_string()).expect("an address is a header value");
-        req.headers_mut().append(HeaderName::from_static("x-forwarded-for"), forwarded);
-        if let Ok(h) = HeaderValue::from_str(&host) {
-            req.headers_mut().insert(HeaderName::from_static("x-forwarded-host"), h);
+        req.headers_mut().append(X_FORWARDED_FOR, peer_header(peer.ip()));
+        if let Some(h) = forwarded_host {
+            req.headers_mut().insert(X_FORWARDED_HOST, h);
         }
         match self.client.request(req).await {
             Ok(mut resp) => {
@@ -147,7 +150,7 @@ impl Proxy {
                 }
                 resp.map(|b| b.boxed())
             }
-            Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {name} ({backend}) is not answering: {}\n", cause(&e))),
+            Err(e) => plain(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: container {} ({}) is not answering: {}\n", backend.name, backend.addr, cause(&e))),
         }
     }
 }
@@ -179,11 +182,42 @@ async fn relay(client: hyper::upgrade::OnUpgrade, container: hyper::upgrade::OnU
     let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(container)).await;
 }
 
-/// Headers that concern one connection, not the message: never passed on.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that concern one connection, not the message: never passed on. (Names made once:
+/// a name given as text is parsed on each removal.)
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    UPGRADE,
+];
+
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for h in ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"] {
+    for h in HOP_BY_HOP {
         headers.remove(h);
     }
+}
+
+/// The client's address as an X-Forwarded-For value; the last one is kept per worker thread,
+/// as a kept-alive connection asks for the same one request after request.
+fn peer_header(ip: std::net::IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&ip.to_string()).expect("an address is a header value");
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Body> {
