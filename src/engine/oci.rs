@@ -51,6 +51,9 @@ impl OciRuntime {
         match self {
             OciRuntime::Builtin(rt) => Ok(rt.run(id, bundle, CreateOptions::default(), false, started)?),
             OciRuntime::External { .. } => {
+                // The runtime takes our terminal over for a container with one; crun 1.8 leaves
+                // ECHO switched on after its `run`, whatever it was: ours are put back after it.
+                let _terminal = crate::runtime::tty::Restore::save(0);
                 let mut child = self.command(&["run", "--bundle", &bundle.display().to_string(), id]).spawn().map_err(EngineError::io("run the OCI runtime"))?;
                 started();
                 let status = child.wait().map_err(EngineError::io("wait for the OCI runtime"))?;

@@ -96,29 +96,44 @@ pub fn copy_winsize(from: RawFd, to: RawFd) {
     }
 }
 
-/// Puts a terminal in raw mode; the returned guard restores it.
-pub struct RawMode {
+/// A terminal's settings, put back as they were when the guard is dropped.
+pub struct Restore {
     fd: RawFd,
     saved: nix::sys::termios::Termios,
+}
+
+impl Restore {
+    /// The settings of `fd`, if it is a terminal.
+    pub fn save(fd: RawFd) -> Option<Restore> {
+        // SAFETY: fd stays open for the guard's life (it is our stdin).
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let saved = nix::sys::termios::tcgetattr(borrowed).ok()?;
+        Some(Restore { fd, saved })
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        // SAFETY: as in `save`.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let _ = nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Puts a terminal in raw mode; the returned guard restores it.
+pub struct RawMode {
+    _restore: Restore,
 }
 
 impl RawMode {
     /// Raw mode on `fd` if it is a terminal.
     pub fn enter(fd: RawFd) -> Option<RawMode> {
-        // SAFETY: fd stays open for the guard's life (it is our stdin).
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let saved = nix::sys::termios::tcgetattr(borrowed).ok()?;
-        let mut raw = saved.clone();
+        let restore = Restore::save(fd)?;
+        let mut raw = restore.saved.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
+        // SAFETY: as in `Restore::save`.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: as in `enter`.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        let _ = nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+        Some(RawMode { _restore: restore })
     }
 }
