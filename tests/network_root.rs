@@ -175,6 +175,19 @@ fn none_host_and_prune() {
     }
 }
 
+/// Shell lines that make the layers `base` (busybox), `python` and `app` (`source` as /FILE),
+/// for `run --layers base,python,app python /FILE`.
+fn python_app(file: &str, source: &str) -> String {
+    format!(
+        "{python}\nmkdir -p $LAB/app && cat > $LAB/app/{file} <<'PY'\n{source}\nPY\n\
+         mkdir -p $LAB/base && tar -C $LAB/base -xf $BUSYBOX_TAR\n\
+         shibafu prepare-layer base $LAB/base >/dev/null\n\
+         shibafu prepare-layer python $LAB/python-3.11 >/dev/null\n\
+         shibafu prepare-layer app $LAB/app >/dev/null",
+        python = common::PYTHON_DIR
+    )
+}
+
 /// A keep-alive HTTP/1.1 server that answers with the client's source port (python, on the
 /// busybox layer), so a test sees whether the proxy reused its upstream connection.
 const PORT_ECHO: &str = r#"
@@ -196,14 +209,7 @@ http.server.ThreadingHTTPServer(("", 3000), H).serve_forever()
 fn phase4_the_proxy_routes_by_host_follows_containers_streams_and_keeps_upstreams_alive() {
     let out = Lab::new().ok(&format!(
         r#"
-        {python}
-        mkdir -p $LAB/app && cat > $LAB/app/server.py <<'PY'
-{PORT_ECHO}
-PY
-        mkdir -p $LAB/base && tar -C $LAB/base -xf $BUSYBOX_TAR
-        shibafu prepare-layer base $LAB/base >/dev/null
-        shibafu prepare-layer python $LAB/python-3.11 >/dev/null
-        shibafu prepare-layer app $LAB/app >/dev/null
+        {app}
         shibafu proxy serve --port 80 --domain platform.local 2>$LAB/proxy.log &
         proxy=$!
         shibafu run --name web -p 80 busybox {WEB} web
@@ -226,7 +232,7 @@ PY
         echo after-stop=$(get web.localhost)
         kill $proxy
         "#,
-        python = common::PYTHON_DIR
+        app = python_app("server.py", PORT_ECHO)
     ));
     for want in [
         "web=hello-web",
@@ -474,14 +480,7 @@ print("close", receive()[0])
 fn the_proxy_passes_websocket_upgrades_through() {
     let out = Lab::new().ok(&format!(
         r#"
-        {python}
-        mkdir -p $LAB/app && cat > $LAB/app/ws.py <<'PY'
-{WS_ECHO}
-PY
-        mkdir -p $LAB/base && tar -C $LAB/base -xf $BUSYBOX_TAR
-        shibafu prepare-layer base $LAB/base >/dev/null
-        shibafu prepare-layer python $LAB/python-3.11 >/dev/null
-        shibafu prepare-layer app $LAB/app >/dev/null
+        {app}
         shibafu proxy serve --port 80 --idle-timeout 2 2>$LAB/proxy.log &
         shibafu run -d --name ws -p 3000 --layers base,python,app python /ws.py >/dev/null
         for i in $(seq 100); do curl -s --max-time 2 -H 'Host: ws.localhost' http://127.0.0.1/ | grep -q plain && break; sleep 0.1; done
@@ -502,7 +501,7 @@ c.sendall(bytes([0x81, 0x82, 0, 0, 0, 0]) + b"hi")
 print("after-idle", c.recv(100)[2:].decode())
 PY
         "#,
-        python = common::PYTHON_DIR
+        app = python_app("ws.py", WS_ECHO)
     ));
     for want in [
         "plain=plain",

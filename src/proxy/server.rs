@@ -114,11 +114,12 @@ fn plain_error(_status: StatusCode, message: &str) -> (&'static str, String) {
 
 impl Proxy {
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or(req.uri().host()).unwrap_or("");
+        let host_header = req.headers().get(HOST);
+        let host = host_header.and_then(|h| h.to_str().ok()).or(req.uri().host()).unwrap_or("");
         let Some(backend) = self.routes.lookup(host) else {
             return plain(StatusCode::NOT_FOUND, format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n"));
         };
-        let forwarded_host = req.headers().get(HOST).cloned().or_else(|| HeaderValue::from_str(host).ok());
+        let forwarded_host = host_header.cloned().or_else(|| HeaderValue::from_str(host).ok());
         let mut target = hyper::http::uri::Parts::default();
         target.scheme = Some(hyper::http::uri::Scheme::HTTP);
         target.authority = Some(backend.authority.clone());
