@@ -441,14 +441,29 @@
             ];
             text = script "lab-internet" [ "/usr/share/shibafu/internet-www" ] [ "${appliance + "/www"}" ];
           };
+          # The banner asks the binary for the phases and where the learner stands (lab --brief).
           labBanner = pkgs.writeShellApplication {
             name = "lab-banner";
-            runtimeInputs = with pkgs; [
-              coreutils
-              gnugrep
+            runtimeInputs = [
+              pkgs.coreutils
+              pkgs.gnused
+              cfg.package
             ];
-            text = script "lab-banner" [ "/usr/share/shibafu/phases" ] [ "${appliance + "/phases"}" ];
+            text = script "lab-banner" [ ] [ ];
           };
+          # What `shibafu lab check` imports into its scratch data roots (the Debian image ships
+          # /usr/share/shibafu/images/images.txt): NAME:TAG LAYOUT, one image a line.
+          # The phases' scenarios name the Debian path's tags, so postgres (14 here) is listed
+          # once more as postgres:15, the tag phase 6's scenario runs.
+          labImages = pkgs.writeText "shibafu-lab-images.txt" (
+            lib.concatMapStrings (
+              image:
+              let
+                line = tag: "${image.imageName}:${tag} ${ociLayout image} -\n";
+              in
+              line image.imageTag + lib.optionalString (image.imageName == "postgres") (line "15")
+            ) cfg.images
+          );
           internet = verb: "${lib.getExe labInternet} ${verb}";
           # A server of the pretend internet: it runs inside the namespace lab-internet made.
           insideInternet = verb: description: {
@@ -552,7 +567,13 @@
                       busybox
                       jq
                     ]);
-                  variables.SHIBAFU_ROOT = cfg.dataRoot;
+                  variables = {
+                    SHIBAFU_ROOT = cfg.dataRoot;
+                    # `shibafu lab check`: the images and the pretend internet of its scratch
+                    # appliances (the Debian image's defaults are /usr/share and /usr/local paths).
+                    SHIBAFU_LAB_IMAGES = "${labImages}";
+                    SHIBAFU_LAB_INTERNET = lib.getExe labInternet;
+                  };
                 };
 
                 # shibafu writes its own SHIBAFU-* iptables chains; the NixOS firewall would
@@ -980,6 +1001,24 @@
         # vmtests/tests/restart_at_boot.rs: --restart always and unless-stopped containers
         # come back after a reboot through shibafu-restart.service; stopped and restart-no
         # ones stay exited. The test VM's disk lasts across the reboot.
+        # vmtests/tests/lab.rs: every phase in a scratch appliance of its own, the learner's
+        # state untouched, then --mine and a reset.
+        lab = labTest pkgs "lab" ''
+          state = "shibafu list -a; shibafu network ls; shibafu layers; ip -o link | cut -d: -f2"
+          with subtest("lab check all: every phase in a scratch appliance, nothing of the learner's touched"):
+              before = machine.succeed(state)
+              out = machine.succeed("shibafu lab check all 2>&1")
+              assert "all 9 phases passed" in out, f"lab check all:\n{out}"
+              assert before == machine.succeed(state), "lab check changed the learner's state"
+          with subtest("lab check --mine and lab reset"):
+              machine.succeed("cd /root && ./container-tool run -d --name mycontainer busybox sleep 1000")
+              out = machine.succeed("cd /root && shibafu lab check --mine 2")
+              assert "phase 2: passed" in out, f"--mine:\n{out}"
+              out = machine.succeed("shibafu lab reset --yes")
+              assert "removed container mycontainer" in out, f"lab reset:\n{out}"
+              assert before == machine.succeed(state), "lab reset left another state"
+        '';
+
         restart-at-boot = labTest pkgs "restart-at-boot" ''
           with subtest("restart policies across a reboot"):
               machine.succeed(

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod fault;
 pub mod http_server;
 pub mod image;
+pub mod lab;
 pub mod network;
 pub mod paas;
 pub mod proxy;

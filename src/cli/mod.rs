@@ -6,6 +6,7 @@ pub mod dns;
 pub mod format;
 pub mod image;
 pub mod inspect;
+pub mod lab;
 pub mod layer;
 pub mod limits;
 pub mod network;
@@ -195,6 +196,8 @@ pub enum Command {
     },
     /// Remove unused layers and blobs, and what crashed runs left behind.
     Gc,
+    /// The lab: each phase, where you stand in it, `lab check` of a phase, `lab reset`.
+    Lab(lab::LabArgs),
     /// The OCI runtime, with runc's command line.
     Runtime(runtime::RuntimeArgs),
     /// The monitor of a detached container (started by `run -d`, not by hand).
@@ -254,6 +257,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Layer(cmd) => layer::layer(root, cmd),
         Command::Commit { container, image } => layer::commit(root, &container, &image),
         Command::Gc => layer::gc(root),
+        Command::Lab(args) => lab::lab(root, args),
         Command::Runtime(args) => runtime::run(args),
         Command::Monitor { health: true, id, .. } => Ok(crate::engine::health::serve_checks(root, &id)),
         Command::Monitor { runtime, tty, interactive, id, .. } => {

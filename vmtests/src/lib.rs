@@ -2,6 +2,13 @@
 //! its serial console with rexpect, as a person at the lab would. Each scenario gets a fresh VM.
 //! A failing step panics with the whole console transcript; a scenario that hangs runs into its
 //! own time limit and fails the same way, and QEMU is killed when the `Vm` is dropped.
+//! The phases' steps come from the binary's own definitions (src/lab/phases/*.toml), played by
+//! its own player, so `shibafu lab check` and these tests type the same commands.
+
+#[path = "../../src/lab/play.rs"]
+pub mod play;
+#[path = "../../src/lab/scenario.rs"]
+pub mod scenario;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +17,8 @@ use std::time::{Duration, Instant};
 use rexpect::process::{Signal, WaitStatus};
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
+
+use play::{Console, Outcome};
 
 /// The end of the prompt the tests set (`<STATUS>VM# `), a marker no program prints. The
 /// command that sets it spells it in two pieces, so its echo does not match.
@@ -110,14 +119,24 @@ impl Vm {
 
     /// Runs a shell command; returns its exit status and output.
     pub fn sh_status(&mut self, command: &str) -> (i32, String) {
+        self.sh_status_within(command, Duration::from_secs(120))
+    }
+
+    /// `sh_status` for a command that may take up to `limit`.
+    pub fn sh_status_within(&mut self, command: &str, limit: Duration) -> (i32, String) {
         self.send(command);
-        self.wait_prompt(&format!("`{command}`"))
+        self.wait_prompt_within(&format!("`{command}`"), limit)
     }
 
     /// Waits for the VM shell's prompt (after `what`); returns the exit status it shows and
     /// the output before it.
     pub fn wait_prompt(&mut self, what: &str) -> (i32, String) {
-        let out = self.wait_for(PROMPT_END, Duration::from_secs(120));
+        self.wait_prompt_within(what, Duration::from_secs(120))
+    }
+
+    /// `wait_prompt`, for up to `limit`.
+    pub fn wait_prompt_within(&mut self, what: &str, limit: Duration) -> (i32, String) {
+        let out = self.wait_for(PROMPT_END, limit);
         let Some(open) = out.rfind('<') else { self.fail(&format!("no exit status before the prompt after {what}")) };
         let status = out[open + 1..].parse().unwrap_or_else(|_| self.fail(&format!("unreadable exit status {:?}", &out[open..])));
         (status, out[..open].to_string())
@@ -183,15 +202,22 @@ impl Vm {
         panic!("VM scenario {:?} failed: {why}\n----- console transcript -----\n{}\n----- end of transcript -----", self.scenario, self.transcript)
     }
 
-    /// Makes the sources phases 3 and 5 assume on the machine: /tmp/alpine-rootfs (the busybox
-    /// image), /opt/python-3.11 (python3.11 and its libraries, from the python image) and
-    /// /home/user/myapp/app.py.
-    pub fn make_layer_sources(&mut self) {
-        self.sh("mkdir -p /tmp/alpine-rootfs && shibafu export busybox | tar -C /tmp/alpine-rootfs -xf -");
-        self.sh("mkdir -p /tmp/py /opt/python-3.11/usr/bin /opt/python-3.11/usr/lib && shibafu export python:3.11 | tar -C /tmp/py -xf -");
-        self.sh("cp -a /tmp/py/usr/bin/python3.11 /opt/python-3.11/usr/bin/ && ln -s python3.11 /opt/python-3.11/usr/bin/python && cp -a /tmp/py/usr/lib/python3.11 /opt/python-3.11/usr/lib/");
-        self.sh("for lib in $(chroot /tmp/py ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do mkdir -p /opt/python-3.11$(dirname $lib) && cp -L /tmp/py$lib /opt/python-3.11$lib; done");
-        self.sh("mkdir -p /home/user/myapp && printf 'import sys\\nprint(\"hello from app.py on python\", sys.version.split()[0])\\n' > /home/user/myapp/app.py");
+    /// Plays phase `n`'s scenario as the learner would: starts its units, runs its setup, types
+    /// each step (the appliance's own checks too) and fails at the first step that fails.
+    pub fn play_phase(&mut self, n: u8) {
+        let scenario = scenario::phase(n).unwrap_or_else(|e| self.fail(&e.to_string()));
+        for unit in &scenario.units {
+            self.sh(&format!("systemctl start {unit}"));
+        }
+        if let Err(outcome) = play::setup(self, &scenario.setup) {
+            self.fail(&format!("phase {n}'s setup failed: {}", describe(&outcome)));
+        }
+        self.sh("mkdir -p /tmp/lab-trail");
+        let options = play::Options { trail_dir: "/tmp/lab-trail".into(), appliance: true };
+        let outcomes = play::play(self, &scenario.steps, &options, &mut |o| eprintln!("vmtests: phase {n}: {}", describe(o)));
+        if let Some(failed) = outcomes.iter().find(|o| o.failure.is_some()) {
+            self.fail(&format!("phase {n}: {}", describe(failed)));
+        }
     }
 
     /// Asserts `cond`, failing with the transcript.
@@ -199,6 +225,30 @@ impl Vm {
         if !cond {
             self.fail(what);
         }
+    }
+}
+
+impl Console for Vm {
+    fn sh_status(&mut self, line: &str) -> Result<(i32, String), String> {
+        Ok(Vm::sh_status(self, line))
+    }
+    fn send(&mut self, line: &str) -> Result<(), String> {
+        Vm::send(self, line);
+        Ok(())
+    }
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        self.try_wait_for(needle, timeout)
+    }
+    fn wait_prompt(&mut self) -> Result<(i32, String), String> {
+        Ok(Vm::wait_prompt(self, "a step"))
+    }
+}
+
+/// A step's outcome in a line or a few: `ok` or what failed, what came, the trail and hint.
+fn describe(o: &Outcome) -> String {
+    match &o.failure {
+        None => format!("ok `{}`", o.run),
+        Some(f) => format!("FAILED `{}`\n  expected: {}\n  came: {}\n  trail: {}\n  hint: {}", o.run, f.expected, f.came, f.trail, f.hint),
     }
 }
 
