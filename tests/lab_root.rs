@@ -219,3 +219,17 @@ diff $LAB/first-boot $LAB/after && echo SAME
         assert!(out.contains(said), "reset should say {said:?}:\n{out}");
     }
 }
+
+#[test]
+fn the_checks_of_the_learners_work_pass_after_the_phases_own_steps() {
+    // Phases 3, 5 and 8 leave their work in place (the others remove theirs at the end): their
+    // mine checks, played as steps after the phase's own, in the same scratch appliance.
+    for phase in [3, 5, 8] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("src/lab/phases/phase{phase}.toml"));
+        let text = std::fs::read_to_string(path).unwrap().replace("[[mine]]", "[[step]]").replace("[[mine.expect]]", "[[step.expect]]");
+        let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let (status, out) = lab(&["check", file.path().to_str().unwrap()]);
+        assert!(status == 0 && out.contains(&format!("phase {phase}: passed")), "phase {phase} with its mine checks:\n{out}");
+    }
+}

@@ -2,7 +2,7 @@
 //! definitions, `lab check all` (every phase in a scratch appliance of its own, leaving the
 //! learner's state as it was), `lab check --mine` on the learner's own work, before, after
 //! and when a piece is broken on purpose, and `lab reset` after phases 3 and 5 were done for
-//! real, which leaves what the first boot had.
+//! real (and passed --mine), which leaves what the first boot had.
 
 use std::time::Duration;
 
@@ -31,8 +31,9 @@ fn lab_checks_every_phase_in_scratch_and_the_learners_own_work() {
     );
 
     let first_boot = vm.sh(STATE);
-    let (status, all) =
-        vm.sh_status_within("shibafu lab check all 2>&1", Duration::from_secs(1200));
+    let started = std::time::Instant::now();
+    let (status, all) = vm.sh_status_within("shibafu lab check all 2>&1", Duration::from_secs(1200));
+    eprintln!("vmtests: lab: lab check all took {:.0} s", started.elapsed().as_secs_f64());
     vm.check(
         status == 0 && all.contains("all 9 phases passed"),
         &format!("lab check all:\n{all}"),
@@ -75,7 +76,11 @@ fn lab_checks_every_phase_in_scratch_and_the_learners_own_work() {
     // The hint's way back, then phases done for real, then the reset.
     vm.sh("systemctl restart shibafu-network");
     vm.play_phase(3);
+    let (status, mine) = vm.sh_status("shibafu lab check --mine 3");
+    vm.check(status == 0 && mine.contains("phase 3: passed"), &format!("--mine 3 after phase 3:\n{mine}"));
     vm.play_phase(5);
+    let (status, mine) = vm.sh_status("shibafu lab check --mine 5");
+    vm.check(status == 0 && mine.contains("phase 5: passed"), &format!("--mine 5 after phase 5:\n{mine}"));
     let (status, reset) = vm.sh_status("shibafu lab reset --yes");
     vm.check(
         status == 0
