@@ -54,7 +54,7 @@ pub fn check(
     if !nix::unistd::geteuid().is_root() {
         return Err(LabError::Invalid("lab check makes namespaces, mounts and links: run it as root (sudo shibafu lab check ...)".into()));
     }
-    let imports = image_imports(&scenario.images, &sources.images)?;
+    let imports = find_images(&scenario.images, &sources.images)?;
     let units = unit_lines(&scenario.units)?;
     let dir = tempfile::Builder::new()
         .prefix("shibafu-lab-")
@@ -148,15 +148,20 @@ fn prepare(
     shell: &mut Shell,
     dir: &Path,
     sources: &Sources,
-    imports: &[String],
+    imports: &[(String, PathBuf)],
     units: &[String],
     setup: &[String],
 ) -> Result<(), Outcome> {
     let exe = std::env::current_exe()
         .map_err(|e| setup_failure("find the shibafu binary", e.to_string()))?;
     let d = dir.display();
+    // The host's tree as it was, before /tmp and the rest are hidden: the binary, the images
+    // and the pretend internet may live there (a checkout in /tmp), and are reached through it.
+    let host = dir.join("host");
     let mut lines = vec![
-        format!("mkdir -p {d}/root {d}/bin {d}/home {d}/trail && ln -s {exe} {d}/bin/shibafu && ln -s {exe} {d}/bin/container-tool", exe = exe.display()),
+        format!("mkdir -p {d}/host && mount --rbind / {d}/host && mount --make-rprivate {d}/host"),
+        format!("mkdir -p {d}/root {d}/bin {d}/home {d}/trail && ln -s {exe} {d}/bin/shibafu && ln -s {exe} {d}/bin/container-tool", exe = seen_from(&host, &exe).display()),
+        format!("[ -z \"${{LAB_INTERNET_WWW:-}}\" ] || export LAB_INTERNET_WWW={d}/host$LAB_INTERNET_WWW"),
         format!("ln -s {d}/bin/shibafu {d}/home/shibafu && ln -s {d}/bin/shibafu {d}/home/container-tool"),
         // As root, sudo only runs the command: a machine without it gets that.
         format!("command -v sudo >/dev/null || {{ printf '#!/bin/sh\\nexec \"$@\"\\n' > {d}/bin/sudo && chmod +x {d}/bin/sudo; }}"),
@@ -166,9 +171,9 @@ fn prepare(
         format!("mkdir /var/lib/shibafu && ln -s shibafu /var/lib/container-tool && mount --bind {d}/root /var/lib/shibafu"),
         format!(": > {d}/resolv.conf && mount --bind {d}/resolv.conf /etc/resolv.conf"),
     ];
-    lines.extend(boot_lines(dir, &sources.internet));
+    lines.extend(boot_lines(dir, &seen_from(&host, &sources.internet)));
     lines.extend(units.iter().cloned());
-    lines.extend(imports.iter().cloned());
+    lines.extend(imports.iter().map(|(image, layout)| format!("shibafu image import {} {image} >/dev/null", seen_from(&host, layout).display())));
     play::setup(shell, &lines)?;
     play::setup(shell, setup)
 }
@@ -213,43 +218,29 @@ fn unit_lines(units: &[String]) -> Result<Vec<String>, LabError> {
     Ok(lines)
 }
 
-/// `image import` lines for `images`, found in the image list `list`.
-fn image_imports(images: &[String], list: &Path) -> Result<Vec<String>, LabError> {
-    let text = std::fs::read_to_string(list).map_err(|e| {
-        LabError::Io(
-            format!(
-                "read the lab's image list {} (SHIBAFU_LAB_IMAGES names another)",
-                list.display()
-            ),
-            e,
-        )
-    })?;
+/// The layouts of `images`, found in the image list `list` (paths relative to the list).
+fn find_images(images: &[String], list: &Path) -> Result<Vec<(String, PathBuf)>, LabError> {
+    let read = |e| LabError::Io(format!("read the lab's image list {} (SHIBAFU_LAB_IMAGES names another)", list.display()), e);
+    let list = std::fs::canonicalize(list).map_err(read)?;
+    let text = std::fs::read_to_string(&list).map_err(read)?;
     let base = list.parent().unwrap_or(Path::new("/"));
     images
         .iter()
         .map(|image| {
             let path = text
                 .lines()
-                .filter_map(|l| {
-                    l.split_whitespace()
-                        .collect::<Vec<_>>()
-                        .get(..2)
-                        .map(|f| (f[0].to_string(), f[1].to_string()))
-                })
+                .filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|f| (f[0].to_string(), f[1].to_string())))
                 .find(|(name, _)| name == image)
                 .map(|(_, path)| base.join(path))
-                .ok_or_else(|| {
-                    LabError::Invalid(format!(
-                        "the lab's image list {} has no {image}",
-                        list.display()
-                    ))
-                })?;
-            Ok(format!(
-                "shibafu image import {} {image} >/dev/null",
-                path.display()
-            ))
+                .ok_or_else(|| LabError::Invalid(format!("the lab's image list {} has no {image}", list.display())))?;
+            Ok((image.clone(), path))
         })
         .collect()
+}
+
+/// Where `path` of the host's tree is seen inside the scratch appliance (under `host`).
+fn seen_from(host: &Path, path: &Path) -> PathBuf {
+    host.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// An outcome for a setup step the check could not even start.
@@ -274,24 +265,13 @@ mod tests {
     fn images_come_from_the_list_and_a_missing_one_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("images.txt");
-        std::fs::write(
-            &list,
-            "busybox:latest oci/busybox sha256:aa\npostgres:15 /abs/postgres sha256:bb\n",
-        )
-        .unwrap();
-        let lines = image_imports(&["busybox:latest".into(), "postgres:15".into()], &list).unwrap();
-        assert_eq!(
-            lines,
-            [
-                format!(
-                    "shibafu image import {}/oci/busybox busybox:latest >/dev/null",
-                    dir.path().display()
-                ),
-                "shibafu image import /abs/postgres postgres:15 >/dev/null".into()
-            ]
-        );
-        let err = image_imports(&["node:18".into()], &list).unwrap_err();
+        std::fs::write(&list, "busybox:latest oci/busybox sha256:aa\npostgres:15 /abs/postgres sha256:bb\n").unwrap();
+        let found = find_images(&["busybox:latest".into(), "postgres:15".into()], &list).unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(found, [("busybox:latest".to_string(), base.join("oci/busybox")), ("postgres:15".to_string(), PathBuf::from("/abs/postgres"))]);
+        let err = find_images(&["node:18".into()], &list).unwrap_err();
         assert!(err.to_string().contains("has no node:18"), "{err}");
+        assert_eq!(seen_from(Path::new("/var/tmp/s/host"), Path::new("/tmp/repo/x")), PathBuf::from("/var/tmp/s/host/tmp/repo/x"));
     }
 
     #[test]

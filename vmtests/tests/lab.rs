@@ -1,8 +1,8 @@
 //! `shibafu lab` in the appliance (issue 18): the listing and the banner from the phases'
 //! definitions, `lab check all` (every phase in a scratch appliance of its own, leaving the
 //! learner's state as it was), `lab check --mine` on the learner's own work, before, after
-//! and when a piece is broken on purpose, and `lab reset` after phases 3 and 5 were done for
-//! real (and passed --mine), which leaves what the first boot had.
+//! and when a piece is broken on purpose, and `lab reset` after phases 3, 5 and 8 were done
+//! for real (and passed --mine), which leaves what the first boot had.
 
 use std::time::Duration;
 
@@ -81,12 +81,17 @@ fn lab_checks_every_phase_in_scratch_and_the_learners_own_work() {
     vm.play_phase(5);
     let (status, mine) = vm.sh_status("shibafu lab check --mine 5");
     vm.check(status == 0 && mine.contains("phase 5: passed"), &format!("--mine 5 after phase 5:\n{mine}"));
+    vm.play_phase(8);
+    let (status, mine) = vm.sh_status("shibafu lab check --mine 8");
+    vm.check(status == 0 && mine.contains("phase 8: passed"), &format!("--mine 8 after phase 8:\n{mine}"));
     let (status, reset) = vm.sh_status("shibafu lab reset --yes");
     vm.check(
         status == 0
             && reset.contains("removed container mycontainer")
             && reset.contains("removed registry repository apps/python-app")
-            && reset.contains("stopped shibafu-registry.service"),
+            && reset.contains("stopped shibafu-registry.service")
+            && reset.contains("stopped shibafu-paas.service")
+            && reset.contains("removed app myapp and its deployments"),
         &format!("lab reset:\n{reset}"),
     );
     let after = vm.sh(STATE);
