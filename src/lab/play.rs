@@ -95,6 +95,11 @@ pub fn play(
     outcomes
 }
 
+/// Whether a play of `steps` steps went through: every one played, none failed.
+pub fn went_through(outcomes: &[Outcome], steps: usize) -> bool {
+    outcomes.len() == steps && outcomes.iter().all(|o| o.failure.is_none())
+}
+
 /// Plays one step with its explain trail going to `trail`.
 fn play_step(console: &mut dyn Console, step: &Step, trail: &str) -> Outcome {
     let outcome = |failure| Outcome {

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::images::LabImage;
 use super::LabError;
 use crate::engine::Engine;
 use crate::network::DEFAULT_NETWORK;
@@ -18,7 +19,7 @@ const ON_DEMAND_UNITS: [&str; 2] = ["shibafu-paas.service", "shibafu-registry.se
 /// Resets the data root `root`; the lab's images are listed in `images` (images.txt). Tells
 /// each thing it removed or restored to `report`, as a line.
 pub fn reset(root: &Path, images: &Path, report: &mut dyn FnMut(String)) -> Result<(), LabError> {
-    let shipped = shipped_images(images)?;
+    let shipped = super::images::read(images)?;
     stop_units(report);
     let engine = Engine::open(root)?;
     for c in engine.list(true)? {
@@ -59,7 +60,7 @@ pub fn reset(root: &Path, images: &Path, report: &mut dyn FnMut(String)) -> Resu
     report(format!(
         "removed what nothing uses any more: {} items, {}",
         collected.removed.len(),
-        crate::cli::image::human_size(collected.bytes as i64)
+        crate::image::progress::layers::human_size(collected.bytes)
     ));
     let bridge = engine.network_named(DEFAULT_NETWORK)?;
     engine.ensure_network(&bridge)?;
@@ -71,29 +72,6 @@ pub fn reset(root: &Path, images: &Path, report: &mut dyn FnMut(String)) -> Resu
         report("forgot the phases done".into());
     }
     Ok(())
-}
-
-/// The lab's images from its list: (NAME:TAG, layout path, manifest digest).
-fn shipped_images(list: &Path) -> Result<Vec<(String, std::path::PathBuf, String)>, LabError> {
-    let text = std::fs::read_to_string(list).map_err(|e| {
-        LabError::Io(
-            format!(
-                "read the lab's image list {} (SHIBAFU_LAB_IMAGES names another)",
-                list.display()
-            ),
-            e,
-        )
-    })?;
-    let base = list.parent().unwrap_or(Path::new("/"));
-    Ok(text
-        .lines()
-        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            [name, path, digest, ..] => {
-                Some((name.to_string(), base.join(path), digest.to_string()))
-            }
-            _ => None,
-        })
-        .collect())
 }
 
 /// Stops the on-demand units that run (on a machine with systemd).
@@ -149,32 +127,23 @@ fn clear_registry(engine: &Engine, report: &mut dyn FnMut(String)) -> Result<(),
 
 /// Removes the images the lab did not ship (or that now name other content), and imports the
 /// shipped ones that are missing.
-fn restore_images(
-    engine: &Engine,
-    shipped: &[(String, std::path::PathBuf, String)],
-    report: &mut dyn FnMut(String),
-) -> Result<(), LabError> {
+fn restore_images(engine: &Engine, shipped: &[LabImage], report: &mut dyn FnMut(String)) -> Result<(), LabError> {
     let store = engine.images();
-    let is_shipped = |reference: &str, digest: &str| {
-        shipped
-            .iter()
-            .any(|(name, _, d)| name == reference && d == digest)
-    };
+    let mut kept = Vec::new();
     for image in engine.db.images()? {
-        if !is_shipped(&image.reference(), &image.manifest_digest) {
+        let reference = image.reference();
+        // A list without digests (the Nix module's) keeps whatever the name holds.
+        if shipped.iter().any(|s| s.reference == reference && (s.digest == "-" || s.digest == image.manifest_digest)) {
+            kept.push(reference);
+        } else {
             store.remove(&image, 0)?;
-            report(format!("removed image {}", image.reference()));
+            report(format!("removed image {reference}"));
         }
     }
-    let present: Vec<String> = engine.db.images()?.iter().map(|i| i.reference()).collect();
-    for (name, layout, _) in shipped
-        .iter()
-        .filter(|(name, _, _)| !present.contains(name))
-    {
-        let reference = crate::image::reference::parse(name)
-            .map_err(|e| LabError::Invalid(format!("the lab's image list names {name:?}: {e}")))?;
-        store.import_layout(layout, Some(&reference))?;
-        report(format!("restored image {name}"));
+    for missing in shipped.iter().filter(|s| !kept.contains(&s.reference)) {
+        let reference = crate::image::reference::parse(&missing.reference).map_err(|e| LabError::Invalid(format!("the lab's image list names {:?}: {e}", missing.reference)))?;
+        store.import_layout(&missing.layout, Some(&reference))?;
+        report(format!("restored image {}", missing.reference));
     }
     Ok(())
 }

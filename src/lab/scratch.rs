@@ -54,7 +54,7 @@ pub fn check(
     if !nix::unistd::geteuid().is_root() {
         return Err(LabError::Invalid("lab check makes namespaces, mounts and links: run it as root (sudo shibafu lab check ...)".into()));
     }
-    let imports = find_images(&scenario.images, &sources.images)?;
+    let imports = super::images::find(&scenario.images, &sources.images)?;
     let units = unit_lines(&scenario.units)?;
     let dir = tempfile::Builder::new()
         .prefix("shibafu-lab-")
@@ -148,7 +148,7 @@ fn prepare(
     shell: &mut Shell,
     dir: &Path,
     sources: &Sources,
-    imports: &[(String, PathBuf)],
+    imports: &[super::images::LabImage],
     units: &[String],
     setup: &[String],
 ) -> Result<(), Outcome> {
@@ -173,7 +173,7 @@ fn prepare(
     ];
     lines.extend(boot_lines(dir, &seen_from(&host, &sources.internet)));
     lines.extend(units.iter().cloned());
-    lines.extend(imports.iter().map(|(image, layout)| format!("shibafu image import {} {image} >/dev/null", seen_from(&host, layout).display())));
+    lines.extend(imports.iter().map(|i| format!("shibafu image import {} {} >/dev/null", seen_from(&host, &i.layout).display(), i.reference)));
     play::setup(shell, &lines)?;
     play::setup(shell, setup)
 }
@@ -218,26 +218,6 @@ fn unit_lines(units: &[String]) -> Result<Vec<String>, LabError> {
     Ok(lines)
 }
 
-/// The layouts of `images`, found in the image list `list` (paths relative to the list).
-fn find_images(images: &[String], list: &Path) -> Result<Vec<(String, PathBuf)>, LabError> {
-    let read = |e| LabError::Io(format!("read the lab's image list {} (SHIBAFU_LAB_IMAGES names another)", list.display()), e);
-    let list = std::fs::canonicalize(list).map_err(read)?;
-    let text = std::fs::read_to_string(&list).map_err(read)?;
-    let base = list.parent().unwrap_or(Path::new("/"));
-    images
-        .iter()
-        .map(|image| {
-            let path = text
-                .lines()
-                .filter_map(|l| l.split_whitespace().collect::<Vec<_>>().get(..2).map(|f| (f[0].to_string(), f[1].to_string())))
-                .find(|(name, _)| name == image)
-                .map(|(_, path)| base.join(path))
-                .ok_or_else(|| LabError::Invalid(format!("the lab's image list {} has no {image}", list.display())))?;
-            Ok((image.clone(), path))
-        })
-        .collect()
-}
-
 /// Where `path` of the host's tree is seen inside the scratch appliance (under `host`).
 fn seen_from(host: &Path, path: &Path) -> PathBuf {
     host.join(path.strip_prefix("/").unwrap_or(path))
@@ -262,15 +242,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_come_from_the_list_and_a_missing_one_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let list = dir.path().join("images.txt");
-        std::fs::write(&list, "busybox:latest oci/busybox sha256:aa\npostgres:15 /abs/postgres sha256:bb\n").unwrap();
-        let found = find_images(&["busybox:latest".into(), "postgres:15".into()], &list).unwrap();
-        let base = std::fs::canonicalize(dir.path()).unwrap();
-        assert_eq!(found, [("busybox:latest".to_string(), base.join("oci/busybox")), ("postgres:15".to_string(), PathBuf::from("/abs/postgres"))]);
-        let err = find_images(&["node:18".into()], &list).unwrap_err();
-        assert!(err.to_string().contains("has no node:18"), "{err}");
+    fn host_paths_are_reached_under_the_scratch_folder() {
         assert_eq!(seen_from(Path::new("/var/tmp/s/host"), Path::new("/tmp/repo/x")), PathBuf::from("/var/tmp/s/host/tmp/repo/x"));
     }
 
