@@ -139,6 +139,36 @@ fn stop_rm_and_failed_runs_leave_links_rules_and_leases_as_they_were() {
     }
 }
 
+/// `rm` drops the container's network namespace and the kernel frees its veth pair: the pair
+/// is gone when `rm` returns. A namespace that some other process still holds keeps its links;
+/// those are deleted one by one, and that process is left with only `lo`.
+#[test]
+fn rm_leaves_no_veth_even_when_another_process_holds_the_namespace() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu run -d --name free busybox sleep 1000 >/dev/null
+        shibafu run -d --name held busybox sleep 1000 >/dev/null
+        echo veths-running=$(ip -o link show type veth | wc -l)
+        shibafu rm -f free >/dev/null
+        echo veths-after-free=$(ip -o link show type veth | wc -l)
+        id=$(shibafu inspect --format '{{.Id}}' held)
+        nsenter --net=$SHIBAFU_ROOT/run/netns/$id sleep 1000 &
+        holder=$!
+        sleep 0.2
+        shibafu rm -f held >/dev/null
+        echo veths-after-held=$(ip -o link show type veth | wc -l)
+        echo leases=$(sqlite3 $SHIBAFU_ROOT/state.db 'SELECT count(*) FROM leases')
+        echo holder-sees=$(nsenter --net=/proc/$holder/ns/net ip -o link | awk '{print $2}' | tr '\n' ' ')
+        kill $holder
+        shibafu run --rm busybox true
+        echo veths-after-run-rm=$(ip -o link show type veth | wc -l)
+        "#,
+    );
+    for want in ["veths-running=2", "veths-after-free=1", "veths-after-held=0", "leases=0", "holder-sees=lo:\n", "veths-after-run-rm=0"] {
+        assert!(out.contains(want), "{want:?} missing: {out}");
+    }
+}
+
 #[test]
 fn none_host_and_prune() {
     let out = Lab::new().ok(

@@ -170,7 +170,7 @@ impl Engine {
             super::userns::check_reachable(&dirs.merged)?;
         }
         let idmapped = maps.as_ref().map(super::userns::idmapped).transpose()?;
-        overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref())?;
+        overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref(), opts.remove)?;
         crate::fault::point("run:mounted");
         let root_owner = idmapped.as_ref().map(|i| i.owner);
         self.fill_mounts(&opts.mounts, &planned, &dirs.merged, root_owner)?;
@@ -225,16 +225,18 @@ impl Engine {
     pub fn finish(&self, id: &str, code: i32, remove: bool) -> Result<()> {
         // Torn down before the exit is recorded: `stop` returns once it is, and then the
         // container's ports and address are free again, and a `start` that follows mounts
-        // its rootfs afresh (not to have it unmounted by us a moment later).
-        let detached = self.detach_network(id);
-        let unmounted = if remove { Ok(()) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged) };
+        // its rootfs afresh (not to have it unmounted by us a moment later). The rootfs goes
+        // while the kernel frees the network namespace.
+        let detaching = self.begin_detach(id);
+        let rootfs = if remove { self.remove_files(id) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged).map_err(EngineError::from) };
+        let detached = detaching.complete();
         self.db.set_exited(id, code)?;
         if remove {
+            // What failed above is tried again here, and reported.
             return self.remove_container_and_volumes(id, None);
         }
         detached?;
-        unmounted?;
-        Ok(())
+        rootfs
     }
 
     /// `remove_container`, then the container's anonymous volumes (`rm -v`, `run --rm`).
@@ -244,14 +246,23 @@ impl Engine {
         self.remove_unused_volumes(&anonymous)
     }
 
-    /// Deletes a container's runtime state, mount, directory and row.
+    /// Deletes a container's runtime state, network, mount, directory and row.
     pub fn remove_container(&self, id: &str, oci: Option<&OciRuntime>) -> Result<()> {
         if let Some(oci) = oci {
             oci.delete(id)?;
         }
         crate::fault::point("rm:deleted");
-        self.detach_network(id)?;
+        let detaching = self.begin_detach(id);
+        let files = self.remove_files(id);
+        detaching.complete()?;
         crate::fault::point("rm:detached");
+        files?;
+        self.db.delete_container(id)?;
+        Ok(())
+    }
+
+    /// Unmounts a container's rootfs and removes its directory.
+    fn remove_files(&self, id: &str) -> Result<()> {
         let dir = self.container_dir(id);
         overlay::unmount(&OverlayDirs::in_dir(&dir).merged)?;
         crate::fault::point("rm:unmounted");
@@ -260,7 +271,6 @@ impl Engine {
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(format!("remove {}", dir.display())))?;
         }
         crate::fault::point("rm:dir-removed");
-        self.db.delete_container(id)?;
         Ok(())
     }
 }

@@ -289,6 +289,53 @@ pub fn forget_replies(netns: &std::path::Path, address: Ipv4Addr, table: u32) ->
     })
 }
 
+/// Link changes as the kernel announces them to the `RTMGRP_LINK` group (what `ip monitor link`
+/// prints), opened in the caller's namespace: the wake-up for `wait_gone`.
+pub struct LinkWatch(std::os::fd::OwnedFd);
+
+impl LinkWatch {
+    /// Subscribes; open it before the change it waits for, so no announcement is missed.
+    pub fn open() -> Result<LinkWatch> {
+        use nix::sys::socket::{bind, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+        const RTMGRP_LINK: u32 = 1;
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkRoute).map_err(|e| NetworkError::io("open a netlink socket")(e.into()))?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_LINK)).map_err(|e| NetworkError::io("join the link group")(e.into()))?;
+        Ok(LinkWatch(fd))
+    }
+
+    /// Waits until no link has one of these names, at most `limit`; returns the names still
+    /// there. Each announcement wakes it to look again, and it looks at least every 50 ms (an
+    /// overrun socket drops announcements).
+    pub fn wait_gone(&self, names: &[String], limit: std::time::Duration) -> Vec<String> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left: Vec<String> = names.iter().filter(|n| nix::net::if_::if_nametoindex(n.as_str()).is_ok()).cloned().collect();
+            let now = std::time::Instant::now();
+            if left.is_empty() || now >= deadline {
+                return left;
+            }
+            let wait = (deadline - now).min(std::time::Duration::from_millis(50)).as_millis() as u16;
+            let _ = poll(&mut [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)], PollTimeout::from(wait.max(1)));
+            self.drain();
+        }
+    }
+
+    fn drain(&self) {
+        use nix::sys::socket::{recv, MsgFlags};
+        let mut buf = [0u8; 16384];
+        loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => {}
+                Err(nix::errno::Errno::ENOBUFS) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Deletes a link by name (both ends of a veth go); a missing link is fine.
 pub fn delete_link(name: &str) -> Result<()> {
     let name = name.to_string();
