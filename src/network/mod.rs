@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod firewall;
+mod ifconfig;
 pub mod ipam;
 pub mod lock;
 pub mod netlink;

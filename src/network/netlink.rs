@@ -190,8 +190,26 @@ pub fn add_veth(plan: &VethPlan) -> Result<()> {
         let host_side = plan.clone();
         with_handle(async move |h| create_pair(&h, &host_side, &ns).await)?;
         super::netns::enter(&plan.netns)?;
-        with_handle(async move |h| configure_inside(&h, &plan).await)
+        match plan.policy {
+            // No netlink socket inside: see `ifconfig` for why.
+            None => configure_by_ioctl(&plan),
+            Some(_) => with_handle(async move |h| configure_inside(&h, &plan).await),
+        }
     })
+}
+
+/// What `configure_inside` does for an interface without a table of its own, through ioctls.
+fn configure_by_ioctl(plan: &VethPlan) -> Result<()> {
+    let ifconfig = super::ifconfig::Ifconfig::open()?;
+    explain::step(|| format!("ip -n {0} link set lo up; ip -n {0} addr add {1}/{2} dev {3}; ip -n {0} link set {3} up", plan.netns.display(), plan.address, plan.prefix, plan.inside));
+    ifconfig.up("lo")?;
+    ifconfig.address(&plan.inside, plan.address, plan.prefix)?;
+    ifconfig.up(&plan.inside)?;
+    if let Some(gateway) = plan.gateway {
+        explain::step(|| format!("ip -n {} route add default via {gateway}", plan.netns.display()));
+        ifconfig.default_route(gateway)?;
+    }
+    Ok(())
 }
 
 async fn create_pair(h: &Handle, plan: &VethPlan, ns: &File) -> Result<()> {
