@@ -231,18 +231,24 @@ impl Engine {
         let rootfs = if remove { self.remove_files(id) } else { overlay::unmount(&OverlayDirs::in_dir(&self.container_dir(id)).merged).map_err(EngineError::from) };
         let detached = detaching.complete();
         self.db.set_exited(id, code)?;
-        if remove {
+        match (remove, detached, rootfs) {
+            (true, Ok(()), Ok(())) => self.with_anonymous_volumes(id, || Ok(self.db.delete_container(id)?)),
             // What failed above is tried again here, and reported.
-            return self.remove_container_and_volumes(id, None);
+            (true, _, _) => self.remove_container_and_volumes(id, None),
+            (false, detached, rootfs) => detached.and(rootfs),
         }
-        detached?;
-        rootfs
     }
 
     /// `remove_container`, then the container's anonymous volumes (`rm -v`, `run --rm`).
     pub fn remove_container_and_volumes(&self, id: &str, oci: Option<&OciRuntime>) -> Result<()> {
+        self.with_anonymous_volumes(id, || self.remove_container(id, oci))
+    }
+
+    /// Runs `remove` (which deletes the container's row), then removes the anonymous volumes
+    /// the container had and nothing else uses now.
+    fn with_anonymous_volumes(&self, id: &str, remove: impl FnOnce() -> Result<()>) -> Result<()> {
         let anonymous = self.db.anonymous_volumes_of(id)?;
-        self.remove_container(id, oci)?;
+        remove()?;
         self.remove_unused_volumes(&anonymous)
     }
 
