@@ -29,6 +29,28 @@ fn workdir_user_and_entrypoint_change_the_process() {
 }
 
 #[test]
+fn the_bound_etc_files_sit_in_the_init_layer_and_nothing_is_copied_up() {
+    let out = Lab::new().ok(
+        r#"
+        shibafu run -d --name keep --hostname keeper busybox sleep 100 >/dev/null
+        id=$(shibafu inspect --format '{{.Id}}' keep)
+        if [ -e "$SHIBAFU_ROOT/containers/$id/upper/etc" ]; then echo upper-etc=yes; else echo upper-etc=no; fi
+        shibafu exec keep sh -c 'echo host=$(cat /etc/hostname) mode=$(stat -c %a /etc); grep -c keeper /etc/hosts; echo x > /etc/new; cat /etc/passwd | head -1'
+        echo init=$(ls "$SHIBAFU_ROOT/init") files=$(ls "$SHIBAFU_ROOT"/init/*/etc | tr '\n' ' ')
+        shibafu rm -f keep >/dev/null
+        echo second=$(shibafu run --rm busybox cat /etc/hostname | wc -c)
+        echo left=$(ls -A "$SHIBAFU_ROOT/init" | wc -l)
+        "#,
+    );
+    assert!(out.contains("upper-etc=no"), "overlay copied /etc up:\n{out}");
+    assert!(out.contains("host=keeper mode=755\n1\n"), "{out}");
+    assert!(out.contains("root:x:0:0"), "the image's own /etc shows through:\n{out}");
+    assert!(out.contains("init=755-0-0 files=hostname hosts resolv.conf\n"), "{out}");
+    assert!(out.contains("second=13\n"), "a second container on the same init layer:\n{out}");
+    assert!(out.contains("left=1\n"), "one init layer, nothing staged left:\n{out}");
+}
+
+#[test]
 fn cap_drop_and_read_only_take_rights_away() {
     let r = Lab::new().sh(
         r#"

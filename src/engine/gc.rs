@@ -42,7 +42,7 @@ impl Engine {
         // Staging dirs sit beside what they stage; the temp dirs and the partial downloads
         // (which a pull that was cut keeps to resume) hold nothing else.
         let partials = crate::storage::partial::partial_dir(&self.root);
-        for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("blobs/tmp"), true), (partials, true)] {
+        for (dir, all) in [(store.layers_dir(), false), (self.root.clone(), false), (self.root.join("init"), false), (self.root.join("blobs/tmp"), true), (partials, true)] {
             collect_scratch(&dir, all, &mut done)?;
         }
         Ok(done)
@@ -183,7 +183,7 @@ impl Engine {
 /// A container dir with no row older than this belongs to no run still starting.
 const SCRATCH_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Staging dirs of unpacks and imports (`.unpack-*`, `.layout-*`) in `dir`; with `all`, every
+/// Staging dirs of unpacks, imports and init layers (`.unpack-*`, `.layout-*`) in `dir`; with `all`, every
 /// entry (a temp dir). Only abandoned ones: each is owned (flocked) by the process writing
 /// it for as long as it lives (see storage::scratch).
 fn collect_scratch(dir: &Path, all: bool, done: &mut Collected) -> Result<()> {

@@ -150,6 +150,16 @@ impl Engine {
         ImageStore::new(&self.root, &self.db)
     }
 
+    /// A container's lower layers, bottom first, with the init layer on top when the image
+    /// takes one (storage::initlayer: the empty files its hostname, hosts and resolv.conf are
+    /// bound over, so overlay copies nothing up for them).
+    fn with_init_layer(&self, mut lowers: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+        if let Some(init) = crate::storage::initlayer::for_layers(&self.root, &lowers)? {
+            lowers.push(init);
+        }
+        Ok(lowers)
+    }
+
     /// A container's directory (bundle, upper, work, rootfs, log).
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)

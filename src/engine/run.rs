@@ -170,6 +170,7 @@ impl Engine {
             super::userns::check_reachable(&dirs.merged)?;
         }
         let idmapped = maps.as_ref().map(super::userns::idmapped).transpose()?;
+        let lowers = self.with_init_layer(lowers)?;
         overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref(), opts.remove)?;
         crate::fault::point("run:mounted");
         let root_owner = idmapped.as_ref().map(|i| i.owner);

@@ -115,6 +115,7 @@ impl Engine {
         }
         let mut spec = crate::runtime::spec::load(&dir)?;
         let idmapped = super::userns::of_spec(&spec).as_ref().map(super::userns::idmapped).transpose()?;
+        let lowers = self.with_init_layer(lowers)?;
         overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir), idmapped.as_ref(), c.auto_remove)?;
         let words: Vec<String> = c.network.split(',').map(String::from).collect();
         let mode = NetworkMode::parse(&words)?;

@@ -2,6 +2,7 @@
 
 pub mod blobs;
 pub mod idmap;
+pub mod initlayer;
 pub mod overlay;
 pub mod partial;
 pub mod limits;
