@@ -105,8 +105,19 @@ pub fn mac_in(netns: &std::path::Path, name: &str) -> Result<Option<String>> {
 
 /// Whether a link by this name exists in our namespace.
 pub fn link_exists(name: &str) -> Result<bool> {
-    let name = name.to_string();
-    on_thread(move || with_handle(async move |h| Ok(index_of(&h, &name).await?.is_some())))
+    Ok(local_index(name)?.is_some())
+}
+
+/// The index of a link in the calling thread's namespace (the host's, for every engine thread
+/// that has not entered a container's), or none when there is no such link. One ioctl
+/// (SIOCGIFINDEX, as if_nametoindex(3)): no netlink socket, no thread, no runtime, which a
+/// netlink dump of one link costs on every `run`.
+fn local_index(name: &str) -> Result<Option<u32>> {
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(index) => Ok(Some(index)),
+        Err(nix::errno::Errno::ENODEV) => Ok(None),
+        Err(e) => Err(NetworkError::io(format!("look up link {name}"))(std::io::Error::from(e))),
+    }
 }
 
 /// The host's IPv4 routes in its main table, but the default one: (destination, device).
@@ -162,6 +173,9 @@ pub fn container_mac(address: Ipv4Addr) -> Vec<u8> {
 
 /// Makes the bridge with its gateway address, up, unless it exists; true when it was made.
 pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<bool> {
+    if local_index(bridge)?.is_some() {
+        return Ok(false);
+    }
     let bridge = bridge.to_string();
     on_thread(move || {
         with_handle(async move |h| {
@@ -213,7 +227,8 @@ fn configure_by_ioctl(plan: &VethPlan) -> Result<()> {
 }
 
 async fn create_pair(h: &Handle, plan: &VethPlan, ns: &File) -> Result<()> {
-    let bridge = index_of(h, &plan.bridge).await?.ok_or_else(|| NetworkError::Invalid(format!("bridge {} does not exist", plan.bridge)))?;
+    // This thread is still in the host's namespace.
+    let bridge = local_index(&plan.bridge)?.ok_or_else(|| NetworkError::Invalid(format!("bridge {} does not exist", plan.bridge)))?;
     let mac = container_mac(plan.address);
     explain::step(|| {
         let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
