@@ -348,36 +348,40 @@
           system.stateVersion = "26.05";
         };
 
+      # ./run-vm's forwarded ports, as in the Debian appliance: QEMU's user network in restricted
+      # mode (the forwarded connections come in, nothing goes out), with hostfwd `rules` (",RULE"
+      # each, or shell text that expands to them). The lab VM takes run-vm's from QEMU_NET_OPTS,
+      # checks.forward writes its own; the other VM tests keep applianceModule's `-nic none`.
+      hostLink = rules: {
+        virtualisation.qemu.networkingOptions = lib.mkOverride 10 [
+          "-netdev user,id=lab,restrict=on${rules}"
+          "-device virtio-net-pci,netdev=lab,romfile="
+        ];
+        # The guest's end (images/appliance/lab-host-link): 10.0.2.15, where QEMU forwards to,
+        # no route beyond it, and IPv4 only (no address or route from QEMU's router
+        # advertisements).
+        networking.usePredictableInterfaceNames = false;
+        networking.interfaces.eth0.ipv4.addresses = [
+          {
+            address = "10.0.2.15";
+            prefixLength = 24;
+          }
+        ];
+        boot.kernel.sysctl."net.ipv6.conf.eth0.disable_ipv6" = 1;
+      };
+
       labFor =
         system:
         lib.nixosSystem {
           modules = [
             self.nixosModules.default
             applianceModule
+            (hostLink "\${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}")
             (
               { modulesPath, ... }:
               {
                 imports = [ (modulesPath + "/virtualisation/qemu-vm.nix") ];
                 nixpkgs.hostPlatform = system;
-                # ./run-vm's forwarded ports, as in the Debian appliance: QEMU's user network
-                # in restricted mode (the forwarded connections come in, nothing goes out),
-                # with the hostfwd rules run-vm puts in QEMU_NET_OPTS. The VM tests keep
-                # applianceModule's `-nic none`.
-                virtualisation.qemu.networkingOptions = lib.mkOverride 10 [
-                  "-netdev user,id=lab,restrict=on\${QEMU_NET_OPTS:+,$QEMU_NET_OPTS}"
-                  "-device virtio-net-pci,netdev=lab,romfile="
-                ];
-                # The guest's end (images/appliance/lab-host-link): 10.0.2.15, where QEMU
-                # forwards to, no route beyond it, and IPv4 only (no address or route from
-                # QEMU's router advertisements).
-                networking.usePredictableInterfaceNames = false;
-                networking.interfaces.eth0.ipv4.addresses = [
-                  {
-                    address = "10.0.2.15";
-                    prefixLength = 24;
-                  }
-                ];
-                boot.kernel.sysctl."net.ipv6.conf.eth0.disable_ipv6" = 1;
               }
             )
           ];
