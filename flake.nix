@@ -1097,6 +1097,77 @@
               page = machine.wait_until_succeeds("curl -sf http://google.com")
               assert "pretend internet" in page, f"not the lab's page:\n{page}"
         '';
+
+        # vmtests/tests/appliance.rs: cgroup v2 only, the data root and its container-tool link,
+        # the preloaded images, limits the kernel enforces, and the pretend internet as the VM's
+        # only network.
+        appliance = labTest pkgs "appliance" ''
+          with subtest("cgroup v2, the data root, the binary's names, the preloaded images"):
+              fs = machine.succeed("stat -fc %T /sys/fs/cgroup")
+              assert fs.strip() == "cgroup2fs", f"/sys/fs/cgroup should be cgroup v2 only, is {fs}"
+              machine.succeed('test "$(readlink -f /var/lib/container-tool)" = /var/lib/shibafu')
+              # Debian installs the binary as /usr/local/bin/shibafu; here it is the package's
+              # bin/shibafu in the store, where container-tool and root's ./shibafu and
+              # ./container-tool lead.
+              binary = machine.succeed("readlink -f $(command -v shibafu)").strip()
+              assert binary.startswith("/nix/store/") and binary.endswith("/bin/shibafu"), binary
+              for name in ("$(command -v container-tool)", "/root/container-tool", "/root/shibafu"):
+                  machine.succeed(f'test "$(readlink -f {name})" = {binary}')
+              images = machine.succeed("shibafu images")
+              # alpine where the Debian appliance has debian.
+              for name in ("busybox", "alpine", "python", "node", "node-app", "node-api", "nginx", "postgres"):
+                  assert name in images, f"{name} should be preloaded:\n{images}"
+              # Debian's images share one base layer, so 8 layers make them all. Here the layered
+              # images share their common store paths (glibc, busybox, nss): every layer any
+              # image lists is unpacked once, and some are listed by more than one image.
+              refs = "busybox:latest alpine:latest python:3.11 node:18 node-app:latest node-api:latest nginx:latest postgres:14"
+              listed = machine.succeed(
+                  f"for i in {refs}; do shibafu image inspect $i | jq -r '.layers[].diff_id'; done"
+              ).split()
+              stored = machine.succeed("ls /var/lib/container-tool/layers | wc -l").strip()
+              assert stored == str(len(set(listed))) and len(set(listed)) < len(listed), (
+                  f"the images list {len(listed)} layers, {len(set(listed))} of them distinct; {stored} are stored"
+              )
+              # postgres is 14 here, Debian's 15.
+              versions = machine.succeed(
+                  "shibafu run --rm python:3.11 python --version </dev/null;"
+                  " shibafu run --rm node:18 node --version </dev/null;"
+                  " shibafu run --rm postgres:14 postgres --version </dev/null"
+              )
+              assert "Python 3.11." in versions and "v18." in versions and "(PostgreSQL) 14." in versions, (
+                  f"the images' programs:\n{versions}"
+              )
+
+          with subtest("limits: the container's own cgroup files show them, and the kernel enforces them"):
+              limits = machine.succeed(
+                  "shibafu run --rm --memory 32m --pids-limit 20 --cpus 0.5 busybox"
+                  " cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max </dev/null"
+              )
+              lines = [line.strip() for line in limits.splitlines()]
+              assert lines == ["33554432", "20", "50000 100000"], f"cgroup limits inside the container:\n{limits}"
+              status, out = machine.execute(
+                  "shibafu run --rm --pids-limit 5 busybox sh -c"
+                  " 'for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait' </dev/null 2>&1"
+              )
+              assert status != 0 or "fork" in out or "Resource temporarily unavailable" in out, (
+                  f"pids.max 5 should stop the 8th fork:\n{out}"
+              )
+              leftovers = machine.succeed("ls /sys/fs/cgroup/shibafu 2>/dev/null | grep -c . || true")
+              assert leftovers.strip() == "0", f"cgroups left behind: {leftovers}"
+
+          with subtest("the pretend internet, and no network device but lo, inet0 and ctr0"):
+              machine.succeed("systemctl is-active lab-internet.service lab-internet-dns.service lab-internet-http.service")
+              # The VM's resolver (shibafu-dns first) may be active a moment before it answers.
+              addr = machine.wait_until_succeeds("dig +short google.com | grep .", timeout=60)
+              assert addr.strip() == "198.51.100.1", f"google.com should resolve to the pretend internet: {addr}"
+              machine.succeed("ping -c 1 -W 5 google.com")
+              page = machine.succeed("curl -s --max-time 10 http://google.com/")
+              assert "pretend internet" in page, f"http://google.com should be the pretend internet's page:\n{page}"
+              links = machine.succeed("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1")
+              assert all(link in ("lo", "inet0", "ctr0") for link in links.split()), (
+                  f"the VM should have no network device but lo, inet0 and ctr0:\n{links}"
+              )
+        '';
       });
 
       devShells = forAllSystems (pkgs: {
