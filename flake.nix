@@ -1275,6 +1275,104 @@
                   assert unprivileged == (mode == "auto"), f"{mode}: host uids of the servers' processes:\n{seen}"
                   machine.succeed(f"shibafu rm -f {servers} >/dev/null")
         '';
+
+        # vmtests/tests/forward.rs: ./run-vm's forwards (the host's 127.0.0.1:8080 to the PaaS
+        # API and console, :8088 to the proxy's port 80) reach into the VM, which reaches nothing
+        # out there. The host is the test driver in the build sandbox, where QEMU's forwards
+        # listen on the sandbox's own loopback: its ports are free, so the Debian test's check
+        # that they are is left out; so is its poweroff (the driver stops the VM). In the
+        # sandbox QEMU has no DNS server to forward to, so the 10.0.2.3 check holds there even
+        # without restrict=on; the bait on the host's loopback is what shows the restriction.
+        forward =
+          (labTest pkgs "forward" ''
+            import http.client
+            import socket
+
+
+            def from_host(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+                """GET http://127.0.0.1:PORT/PATH on the driver's side, as curl on the Debian host:
+                the status, the Location (redirects are not followed) and the body."""
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                try:
+                    conn.request("GET", path, headers=headers or {})
+                    response = conn.getresponse()
+                    return response.status, response.getheader("Location") or "", response.read().decode(errors="replace")
+                finally:
+                    conn.close()
+
+
+            def api_answers(_last_try: bool) -> bool:
+                try:
+                    from_host(8080, "/api/apps")
+                    return True
+                except (OSError, http.client.HTTPException):
+                    return False
+
+
+            with subtest("the login banner prints the forwarded URLs"):
+                # The Debian console is the serial port; the driver's serial port has no getty, so
+                # the banner is read where root logs in here: tty1.
+                machine.wait_until_tty_matches("1", "http://localhost:8080/  the PaaS console", timeout=300)
+
+            with subtest("from the host: the API wants the token, the console a sign-in, the proxy answers"):
+                machine.succeed("systemctl start shibafu-paas.service")
+                machine.wait_until_succeeds("curl -sf localhost:8080/api/apps")
+                machine.succeed("cd /root && ./container-tool run -d --name web nginx </dev/null >/dev/null 2>&1")
+                machine.wait_until_succeeds("curl -sf -H 'Host: web.localhost' http://127.0.0.1/")
+                token = machine.succeed("cat /var/lib/shibafu/paas/api.token").strip()
+                assert len(token) == 64, f"the API token: {token!r}"
+                # The Debian guest's link is up when its console is; here the guest's end may
+                # come a moment after the lab's units.
+                retry(api_answers, 60)
+                # A forwarded connection is not loopback in the VM.
+                anonymous, _, _ = from_host(8080, "/api/apps")
+                _, _, apps = from_host(8080, "/api/apps", {"Authorization": f"Bearer {token}"})
+                console, location, _ = from_host(8080, "/")
+                _, _, login = from_host(8080, "/login")
+                _, _, proxied = from_host(8088, "/", {"Host": "web.localhost"})
+                assert anonymous == 401 and apps.strip() == "[]", f"the API from the host: {anonymous} / {apps}"
+                assert console == 303 and "/login?next=" in location and "API token" in login, (
+                    f"the console from the host: {console} {location}"
+                )
+                assert "Welcome to nginx!" in proxied, f"the proxy from the host:\n{proxied}"
+
+            with subtest("the guest: no route out by its link, nothing of the host, no DNS from outside"):
+                routes = machine.succeed(
+                    "ip route show default; ip route get 203.0.113.9 2>&1 || true;"
+                    " ip -6 route show default; ip -6 addr show dev eth0"
+                )
+                assert "eth0" not in routes, f"a route leads out by the forwarding link:\n{routes}"
+                addr = machine.succeed("ip -4 addr show eth0")
+                assert "10.0.2.15/24" in addr, f"the forwarding link:\n{addr}"
+                # Something listening on the host's loopback that the guest must not reach.
+                bait = socket.socket()
+                bait.bind(("127.0.0.1", 0))
+                bait.listen()
+                bait.setblocking(False)
+                bait_port = bait.getsockname()[1]
+                reached, _ = machine.execute(f"curl -s --max-time 5 http://10.0.2.2:{bait_port}/ -o /dev/null")
+                try:
+                    bait.accept()
+                    accepted = True
+                except BlockingIOError:
+                    accepted = False
+                bait.close()
+                assert reached != 0 and not accepted, (
+                    f"the guest reached the host's 127.0.0.1:{bait_port} (curl exit {reached})"
+                )
+                dns = machine.succeed("dig +time=2 +tries=1 @10.0.2.3 example.com 2>&1 || true")
+                assert "ANSWER SECTION" not in dns and "status: NOERROR" not in dns, f"QEMU's DNS answered the guest:\n{dns}"
+                internet = machine.succeed("(curl -s --max-time 5 http://google.com/ || true) | head -3")
+                assert internet, "the lab's pretend internet still answers"
+          '').extendNixOS
+            {
+              # ./run-vm's default forwards, and what it puts on the kernel's command line for
+              # the banner; otherwise the node is the other checks' appliance.
+              module = {
+                imports = [ (hostLink ",hostfwd=tcp:127.0.0.1:8080-:8080,hostfwd=tcp:127.0.0.1:8088-:80") ];
+                boot.kernelParams = [ "shibafu.forward=8080-8080,8088-80" ];
+              };
+            };
       });
 
       devShells = forAllSystems (pkgs: {
