@@ -402,6 +402,14 @@
           ];
           testScript = labTestPrefix + testScript;
         };
+      # The repository's host scripts, as checks.bad-input runs them.
+      hostScripts = lib.fileset.toSource {
+        root = ./.;
+        fileset = lib.fileset.unions [
+          ./run-vm
+          ./scripts/build-vm
+        ];
+      };
       labTestPrefix = ''
         machine.wait_for_unit("shibafu-images.service")
         machine.wait_for_unit("shibafu-lab.target")
@@ -1373,6 +1381,43 @@
                 boot.kernelParams = [ "shibafu.forward=8080-8080,8088-80" ];
               };
             };
+
+        # vmtests/tests/bad_input.rs: run-vm and scripts/build-vm on a machine without QEMU or
+        # mmdebstrap say what to install, and run-vm refuses an unknown option. The Debian test
+        # runs them on its host with nothing booted; here the test VM's root shell is that
+        # machine (/run/current-system/sw/bin stands for /usr/bin), and the scripts are the
+        # repository's, from the store. run-vm's Nix branch (result/bin/run-*-vm) is not taken:
+        # the scripts' folder has no result/, as a clone without `nix build .#vm` has none.
+        bad-input = labTest pkgs "bad-input" ''
+          scripts = "${hostScripts}"
+
+
+          def run_with_only(script: str, args: str) -> tuple[int, str]:
+              """/bin/sh SCRIPT ARGS with a PATH that holds only sh, dirname, id, cat, sed and date:
+              its exit status and what it wrote to stderr."""
+              return machine.execute(
+                  "bin=$(mktemp -d); trap 'rm -rf \"$bin\"' EXIT;"
+                  " for t in sh dirname id cat sed date; do ln -s \"$(command -v $t)\" \"$bin/$t\"; done;"
+                  f" PATH=$bin /bin/sh {scripts}/{script} {args} 2>&1 >/dev/null"
+              )
+
+
+          with subtest("run-vm without QEMU says what to install"):
+              code, err = run_with_only("run-vm", "--no-build")
+              assert code == 1, err
+              assert "needs QEMU: apt-get install qemu-system-x86" in err, err
+
+          with subtest("run-vm refuses an unknown option"):
+              code, err = run_with_only("run-vm", "--bogus")
+              assert code == 2, err
+              assert "unknown option --bogus" in err, err
+
+          with subtest("build-vm without mmdebstrap says what to install"):
+              code, err = run_with_only("scripts/build-vm", "")
+              assert code == 1, err
+              # As root (as here) it names the missing tool; as anyone else it asks for root first.
+              assert "needs mmdebstrap: apt-get install mmdebstrap" in err or "must run as root" in err, err
+        '';
       });
 
       devShells = forAllSystems (pkgs: {
