@@ -1333,11 +1333,11 @@
                 # come a moment after the lab's units.
                 retry(api_answers, 60)
                 # A forwarded connection is not loopback in the VM.
-                anonymous, _, _ = from_host(8080, "/api/apps")
-                _, _, apps = from_host(8080, "/api/apps", {"Authorization": f"Bearer {token}"})
+                anonymous = from_host(8080, "/api/apps")[0]
+                apps = from_host(8080, "/api/apps", {"Authorization": f"Bearer {token}"})[2]
                 console, location, _ = from_host(8080, "/")
-                _, _, login = from_host(8080, "/login")
-                _, _, proxied = from_host(8088, "/", {"Host": "web.localhost"})
+                login = from_host(8080, "/login")[2]
+                proxied = from_host(8088, "/", {"Host": "web.localhost"})[2]
                 assert anonymous == 401 and apps.strip() == "[]", f"the API from the host: {anonymous} / {apps}"
                 assert console == 303 and "/login?next=" in location and "API token" in login, (
                     f"the console from the host: {console} {location}"
