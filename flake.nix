@@ -1010,9 +1010,6 @@
               machine.succeed("cd /root && ./container-tool rm -f webapp >/dev/null && ./container-tool network rm production")
         '';
 
-        # vmtests/tests/restart_at_boot.rs: --restart always and unless-stopped containers
-        # come back after a reboot through shibafu-restart.service; stopped and restart-no
-        # ones stay exited. The test VM's disk lasts across the reboot.
         # vmtests/tests/lab.rs: every phase in a scratch appliance of its own, the learner's
         # state untouched, then --mine and a reset.
         lab = labTest pkgs "lab" ''
@@ -1031,6 +1028,9 @@
               assert before == machine.succeed(state), "lab reset left another state"
         '';
 
+        # vmtests/tests/restart_at_boot.rs: --restart always and unless-stopped containers
+        # come back after a reboot through shibafu-restart.service; stopped and restart-no
+        # ones stay exited. The test VM's disk lasts across the reboot.
         restart-at-boot = labTest pkgs "restart-at-boot" ''
           with subtest("restart policies across a reboot"):
               machine.succeed(
