@@ -107,10 +107,10 @@ pub fn images(root: &Path) -> Result<i32> {
     Ok(0)
 }
 
-/// Bytes as Docker prints them (kB, MB, GB).
+/// Bytes as Docker prints them (`docker images`' kB, MB, GB, four significant digits): the
+/// pull progress lines' format, one formatter for both.
 pub fn human_size(bytes: i64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 { format!("{:.1}GB", b / 1e9) } else if b >= 1e6 { format!("{:.1}MB", b / 1e6) } else { format!("{:.1}kB", b / 1e3) }
+    crate::image::progress::layers::human_size(bytes.max(0) as u64)
 }
 
 /// Runs `export IMAGE`: the flattened rootfs as a tar on stdout.

@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
@@ -49,11 +49,8 @@ impl Ifconfig {
 
     /// `ip link set NAME up`.
     pub fn up(&self, name: &str) -> Result<()> {
-        let mut req = request(name)?;
-        self.ioctl(libc::SIOCGIFFLAGS, &mut req, &format!("read the flags of {name}"))?;
-        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-        self.ioctl(libc::SIOCSIFFLAGS, &mut req, &format!("bring {name} up"))
+        request(name)?;
+        crate::runtime::loopback::set_up(self.0.as_fd(), name.as_bytes()).map_err(NetworkError::io(format!("bring {name} up")))
     }
 
     /// `ip addr add ADDRESS/PREFIX dev NAME` (the kernel adds the subnet's route when the

@@ -118,7 +118,7 @@ mod tests {
         let bottom = layer(tmp.path(), "bottom");
         std::fs::create_dir(bottom.join("etc")).unwrap();
         std::fs::set_permissions(bottom.join("etc"), std::fs::Permissions::from_mode(0o750)).unwrap();
-        let made = for_layers(tmp.path(), &[bottom.clone()]).unwrap().expect("an init layer");
+        let made = for_layers(tmp.path(), std::slice::from_ref(&bottom)).unwrap().expect("an init layer");
         let etc = std::fs::metadata(made.join("etc")).unwrap();
         assert_eq!(etc.mode() & 0o7777, 0o750);
         for name in BIND_TARGETS {
@@ -135,7 +135,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let linked = layer(tmp.path(), "linked");
         std::os::unix::fs::symlink("private/etc", linked.join("etc")).unwrap();
-        assert_eq!(for_layers(tmp.path(), &[linked.clone()]).unwrap(), None);
+        assert_eq!(for_layers(tmp.path(), std::slice::from_ref(&linked)).unwrap(), None);
         let bare = layer(tmp.path(), "bare");
         let made = for_layers(tmp.path(), &[bare]).unwrap().expect("an init layer");
         assert!(made.ends_with("755-0-0"), "{}", made.display());

@@ -347,14 +347,9 @@ impl ImageView {
     }
 }
 
-/// Bytes as KiB, MiB.
+/// Bytes in binary units (`12.3 MiB`), as the service's own messages print them.
 pub fn size(bytes: i64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        n if n < 1 << 10 => format!("{n} B"),
-        n if n < 1 << 20 => format!("{:.1} KiB", b / 1024.0),
-        _ => format!("{:.1} MiB", b / 1048576.0),
-    }
+    crate::storage::limits::human(bytes.max(0) as u64)
 }
 
 #[derive(Template)]
