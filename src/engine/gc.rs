@@ -224,3 +224,18 @@ fn size_of(path: &Path) -> u64 {
     }
     std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| size_of(&e.path())).sum()).unwrap_or(0)
 }
+
+/// Removes the cgroups of the containers of the data root `root` whose processes are all gone
+/// (a scratch appliance's, once its PID namespace ended): each container's
+/// `shibafu/<id>` under the cgroup v2 mount, where there is one.
+pub fn remove_cgroups_of(root: &Path) {
+    let Some(mount) = crate::runtime::cgroups::v2_mount() else {
+        return;
+    };
+    for id in std::fs::read_dir(root.join("containers")).into_iter().flatten().flatten() {
+        let path = mount.join(crate::runtime::cgroups::DEFAULT_PARENT).join(id.file_name());
+        if path.is_dir() {
+            let _ = crate::runtime::cgroups::Cgroup { path }.remove();
+        }
+    }
+}

@@ -89,7 +89,10 @@ pub fn check(
         let _ = shell.sh_status("shibafu rm -f $(shibafu list -aq) >/dev/null 2>&1; true");
         (outcomes, stopped)
     };
-    remove_cgroups(&dir.path().join("root"));
+    // The kernel ended the containers' processes with the PID namespace, but cgroups are the
+    // host's (`rm` removes them too, when a check ends at a prompt; a check stopped while a
+    // step ran ends without it).
+    crate::engine::gc::remove_cgroups_of(&dir.path().join("root"));
     dir.close()
         .map_err(|e| LabError::Io("remove the scratch folder".into(), e))?;
     match outcomes {
@@ -97,27 +100,6 @@ pub fn check(
             "interrupted: the scratch appliance is removed".into(),
         )),
         (outcomes, false) => Ok(outcomes),
-    }
-}
-
-/// Removes the cgroups of the scratch data root's containers: the kernel ended their
-/// processes with the PID namespace, but cgroups are the host's (`rm` removes them too, when a
-/// check ends at a prompt; a check stopped while a step ran ends without it).
-fn remove_cgroups(root: &Path) {
-    let Some(mount) = crate::runtime::cgroups::v2_mount() else {
-        return;
-    };
-    let ids = std::fs::read_dir(root.join("containers"))
-        .into_iter()
-        .flatten()
-        .flatten();
-    for id in ids {
-        let path = mount
-            .join(crate::runtime::cgroups::DEFAULT_PARENT)
-            .join(id.file_name());
-        if path.is_dir() {
-            let _ = crate::runtime::cgroups::Cgroup { path }.remove();
-        }
     }
 }
 
