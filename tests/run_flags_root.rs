@@ -40,6 +40,7 @@ fn the_bound_etc_files_sit_in_the_init_layer_and_nothing_is_copied_up() {
         shibafu rm -f keep >/dev/null
         echo second=$(shibafu run --rm busybox cat /etc/hostname | wc -c)
         echo left=$(ls -A "$SHIBAFU_ROOT/init" | wc -l)
+        echo kept-by-gc=$(shibafu gc | grep -c 'init' || true) left=$(ls -A "$SHIBAFU_ROOT/init" | wc -l)
         "#,
     );
     assert!(out.contains("upper-etc=no"), "overlay copied /etc up:\n{out}");
@@ -48,6 +49,7 @@ fn the_bound_etc_files_sit_in_the_init_layer_and_nothing_is_copied_up() {
     assert!(out.contains("init=755-0-0 files=hostname hosts resolv.conf\n"), "{out}");
     assert!(out.contains("second=13\n"), "a second container on the same init layer:\n{out}");
     assert!(out.contains("left=1\n"), "one init layer, nothing staged left:\n{out}");
+    assert!(out.contains("kept-by-gc=0 left=1\n"), "gc keeps the init layer (lab reset removes it):\n{out}");
 }
 
 #[test]

@@ -164,6 +164,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes the init layers (storage::initlayer) when no container is recorded, with
+    /// their folder, as a first boot has none (`lab reset`); returns what it removed. Not part
+    /// of `gc`: the next run would make the same layer again. A run that records a container
+    /// after this query waits for the store's lock, held here exclusive, before it looks for
+    /// its init layer, and makes it again.
+    pub fn remove_init_layers(&self) -> Result<Vec<String>> {
+        let _removing = self.images().lock_layers(true)?;
+        let mut removed = Vec::new();
+        if !self.db.containers()?.is_empty() {
+            return Ok(removed);
+        }
+        let dir = self.root.join("init");
+        for entry in read_dir(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                remove(&entry.path())?;
+                removed.push(format!("init layer {name}"));
+            }
+        }
+        // Only when empty: a staging dir a live run owns stays, and with it the folder.
+        let _ = std::fs::remove_dir(&dir);
+        Ok(removed)
+    }
+
     /// Network namespaces, leases and published ports of containers that are gone. A run
     /// records its container before it touches the network, so no age check is needed.
     fn collect_networks(&self, done: &mut Collected) -> Result<()> {

@@ -152,12 +152,15 @@ impl Engine {
 
     /// A container's lower layers, bottom first, with the init layer on top when the image
     /// takes one (storage::initlayer: the empty files its hostname, hosts and resolv.conf are
-    /// bound over, so overlay copies nothing up for them).
-    fn with_init_layer(&self, mut lowers: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    /// bound over, so overlay copies nothing up for them). Keep the returned guard (the
+    /// store's lock, shared) until the overlay is mounted: `gc` removes init layers holding it
+    /// exclusive, and only when no container is recorded, which the caller's is by now.
+    fn with_init_layer(&self, mut lowers: Vec<PathBuf>) -> Result<(Vec<PathBuf>, nix::fcntl::Flock<std::fs::File>)> {
+        let held = self.images().lock_layers(false)?;
         if let Some(init) = crate::storage::initlayer::for_layers(&self.root, &lowers)? {
             lowers.push(init);
         }
-        Ok(lowers)
+        Ok((lowers, held))
     }
 
     /// A container's directory (bundle, upper, work, rootfs, log).

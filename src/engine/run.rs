@@ -170,8 +170,9 @@ impl Engine {
             super::userns::check_reachable(&dirs.merged)?;
         }
         let idmapped = maps.as_ref().map(super::userns::idmapped).transpose()?;
-        let lowers = self.with_init_layer(lowers)?;
+        let (lowers, init_held) = self.with_init_layer(lowers)?;
         overlay::mount_overlay(&lowers, &dirs, idmapped.as_ref(), opts.remove)?;
+        drop(init_held);
         crate::fault::point("run:mounted");
         let root_owner = idmapped.as_ref().map(|i| i.owner);
         self.fill_mounts(&opts.mounts, &planned, &dirs.merged, root_owner)?;

@@ -115,8 +115,9 @@ impl Engine {
         }
         let mut spec = crate::runtime::spec::load(&dir)?;
         let idmapped = super::userns::of_spec(&spec).as_ref().map(super::userns::idmapped).transpose()?;
-        let lowers = self.with_init_layer(lowers)?;
+        let (lowers, init_held) = self.with_init_layer(lowers)?;
         overlay::mount_overlay(&lowers, &OverlayDirs::in_dir(&dir), idmapped.as_ref(), c.auto_remove)?;
+        drop(init_held);
         let words: Vec<String> = c.network.split(',').map(String::from).collect();
         let mode = NetworkMode::parse(&words)?;
         let publish = c.publish.iter().map(|p| crate::network::ports::parse(p)).collect::<std::result::Result<Vec<_>, _>>()?;

@@ -62,6 +62,9 @@ pub fn reset(root: &Path, images: &Path, report: &mut dyn FnMut(String)) -> Resu
         collected.removed.len(),
         crate::image::progress::layers::human_size(collected.bytes)
     ));
+    for line in engine.remove_init_layers()? {
+        report(format!("removed {line}"));
+    }
     let bridge = engine.network_named(DEFAULT_NETWORK)?;
     engine.ensure_network(&bridge)?;
     report(format!(
