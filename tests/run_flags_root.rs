@@ -35,6 +35,7 @@ fn the_bound_etc_files_sit_in_the_init_layer_and_nothing_is_copied_up() {
         shibafu run -d --name keep --hostname keeper busybox sleep 100 >/dev/null
         id=$(shibafu inspect --format '{{.Id}}' keep)
         if [ -e "$SHIBAFU_ROOT/containers/$id/upper/etc" ]; then echo upper-etc=yes; else echo upper-etc=no; fi
+        echo lower=$(shibafu inspect --format '{{.GraphDriver.Data.LowerDir}}' keep | cut -d: -f1) mounted=$(grep -c "lowerdir=$SHIBAFU_ROOT/init/755-0-0:" /proc/self/mountinfo)
         shibafu exec keep sh -c 'echo host=$(cat /etc/hostname) mode=$(stat -c %a /etc); grep -c keeper /etc/hosts; echo x > /etc/new; cat /etc/passwd | head -1'
         echo init=$(ls "$SHIBAFU_ROOT/init") files=$(ls "$SHIBAFU_ROOT"/init/*/etc | tr '\n' ' ')
         shibafu rm -f keep >/dev/null
@@ -44,6 +45,7 @@ fn the_bound_etc_files_sit_in_the_init_layer_and_nothing_is_copied_up() {
         "#,
     );
     assert!(out.contains("upper-etc=no"), "overlay copied /etc up:\n{out}");
+    assert!(out.contains("/root/init/755-0-0 mounted=1\n"), "inspect's LowerDir starts with the init layer, as the mount does:\n{out}");
     assert!(out.contains("host=keeper mode=755\n1\n"), "{out}");
     assert!(out.contains("root:x:0:0"), "the image's own /etc shows through:\n{out}");
     assert!(out.contains("init=755-0-0 files=hostname hosts resolv.conf\n"), "{out}");

@@ -55,7 +55,7 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 pub fn for_layers(data_root: &Path, lowers: &[PathBuf]) -> Result<Option<PathBuf>> {
     let Some((mode, uid, gid)) = top_etc(lowers)? else { return Ok(None) };
     let dir = data_root.join("init");
-    let layer = dir.join(format!("{mode:o}-{uid}-{gid}"));
+    let layer = path_of(data_root, mode, uid, gid);
     if layer.join("etc").is_dir() {
         return Ok(Some(layer));
     }
@@ -79,6 +79,19 @@ pub fn for_layers(data_root: &Path, lowers: &[PathBuf]) -> Result<Option<PathBuf
         let _ = std::fs::remove_dir_all(&staging);
     }
     made.map(|()| Some(layer))
+}
+
+/// The init layer a container of `lowers` is mounted with, if there is one, without making it
+/// (what `inspect` shows among the lower dirs).
+pub fn existing(data_root: &Path, lowers: &[PathBuf]) -> Option<PathBuf> {
+    let (mode, uid, gid) = top_etc(lowers).ok()??;
+    let layer = path_of(data_root, mode, uid, gid);
+    layer.join("etc").is_dir().then_some(layer)
+}
+
+/// Where the init layer for an /etc of this mode and owner lives.
+fn path_of(data_root: &Path, mode: u32, uid: u32, gid: u32) -> PathBuf {
+    data_root.join("init").join(format!("{mode:o}-{uid}-{gid}"))
 }
 
 /// Fills `staging` (owned while the returned handle is open): etc/ with the given mode and
@@ -125,7 +138,8 @@ mod tests {
             let file = std::fs::metadata(made.join("etc").join(name)).unwrap();
             assert!(file.is_file() && file.len() == 0, "{name}");
         }
-        assert_eq!(for_layers(tmp.path(), &[bottom]).unwrap(), Some(made.clone()), "the same layer again");
+        assert_eq!(for_layers(tmp.path(), std::slice::from_ref(&bottom)).unwrap(), Some(made.clone()), "the same layer again");
+        assert_eq!(existing(tmp.path(), &[bottom]), Some(made.clone()), "found without making");
         let names: Vec<_> = std::fs::read_dir(tmp.path().join("init")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "nothing staged is left: {names:?}");
     }
@@ -137,6 +151,7 @@ mod tests {
         std::os::unix::fs::symlink("private/etc", linked.join("etc")).unwrap();
         assert_eq!(for_layers(tmp.path(), std::slice::from_ref(&linked)).unwrap(), None);
         let bare = layer(tmp.path(), "bare");
+        assert_eq!(existing(tmp.path(), std::slice::from_ref(&bare)), None, "not made yet");
         let made = for_layers(tmp.path(), &[bare]).unwrap().expect("an init layer");
         assert!(made.ends_with("755-0-0"), "{}", made.display());
     }

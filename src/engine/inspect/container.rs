@@ -45,6 +45,8 @@ pub struct ContainerFacts {
     pub ports: Vec<PortRow>,
     /// Its layers, bottom first.
     pub layers: Vec<LayerFacts>,
+    /// The init layer its overlay has on top of them (storage::initlayer), when there is one.
+    pub init_layer: Option<PathBuf>,
     /// Its network namespace file, while it exists.
     pub sandbox: Option<PathBuf>,
     /// The data root (volumes live under it).
@@ -108,6 +110,7 @@ impl Engine {
             let digest = self.db.layer(diff_id)?.map(|l| l.blob_digest).unwrap_or_default();
             layers.push(LayerFacts { diff_id: diff_id.clone(), digest, dir: self.images().layer_dir(diff_id) });
         }
+        let init_layer = crate::storage::initlayer::existing(&self.root, &layers.iter().map(|l| l.dir.clone()).collect::<Vec<_>>());
         Ok(ContainerFacts {
             row: row.clone(),
             dir,
@@ -121,6 +124,7 @@ impl Engine {
             networks,
             ports: self.db.ports_of(&row.id)?,
             layers,
+            init_layer,
             sandbox,
             root: self.root.clone(),
         })

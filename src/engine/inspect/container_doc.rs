@@ -184,7 +184,8 @@ pub fn document(f: &ContainerFacts) -> ContainerDoc {
         graph_driver: GraphDriverDoc {
             name: "overlay",
             data: BTreeMap::from([
-                ("LowerDir", f.layers.iter().rev().map(|l| l.dir.display().to_string()).collect::<Vec<_>>().join(":")),
+                // Top first, as the overlay stacks them (Docker lists its "-init" layer first too).
+                ("LowerDir", f.init_layer.iter().chain(f.layers.iter().rev().map(|l| &l.dir)).map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")),
                 ("UpperDir", dirs.upper.display().to_string()),
                 ("WorkDir", dirs.work.display().to_string()),
                 ("MergedDir", dirs.merged.display().to_string()),
@@ -404,6 +405,7 @@ mod tests {
             networks: vec![NetworkFacts { network, lease: Some(lease), mac: Some("02:42:0a:59:00:02".into()) }],
             ports: vec![PortRow { container_id: id.clone(), host_ip: "0.0.0.0".into(), host_port: 30001, container_ip: "10.89.0.2".into(), container_port: 80, protocol: "tcp".into() }],
             layers: ["sha256:l1", "sha256:l2"].iter().map(|d| LayerFacts { diff_id: d.to_string(), digest: format!("{d}-blob"), dir: root.join("layers").join(&d[7..]) }).collect(),
+            init_layer: Some(root.join("init/755-0-0")),
             sandbox: Some(root.join("run/netns").join(&id)),
             dir,
             root,

@@ -155,6 +155,7 @@ mod tests {
             networks: vec![],
             ports: vec![],
             layers: vec![],
+            init_layer: None,
             sandbox: None,
             root: "/var/lib/shibafu".into(),
         };
