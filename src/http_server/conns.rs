@@ -87,6 +87,18 @@ impl Conn {
         self.state().waiting
     }
 
+    /// When wait `number` times out, if it is still the wait in progress: the header timeout
+    /// after the head's first byte (or after the accept, for the first request), the idle
+    /// timeout after a kept-alive connection began waiting while no byte came.
+    pub fn head_deadline(&self, number: u64, header: Duration, idle: Duration) -> Option<Instant> {
+        let w = self.wait().filter(|w| w.number == number)?;
+        Some(match w.first_byte {
+            Some(first) => first + header,
+            None if w.number == 1 => w.since + header,
+            None => w.since + idle,
+        })
+    }
+
     /// Notes that request bytes arrived; returns the wait they belong to, if a head is awaited.
     pub fn bytes_arrived(&self) -> Option<u64> {
         let mut s = self.state();

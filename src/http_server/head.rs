@@ -61,12 +61,7 @@ struct HeadSleep {
 
 impl HeadSleep {
     fn deadline(&self) -> Option<Instant> {
-        let w = self.conn.wait().filter(|w| w.number == self.number)?;
-        Some(match w.first_byte {
-            Some(first) => first + self.header,
-            None if w.number == 1 => w.since + self.header,
-            None => w.since + self.idle,
-        })
+        self.conn.head_deadline(self.number, self.header, self.idle)
     }
 }
 

@@ -31,7 +31,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use conns::{Admission, Conn, Conns};
+pub use conns::Conn;
+use conns::{Admission, Conns};
 use head::HeadTimer;
 use io::Guarded;
 
@@ -105,6 +106,18 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_connections(listener, limits, error_body, move |stream, peer, conn| hyper_connection(stream, peer, conn, limits, error_body, handler.clone())).await
+}
+
+/// Accepts connections on `listener` until the process ends, and hands each one it admits to
+/// `connection` (the socket, the client's address, and its place in the table, whose waits for
+/// request heads the handler marks). The connection ends when the handler returns, or when its
+/// place is given to a newer one, or when it is busy and no byte moved for the idle timeout.
+pub async fn serve_connections<F, Fut>(listener: TcpListener, limits: Limits, error_body: ErrorBody, connection: F) -> Infallible
+where
+    F: Fn(TcpStream, SocketAddr, Arc<Conn>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let conns = Arc::new(Conns::new(limits.max_connections));
     let mut last_id = 0u64;
     loop {
@@ -127,7 +140,8 @@ where
         last_id += 1;
         match conns.admit(last_id) {
             Admission::Admitted(conn) => {
-                tokio::spawn(serve_connection(stream, peer, conn, conns.clone(), limits, error_body, handler.clone()));
+                let served = connection.clone()(stream, peer, conn.clone());
+                tokio::spawn(guard_connection(served, conn, conns.clone(), limits));
             }
             Admission::Refused => {
                 let message = format!("all {} connections this server takes are busy with requests; try again shortly", conns.max());
@@ -147,7 +161,17 @@ impl Drop for Leave {
     }
 }
 
-async fn serve_connection<F, Fut, B>(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, conns: Arc<Conns>, limits: Limits, error_body: ErrorBody, handler: F)
+/// Runs a connection's handler until it ends, is evicted, or stalls.
+async fn guard_connection(served: impl Future<Output = ()>, conn: Arc<Conn>, conns: Arc<Conns>, limits: Limits) {
+    let _leave = Leave(conns, conn.clone());
+    tokio::select! {
+        () = served => {}
+        () = conn.evicted() => {}
+        () = conn.stalled(limits.idle_timeout) => {}
+    }
+}
+
+async fn hyper_connection<F, Fut, B>(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, limits: Limits, error_body: ErrorBody, handler: F)
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Send + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -155,7 +179,6 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let _leave = Leave(conns, conn.clone());
     let _ = stream.set_nodelay(true);
     let io = Guarded::new(stream, conn.clone(), HEAD_LIMIT);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -165,21 +188,23 @@ where
         let response = handler(req, peer);
         async move { Ok::<_, Infallible>(response.await) }
     });
-    // An upgraded connection (a WebSocket through the proxy) leaves this server, and its limits,
-    // once the 101 is sent: the service that upgraded it relays it from there.
-    tokio::select! {
-        _ = http.serve_connection(TokioIo::new(io), service).with_upgrades() => {}
-        () = conn.evicted() => return,
-        () = conn.stalled(limits.idle_timeout) => return,
-    }
+    // An upgraded connection (a WebSocket) leaves this server, and its limits, once the 101 is
+    // sent: the service that upgraded it relays it from there.
+    let _ = http.serve_connection(TokioIo::new(io), service).with_upgrades().await;
     if let Some((status, stream)) = conn.take_owed_answer() {
-        let message = if status == StatusCode::URI_TOO_LONG {
-            format!("the request line is over {HEAD_LIMIT} bytes")
-        } else {
-            format!("the request head is over {HEAD_LIMIT} bytes")
-        };
+        // Counted as waiting while it lingers: the stall guard leaves it to LINGER.
+        conn.begin_wait();
         let Ok(stream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) else { return };
-        answer_and_close(stream, &answer(status, &message, error_body, "")).await;
+        answer_and_close(stream, &answer(status, &head_too_large(status), error_body, "")).await;
+    }
+}
+
+/// What a refused head is told: 414 for a request line over the limit, else 431.
+pub fn head_too_large(status: StatusCode) -> String {
+    if status == StatusCode::URI_TOO_LONG {
+        format!("the request line is over {HEAD_LIMIT} bytes")
+    } else {
+        format!("the request head is over {HEAD_LIMIT} bytes")
     }
 }
 
@@ -191,7 +216,7 @@ const LINGER_BYTES: usize = 1 << 20;
 /// Writes `answer`, then reads and drops what the client still sends for a while before
 /// closing: a close with unread bytes resets the connection, and the client could lose the
 /// answer (what Go's net/http and nginx's lingering_close do too).
-async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+pub async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     if !matches!(tokio::time::timeout(LINGER, stream.write_all(answer)).await, Ok(Ok(()))) {
         return;
     }
@@ -210,7 +235,7 @@ async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
 }
 
 /// A whole HTTP/1.1 answer that closes the connection.
-fn answer(status: StatusCode, message: &str, error_body: ErrorBody, extra_headers: &str) -> Vec<u8> {
+pub fn answer(status: StatusCode, message: &str, error_body: ErrorBody, extra_headers: &str) -> Vec<u8> {
     let (content_type, body) = error_body(status, message);
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n{body}",

@@ -1,0 +1,345 @@
+//! One client connection through the proxy: request heads read under the server's head limits,
+//! routed by host, passed to the container over a kept-alive connection, and the answer passed
+//! back, bodies streaming both ways at once; a WebSocket upgrade becomes a plain relay.
+//!
+//! One task does all of it, client and container side, so a request costs no hand-over
+//! between tasks, and every buffer is the connection's own, reused request after request.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::body::{relay, Buf, Side};
+use super::message::{self, Asked, Framing, Refusal};
+use super::routes::{Backend, RouteTable};
+use super::upstream::{self, Upstream};
+use crate::http_server::{answer_and_close, head_too_large, Conn, Limits, HEAD_LIMIT};
+
+/// A client connection and what it keeps between requests.
+struct Client {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    /// The client's address, as X-Forwarded-For gives it.
+    peer: String,
+    /// Bytes from the client not used yet.
+    buf: Buf,
+    /// Bytes from the container not used yet.
+    up_buf: Buf,
+    /// The request head as the container gets it.
+    request: Vec<u8>,
+    /// The response head as the client gets it.
+    response: Vec<u8>,
+}
+
+/// What becomes of the client's connection after a request.
+enum Next {
+    /// It waits for another request.
+    KeepAlive,
+    /// It closes now.
+    Close,
+    /// It closes after this answer (read on for a while, so the client gets it).
+    CloseAnswering(Vec<u8>),
+    /// It was switched to another protocol: relayed to this container connection.
+    Upgraded(TcpStream),
+}
+
+/// Serves one client connection until it closes.
+pub async fn connection(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, routes: Arc<RouteTable>, limits: Limits) {
+    let _ = stream.set_nodelay(true);
+    let mut client = Client { stream, conn, peer: peer.ip().to_string(), buf: Buf::default(), up_buf: Buf::default(), request: Vec::new(), response: Vec::new() };
+    loop {
+        let next = match read_head(&mut client, limits).await {
+            Ok(len) => serve_request(&mut client, len, &routes).await,
+            Err(HeadFailure::Closed) => Next::Close,
+            Err(HeadFailure::TooLarge(status)) => {
+                let text = head_too_large(hyper::StatusCode::from_u16(status).unwrap_or_default());
+                Next::CloseAnswering(plain(status, &format!("{text}\n"), false, false))
+            }
+        };
+        match next {
+            Next::KeepAlive => continue,
+            Next::Close => return,
+            Next::CloseAnswering(answer) => {
+                // Counted as waiting while it lingers: the stall guard leaves it to the linger.
+                client.conn.begin_wait();
+                return answer_and_close(client.stream, &answer).await;
+            }
+            Next::Upgraded(container) => {
+                // The relay leaves this server's limits, as the HTTP connection it was is done.
+                tokio::spawn(relay_upgraded(client.stream, container));
+                return;
+            }
+        }
+    }
+}
+
+/// Why no request head came.
+enum HeadFailure {
+    /// The client closed, or timed out.
+    Closed,
+    /// It is over the size limit: 414 in the request line, else 431.
+    TooLarge(u16),
+}
+
+/// Ends a head wait however the read ends.
+struct Waiting<'a>(&'a Conn, u64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.end_wait(self.1);
+    }
+}
+
+/// Reads until a whole request head is in the client's buffer; returns its length.
+async fn read_head(client: &mut Client, limits: Limits) -> Result<usize, HeadFailure> {
+    let conn = client.conn.clone();
+    let wait = Waiting(&conn, conn.begin_wait());
+    let mut side = Side { io: &mut client.stream, conn: Some(&conn) };
+    let mut looked = 0;
+    loop {
+        if looked == 0 {
+            // Empty lines before a request line are skipped (RFC 9112 2.2).
+            let blank = client.buf.filled().iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            client.buf.consume(blank);
+        }
+        let have = client.buf.filled();
+        if !have.is_empty() {
+            conn.bytes_arrived();
+            match message::head_end(have, looked) {
+                Some(end) if end <= HEAD_LIMIT => return Ok(end),
+                None if have.len() <= HEAD_LIMIT => looked = have.len(),
+                _ => return Err(HeadFailure::TooLarge(if have[..HEAD_LIMIT].contains(&b'\n') { 431 } else { 414 })),
+            }
+        }
+        let Some(deadline) = conn.head_deadline(wait.1, limits.header_timeout, limits.idle_timeout) else {
+            return Err(HeadFailure::Closed);
+        };
+        match tokio::time::timeout_at(deadline.into(), client.buf.fill(&mut side)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(HeadFailure::Closed),
+        }
+    }
+}
+
+/// Answers the request whose head is the first `len` bytes of the client's buffer.
+async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> Next {
+    let parsed = message::request(client.buf.filled(), len, &client.peer, &mut client.request);
+    let req = match parsed {
+        Ok(req) => req,
+        Err(Refusal { status, message }) => return Next::CloseAnswering(plain(status, &format!("{message}\n"), false, false)),
+    };
+    let host = std::str::from_utf8(&client.buf.filled()[req.host.clone()]).unwrap_or("").to_owned();
+    let asked = Asked { http10: req.http10, head_method: req.head_method, keep_alive: req.keep_alive, upgrade: req.upgrade.is_some() };
+    client.buf.consume(req.len);
+    let Some(backend) = routes.lookup(&host) else {
+        let text = format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n");
+        return own_answer(client, 404, &text, asked, req.framing).await;
+    };
+    match exchange(client, &backend, req.framing, asked).await {
+        Ok(next) => next,
+        Err(Failure::Unanswered(e)) => {
+            let text = format!("502 Bad Gateway: container {} ({}) is not answering: {e}\n", backend.name, backend.addr);
+            own_answer(client, 502, &text, asked, req.framing).await
+        }
+        Err(Failure::Answered) => Next::Close,
+    }
+}
+
+/// The proxy's own answer to a request: the connection stays when the request had no body
+/// (none is left unread) and the client keeps it.
+async fn own_answer(client: &mut Client, status: u16, text: &str, asked: Asked, framing: Framing) -> Next {
+    let keep = framing == Framing::None && asked.keep_alive;
+    let answer = plain(status, text, keep, asked.head_method);
+    if !keep {
+        return Next::CloseAnswering(answer);
+    }
+    let mut side = Side { io: &mut client.stream, conn: Some(&*client.conn) };
+    match side.write_all(&answer).await {
+        Ok(()) => Next::KeepAlive,
+        Err(_) => Next::Close,
+    }
+}
+
+/// A plain-text answer.
+fn plain(status: u16, text: &str, keep_alive: bool, head_method: bool) -> Vec<u8> {
+    let reason = hyper::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let close = if keep_alive { "" } else { "connection: close\r\n" };
+    let body = if head_method { "" } else { text };
+    format!("HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{close}\r\n{body}", text.len()).into_bytes()
+}
+
+/// How an exchange with the container failed.
+enum Failure {
+    /// Before any of the answer reached the client: it can still be told.
+    Unanswered(io::Error),
+    /// After: the client's connection is all that can be closed.
+    Answered,
+}
+
+/// Sends the request to the container and its answer to the client. A connection kept from an
+/// earlier request that turns out closed is replaced while nothing of the request is lost: a
+/// request without a body is sent again on another; one with a body only goes on a kept
+/// connection that shows no sign of having closed.
+async fn exchange(client: &mut Client, backend: &Backend, framing: Framing, asked: Asked) -> Result<Next, Failure> {
+    loop {
+        let up = match upstream::take(backend.addr) {
+            Some(up) if framing == Framing::None || looks_open(&up.stream) => up,
+            _ => upstream::connect(backend.addr).await.map_err(Failure::Unanswered)?,
+        };
+        match exchange_on(client, up, backend, framing, asked).await {
+            Err(Attempt::Stale) => continue,
+            Err(Attempt::Failed(f)) => return Err(f),
+            Ok(next) => return Ok(next),
+        }
+    }
+}
+
+/// Whether a kept connection's socket has nothing to read: a container that closed it left an
+/// end of file there.
+fn looks_open(stream: &TcpStream) -> bool {
+    matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// How one try on a container connection failed.
+enum Attempt {
+    /// A kept connection was closed before the request went: try another.
+    Stale,
+    /// For good.
+    Failed(Failure),
+}
+
+async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, framing: Framing, asked: Asked) -> Result<Next, Attempt> {
+    let Upstream { mut stream, reused } = up;
+    let Client { stream: client_stream, conn, buf, up_buf, request, response, .. } = client;
+    up_buf.consume(up_buf.filled().len());
+    let (client_read, client_write) = client_stream.split();
+    let (up_read, up_write) = stream.split();
+    let mut to_client = Side { io: client_write, conn: Some(&**conn) };
+    let mut from_up = Side { io: up_read, conn: None };
+    let mut to_up = Side { io: up_write, conn: None };
+    let outcome = if framing == Framing::None {
+        // Sent as it is, and kept, so it can go again on another connection.
+        if let Err(e) = to_up.write_all(request).await {
+            return Err(if reused { Attempt::Stale } else { Attempt::Failed(Failure::Unanswered(e)) });
+        }
+        let received = receive(up_buf, &mut from_up, &mut to_client, response, asked).await;
+        match received {
+            Err(Failure::Unanswered(_)) if reused && up_buf.filled().is_empty() => return Err(Attempt::Stale),
+            other => other.map(|r| (r, true)),
+        }
+    } else {
+        let mut from_client = Side { io: client_read, conn: Some(&**conn) };
+        let send = relay(framing, false, buf, &mut from_client, &mut to_up, request);
+        let answer = receive(up_buf, &mut from_up, &mut to_client, response, asked);
+        send_and_receive(send, answer).await
+    }
+    .map_err(Attempt::Failed)?;
+    let (received, request_sent) = outcome;
+    match received {
+        Received::Switched => {
+            // What either side sent past the switch goes first.
+            let ok = to_client.write_all(up_buf.filled()).await.is_ok() && to_up.write_all(buf.filled()).await.is_ok();
+            up_buf.consume(up_buf.filled().len());
+            buf.consume(buf.filled().len());
+            drop((to_client, from_up, to_up));
+            Ok(if ok { Next::Upgraded(stream) } else { Next::Close })
+        }
+        Received::Done { reusable, close } => {
+            if reusable && request_sent && up_buf.filled().is_empty() {
+                drop((from_up, to_up));
+                upstream::give_back(backend.addr, stream);
+            }
+            Ok(if close || !request_sent { Next::Close } else { Next::KeepAlive })
+        }
+    }
+}
+
+/// Sends a request's body while its answer comes back (a container may answer before the body
+/// ends, or ask for it with 100 Continue); returns the answer and whether the body went whole.
+async fn send_and_receive(send: impl std::future::Future<Output = io::Result<()>>, answer: impl std::future::Future<Output = Result<Received, Failure>>) -> Result<(Received, bool), Failure> {
+    tokio::pin!(send, answer);
+    let mut sent = false;
+    loop {
+        tokio::select! {
+            biased;
+            received = &mut answer => return received.map(|r| (r, sent)),
+            result = &mut send, if !sent => match result {
+                Ok(()) => sent = true,
+                // The client went, or the container stopped reading: nothing more can go.
+                Err(e) => return Err(Failure::Unanswered(e)),
+            },
+        }
+    }
+}
+
+/// What the container answered.
+enum Received {
+    /// A response, passed on whole.
+    Done {
+        /// The container's connection can take another request.
+        reusable: bool,
+        /// The client's connection ends after it.
+        close: bool,
+    },
+    /// A switch of protocols the client asked for, passed on.
+    Switched,
+}
+
+/// Reads the container's response and passes it on, 1xx interim answers first.
+async fn receive<R, W>(up_buf: &mut Buf, from_up: &mut Side<'_, R>, to_client: &mut Side<'_, W>, out: &mut Vec<u8>, asked: Asked) -> Result<Received, Failure>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let len = response_head(up_buf, from_up).await.map_err(Failure::Unanswered)?;
+        let Some(resp) = message::response(up_buf.filled(), len, asked, out) else {
+            return Err(Failure::Unanswered(invalid("answered with something that is not an HTTP/1 response")));
+        };
+        up_buf.consume(len);
+        if resp.status == 101 && !asked.upgrade {
+            return Err(Failure::Unanswered(invalid("switched protocols unasked")));
+        }
+        if resp.status == 101 {
+            to_client.write_all(out).await.map_err(|_| Failure::Answered)?;
+            return Ok(Received::Switched);
+        }
+        if (100..200).contains(&resp.status) {
+            // An interim answer (100 Continue): an HTTP/1.0 client knows none.
+            if !asked.http10 {
+                to_client.write_all(out).await.map_err(|_| Failure::Answered)?;
+            }
+            continue;
+        }
+        relay(resp.framing, resp.dechunk, up_buf, from_up, to_client, out).await.map_err(|_| Failure::Answered)?;
+        return Ok(Received::Done { reusable: resp.reusable, close: resp.close });
+    }
+}
+
+/// Reads until a whole response head is in `up_buf`; returns its length.
+async fn response_head<R: tokio::io::AsyncRead + Unpin>(up_buf: &mut Buf, from_up: &mut Side<'_, R>) -> io::Result<usize> {
+    let mut looked = 0;
+    loop {
+        let have = up_buf.filled();
+        match message::head_end(have, looked) {
+            Some(end) if end <= HEAD_LIMIT => return Ok(end),
+            None if have.len() <= HEAD_LIMIT => looked = have.len(),
+            _ => return Err(invalid("answered with a head over 64 KiB")),
+        }
+        if up_buf.fill(from_up).await? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed the connection before answering"));
+        }
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Copies both ways between the client and the container after a switch of protocols, until
+/// either side closes.
+async fn relay_upgraded(mut client: TcpStream, mut container: TcpStream) {
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut container).await;
+}
