@@ -130,13 +130,15 @@ async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> 
         Ok(req) => req,
         Err(Refusal { status, message }) => return Next::CloseAnswering(plain(status, &format!("{message}\n"), false, false)),
     };
-    let host = std::str::from_utf8(&client.buf.filled()[req.host.clone()]).unwrap_or("").to_owned();
+    let host = std::str::from_utf8(&client.buf.filled()[req.host.clone()]).unwrap_or("");
+    let backend = routes.lookup(host);
     let asked = Asked { http10: req.http10, head_method: req.head_method, keep_alive: req.keep_alive, upgrade: req.upgrade.is_some() };
-    client.buf.consume(req.len);
-    let Some(backend) = routes.lookup(&host) else {
+    let Some(backend) = backend else {
         let text = format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n");
+        client.buf.consume(req.len);
         return own_answer(client, 404, &text, asked, req.framing).await;
     };
+    client.buf.consume(req.len);
     match exchange(client, &backend, req.framing, asked).await {
         Ok(next) => next,
         Err(Failure::Unanswered(e)) => {
@@ -243,12 +245,10 @@ async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, frami
             let ok = to_client.write_all(up_buf.filled()).await.is_ok() && to_up.write_all(buf.filled()).await.is_ok();
             up_buf.consume(up_buf.filled().len());
             buf.consume(buf.filled().len());
-            drop((to_client, from_up, to_up));
             Ok(if ok { Next::Upgraded(stream) } else { Next::Close })
         }
         Received::Done { reusable, close } => {
             if reusable && request_sent && up_buf.filled().is_empty() {
-                drop((from_up, to_up));
                 upstream::give_back(backend.addr, stream);
             }
             Ok(if close || !request_sent { Next::Close } else { Next::KeepAlive })

@@ -9,6 +9,8 @@ mod forward;
 mod message;
 pub mod routes;
 mod server;
+#[cfg(test)]
+mod tests;
 mod upstream;
 
 pub use server::{serve, ProxyOptions};
