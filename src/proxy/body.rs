@@ -10,6 +10,8 @@ use crate::http_server::Conn;
 
 /// How much is read at once.
 const READ_SIZE: usize = 16 * 1024;
+/// The most a buffer keeps between requests.
+pub const KEPT_SIZE: usize = 64 * 1024;
 /// How much of a chunked body is gathered before it is written on.
 const WRITE_SIZE: usize = 64 * 1024;
 /// The longest chunk-size line, and the most trailer bytes.
@@ -35,6 +37,10 @@ impl Buf {
         if self.start == self.data.len() {
             self.data.clear();
             self.start = 0;
+            // A long head grew it: a kept-alive connection does not keep that much.
+            if self.data.capacity() > KEPT_SIZE {
+                self.data.shrink_to(READ_SIZE);
+            }
         }
     }
 

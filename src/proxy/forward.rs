@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use super::body::{relay, Buf, Side};
+use super::body::{relay, Buf, Side, KEPT_SIZE};
 use super::message::{self, Asked, Framing, Refusal};
 use super::routes::{Backend, RouteTable};
 use super::upstream::{self, Upstream};
@@ -248,6 +248,11 @@ async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, frami
             Ok(if ok { Next::Upgraded(stream) } else { Next::Close })
         }
         Received::Done { reusable, close } => {
+            for head in [&mut *request, &mut *response] {
+                if head.capacity() > KEPT_SIZE {
+                    *head = Vec::new();
+                }
+            }
             if reusable && request_sent && up_buf.filled().is_empty() {
                 upstream::give_back(backend.addr, stream);
             }

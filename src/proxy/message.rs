@@ -292,7 +292,10 @@ pub fn response(buf: &[u8], len: usize, asked: Asked, out: &mut Vec<u8>) -> Opti
     let close = !switched && (!asked.keep_alive || framing == Framing::UntilClose || dechunk);
     out.clear();
     let _ = write!(out, "HTTP/1.1 {status} {}\r\n", resp.reason.unwrap_or(""));
-    for h in resp.headers.iter().filter(|h| !(tokens.drops(h.name) || dechunk && h.name.eq_ignore_ascii_case("transfer-encoding"))) {
+    // A Transfer-Encoding beside a Content-Length wins, and the length goes (RFC 9112 6.3).
+    let coded = resp.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let dropped = |name: &str| tokens.drops(name) || (dechunk && name.eq_ignore_ascii_case("transfer-encoding")) || (coded && name.eq_ignore_ascii_case("content-length"));
+    for h in resp.headers.iter().filter(|h| !dropped(h.name)) {
         header(out, h.name, h.value);
     }
     if switched {
@@ -423,6 +426,8 @@ mod tests {
         assert!(!r.reusable && !r.close, "the container's close is not the client's");
         let (r, _) = answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Asked { head_method: true, ..KEEP });
         assert_eq!(r.framing, Framing::None, "a HEAD answer has no body");
+        let (r, out) = answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", KEEP);
+        assert_eq!((r.framing, out.as_str()), (Framing::Chunked, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), "the coding wins and the length goes");
         let (r, _) = answer("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", KEEP);
         assert_eq!(r.framing, Framing::None);
         let two = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
