@@ -1,6 +1,8 @@
 //! HTTP/1 serving for the services that anyone on the network may connect to (the registry, the
-//! proxy): an accept loop over hyper with the limits such a listener needs, which hyper and
-//! `axum::serve` leave to their callers.
+//! proxy): an accept loop with the limits such a listener needs, which hyper and `axum::serve`
+//! leave to their callers. `serve` runs hyper on each connection (the registry); the proxy reads
+//! its own HTTP/1 through `serve_connections`, and keeps the head limits below itself with
+//! `Conn`'s waits.
 //!
 //! - A connection limit under the open-files limit (`fds`). At the limit a new connection takes
 //!   the place of the one that has waited longest for a request head; when every connection is
@@ -141,7 +143,9 @@ where
         match conns.admit(last_id) {
             Admission::Admitted(conn) => {
                 let served = connection.clone()(stream, peer, conn.clone());
-                tokio::spawn(guard_connection(served, conn, conns.clone(), limits));
+                // Boxed: the task then holds a pointer, and tokio's moves of its stage (at the
+                // spawn, at the end) copy 8 bytes instead of a connection's whole state.
+                tokio::spawn(Box::pin(guard_connection(served, conn, conns.clone(), limits)));
             }
             Admission::Refused => {
                 let message = format!("all {} connections this server takes are busy with requests; try again shortly", conns.max());
@@ -245,3 +249,4 @@ pub fn answer(status: StatusCode, message: &str, error_body: ErrorBody, extra_he
     )
     .into_bytes()
 }
+

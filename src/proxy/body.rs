@@ -8,8 +8,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::message::Framing;
 use crate::http_server::Conn;
 
-/// How much is read at once.
-const READ_SIZE: usize = 16 * 1024;
+/// How much is read at once: a head (most fit in far less), a body.
+pub const HEAD_READ: usize = 4 * 1024;
+pub const BODY_READ: usize = 16 * 1024;
 /// The most a buffer keeps between requests.
 pub const KEPT_SIZE: usize = 64 * 1024;
 /// How much of a chunked body is gathered before it is written on.
@@ -39,18 +40,19 @@ impl Buf {
             self.start = 0;
             // A long head grew it: a kept-alive connection does not keep that much.
             if self.data.capacity() > KEPT_SIZE {
-                self.data.shrink_to(READ_SIZE);
+                self.data.shrink_to(BODY_READ);
             }
         }
     }
 
-    /// Reads what `from` has (at least a byte, or 0 at its end), after the unused bytes.
-    pub async fn fill(&mut self, from: &mut Side<'_, impl AsyncRead + Unpin>) -> io::Result<usize> {
+    /// Reads what `from` has (at least a byte, or 0 at its end), after the unused bytes, with
+    /// room for at least `room` bytes.
+    pub async fn fill(&mut self, from: &mut Side<'_, impl AsyncRead + Unpin>, room: usize) -> io::Result<usize> {
         if self.start > 0 {
             self.data.drain(..self.start);
             self.start = 0;
         }
-        self.data.reserve(READ_SIZE);
+        self.data.reserve(room);
         let n = from.io.read_buf(&mut self.data).await?;
         from.moved(n);
         Ok(n)
@@ -134,7 +136,7 @@ where
         if left == 0 {
             return Ok(());
         }
-        if buf.fill(from).await? == 0 {
+        if buf.fill(from, BODY_READ).await? == 0 {
             return Err(cut_short());
         }
     }
@@ -149,7 +151,7 @@ where
         pending.extend_from_slice(buf.filled());
         buf.consume(buf.filled().len());
         flush(pending, to).await?;
-        if buf.fill(from).await? == 0 {
+        if buf.fill(from, BODY_READ).await? == 0 {
             return Ok(());
         }
     }
@@ -178,7 +180,7 @@ where
             }
             Step::More => {
                 flush(pending, to).await?;
-                if buf.fill(from).await? == 0 {
+                if buf.fill(from, BODY_READ).await? == 0 {
                     return Err(cut_short());
                 }
             }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use super::body::{relay, Buf, Side, KEPT_SIZE};
+use super::body::{relay, Buf, Side, HEAD_READ, KEPT_SIZE};
 use super::message::{self, Asked, Framing, Refusal};
 use super::routes::{Backend, RouteTable};
 use super::upstream::{self, Upstream};
@@ -31,7 +31,21 @@ struct Client {
     request: Vec<u8>,
     /// The response head as the client gets it.
     response: Vec<u8>,
+    /// TCP_NODELAY is on: set once an answer takes more than one write, or the connection is
+    /// kept alive (a connection closed after one answer in one write never needs it).
+    nodelay: bool,
 }
+
+impl Client {
+    fn set_nodelay(&mut self) {
+        if !self.nodelay {
+            self.nodelay = self.stream.set_nodelay(true).is_ok();
+        }
+    }
+}
+
+/// Room made at first for a request or response head as passed on (with the first body bytes).
+const HEAD_SIZE: usize = 2048;
 
 /// What becomes of the client's connection after a request.
 enum Next {
@@ -47,8 +61,16 @@ enum Next {
 
 /// Serves one client connection until it closes.
 pub async fn connection(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, routes: Arc<RouteTable>, limits: Limits) {
-    let _ = stream.set_nodelay(true);
-    let mut client = Client { stream, conn, peer: peer.ip().to_string(), buf: Buf::default(), up_buf: Buf::default(), request: Vec::new(), response: Vec::new() };
+    let mut client = Client {
+        stream,
+        conn,
+        peer: peer.ip().to_string(),
+        buf: Buf::default(),
+        up_buf: Buf::default(),
+        request: Vec::with_capacity(HEAD_SIZE),
+        response: Vec::with_capacity(HEAD_SIZE),
+        nodelay: false,
+    };
     loop {
         let next = match read_head(&mut client, limits).await {
             Ok(len) => serve_request(&mut client, len, &routes).await,
@@ -59,7 +81,12 @@ pub async fn connection(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, ro
             }
         };
         match next {
-            Next::KeepAlive => continue,
+            Next::KeepAlive => {
+                // Kept alive, the next answer may follow one still unacknowledged: Nagle's
+                // algorithm would hold it (nginx's tcp_nodelay does the same at this point).
+                client.set_nodelay();
+                continue;
+            }
             Next::Close => return,
             Next::CloseAnswering(answer) => {
                 // Counted as waiting while it lingers: the stall guard leaves it to the linger.
@@ -116,7 +143,7 @@ async fn read_head(client: &mut Client, limits: Limits) -> Result<usize, HeadFai
         let Some(deadline) = conn.head_deadline(wait.1, limits.header_timeout, limits.idle_timeout) else {
             return Err(HeadFailure::Closed);
         };
-        match tokio::time::timeout_at(deadline.into(), client.buf.fill(&mut side)).await {
+        match tokio::time::timeout_at(deadline.into(), client.buf.fill(&mut side, HEAD_READ)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return Err(HeadFailure::Closed),
         }
@@ -235,7 +262,8 @@ async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, frami
         let mut from_client = Side { io: client_read, conn: Some(&**conn) };
         let send = relay(framing, false, buf, &mut from_client, &mut to_up, request);
         let answer = receive(up_buf, &mut from_up, &mut to_client, response, asked);
-        send_and_receive(send, answer).await
+        // Boxed, as the rarer path: the connection's state is the size of its largest wait.
+        Box::pin(send_and_receive(send, answer)).await
     }
     .map_err(Attempt::Failed)?;
     let (received, request_sent) = outcome;
@@ -296,7 +324,7 @@ enum Received {
 async fn receive<R, W>(up_buf: &mut Buf, from_up: &mut Side<'_, R>, to_client: &mut Side<'_, W>, out: &mut Vec<u8>, asked: Asked) -> Result<Received, Failure>
 where
     R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + AsRef<TcpStream>,
 {
     loop {
         let len = response_head(up_buf, from_up).await.map_err(Failure::Unanswered)?;
@@ -318,8 +346,20 @@ where
             }
             continue;
         }
+        if !whole_in_first_write(resp.framing, up_buf.filled().len()) {
+            let _ = to_client.io.as_ref().set_nodelay(true);
+        }
         relay(resp.framing, resp.dechunk, up_buf, from_up, to_client, out).await.map_err(|_| Failure::Answered)?;
         return Ok(Received::Done { reusable: resp.reusable, close: resp.close });
+    }
+}
+
+/// Whether a body framed so, with `buffered` bytes of it read, goes with its head in one write.
+fn whole_in_first_write(framing: Framing, buffered: usize) -> bool {
+    match framing {
+        Framing::None => true,
+        Framing::Length(n) => n <= buffered as u64,
+        Framing::Chunked | Framing::UntilClose => false,
     }
 }
 
@@ -333,7 +373,7 @@ async fn response_head<R: tokio::io::AsyncRead + Unpin>(up_buf: &mut Buf, from_u
             None if have.len() <= HEAD_LIMIT => looked = have.len(),
             _ => return Err(invalid("answered with a head over 64 KiB")),
         }
-        if up_buf.fill(from_up).await? == 0 {
+        if up_buf.fill(from_up, HEAD_READ).await? == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed the connection before answering"));
         }
     }
@@ -346,5 +386,6 @@ fn invalid(what: &str) -> io::Error {
 /// Copies both ways between the client and the container after a switch of protocols, until
 /// either side closes.
 async fn relay_upgraded(mut client: TcpStream, mut container: TcpStream) {
+    let _ = client.set_nodelay(true);
     let _ = tokio::io::copy_bidirectional(&mut client, &mut container).await;
 }

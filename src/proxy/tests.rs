@@ -311,3 +311,4 @@ fn the_client_address_is_passed_on() {
     let answers = exchange(port, "GET / HTTP/1.1\r\nHost: WEB.localhost:80\r\nX-Forwarded-For: 10.1.1.1\r\n\r\n", 1);
     assert_eq!(answers[0].1, "GET / HTTP/1.1 body= xff=10.1.1.1,127.0.0.1", "the client's own header comes first, the proxy's after it");
 }
+
