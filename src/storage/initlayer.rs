@@ -51,7 +51,9 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 
 /// The init layer for an image of `lowers`, made under `data_root`/init if it is not there
 /// yet; None when the image's /etc is not a directory (then the runtime makes its bind
-/// targets, as before).
+/// targets, as before). The caller holds the store's lock shared (`lock_layers`), as the
+/// engine does until its overlay is mounted: the staging dir is scratch, owned under it, so
+/// `gc` (holding it exclusive) never finds one made but not yet owned.
 pub fn for_layers(data_root: &Path, lowers: &[PathBuf]) -> Result<Option<PathBuf>> {
     let Some((mode, uid, gid)) = top_etc(lowers)? else { return Ok(None) };
     let dir = data_root.join("init");
@@ -59,9 +61,6 @@ pub fn for_layers(data_root: &Path, lowers: &[PathBuf]) -> Result<Option<PathBuf
     if layer.join("etc").is_dir() {
         return Ok(Some(layer));
     }
-    // Staged as scratch is: owned under the store's lock held shared, so `gc` (holding it
-    // exclusive) never finds the staging dir made but not yet owned.
-    let _adding = super::lock_layers(data_root, false).map_err(StorageError::io("lock the layers"))?;
     std::fs::create_dir_all(&dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
     // Unique within this process too: `paas serve` starts containers from several threads.
     static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
