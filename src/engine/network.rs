@@ -349,13 +349,10 @@ impl Engine {
             _ => resolv_conf(&host_resolv, resolver, req.dns),
         };
         let hosts = files::hosts(address, &[hostname, name]) + &files::extra_hosts(req.extra_hosts, gateway)?;
-        let wanted = [
-            ("hostname", files::hostname(hostname)),
-            ("hosts", hosts),
-            ("resolv.conf", resolv),
-        ];
+        // In the order of the init layer's names, which are these files' bind targets.
+        let texts = [files::hostname(hostname), hosts, resolv];
         let mut out = Vec::new();
-        for (file, text) in wanted {
+        for (file, text) in crate::storage::initlayer::BIND_TARGETS.into_iter().zip(texts) {
             let path = dir.join(file);
             std::fs::write(&path, text).map_err(EngineError::io(format!("write {}", path.display())))?;
             out.push((Path::new("/etc").join(file), path));

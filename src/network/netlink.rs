@@ -345,7 +345,7 @@ impl LinkWatch {
         use std::os::fd::AsFd;
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let left: Vec<String> = names.iter().filter(|n| nix::net::if_::if_nametoindex(n.as_str()).is_ok()).cloned().collect();
+            let left: Vec<String> = names.iter().filter(|n| !matches!(local_index(n), Ok(None))).cloned().collect();
             let now = std::time::Instant::now();
             if left.is_empty() || now >= deadline {
                 return left;
