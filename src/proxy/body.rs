@@ -32,6 +32,17 @@ impl Buf {
         &self.data[self.start..]
     }
 
+    /// Drops the unused bytes.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.start = 0;
+    }
+
+    /// How much it holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
     /// Marks the first `n` unused bytes used.
     pub fn consume(&mut self, n: usize) {
         self.start += n;

@@ -61,43 +61,80 @@ enum Next {
 
 /// Serves one client connection until it closes.
 pub async fn connection(stream: TcpStream, peer: SocketAddr, conn: Arc<Conn>, routes: Arc<RouteTable>, limits: Limits) {
-    let mut client = Client {
-        stream,
-        conn,
-        peer: peer.ip().to_string(),
-        buf: Buf::default(),
-        up_buf: Buf::default(),
-        request: Vec::with_capacity(HEAD_SIZE),
-        response: Vec::with_capacity(HEAD_SIZE),
-        nodelay: false,
-    };
+    let [request, response] = spare::take_heads();
+    let [buf, up_buf] = spare::take_bufs();
+    let mut client = Client { stream, conn, peer: peer.ip().to_string(), buf, up_buf, request, response, nodelay: false };
+    let last = serve_client(&mut client, &routes, limits).await;
+    let Client { stream, conn, buf, up_buf, request, response, .. } = client;
+    spare::give_back([request, response], [buf, up_buf]);
+    match last {
+        Next::CloseAnswering(answer) => {
+            // Counted as waiting while it lingers: the stall guard leaves it to the linger.
+            conn.begin_wait();
+            answer_and_close(stream, &answer).await;
+        }
+        Next::Upgraded(container) => {
+            // The relay leaves this server's limits, as the HTTP connection it was is done.
+            tokio::spawn(relay_upgraded(stream, container));
+        }
+        Next::Close | Next::KeepAlive => {}
+    }
+}
+
+/// Answers requests until one ends the connection; returns how it ends.
+async fn serve_client(client: &mut Client, routes: &RouteTable, limits: Limits) -> Next {
     loop {
-        let next = match read_head(&mut client, limits).await {
-            Ok(len) => serve_request(&mut client, len, &routes).await,
+        let next = match read_head(client, limits).await {
+            Ok(len) => serve_request(client, len, routes).await,
             Err(HeadFailure::Closed) => Next::Close,
             Err(HeadFailure::TooLarge(status)) => {
                 let text = head_too_large(hyper::StatusCode::from_u16(status).unwrap_or_default());
                 Next::CloseAnswering(plain(status, &format!("{text}\n"), false, false))
             }
         };
-        match next {
-            Next::KeepAlive => {
-                // Kept alive, the next answer may follow one still unacknowledged: Nagle's
-                // algorithm would hold it (nginx's tcp_nodelay does the same at this point).
-                client.set_nodelay();
-                continue;
-            }
-            Next::Close => return,
-            Next::CloseAnswering(answer) => {
-                // Counted as waiting while it lingers: the stall guard leaves it to the linger.
-                client.conn.begin_wait();
-                return answer_and_close(client.stream, &answer).await;
-            }
-            Next::Upgraded(container) => {
-                // The relay leaves this server's limits, as the HTTP connection it was is done.
-                tokio::spawn(relay_upgraded(client.stream, container));
-                return;
-            }
+        if !matches!(next, Next::KeepAlive) {
+            return next;
+        }
+        // Kept alive, the next answer may follow one still unacknowledged: Nagle's algorithm
+        // would hold it (nginx's tcp_nodelay does the same at this point).
+        client.set_nodelay();
+    }
+}
+
+/// The buffers of connections that ended, kept by each worker for its next connections (with
+/// a connection per request, their allocations showed in the proxy's CPU).
+mod spare {
+    use std::cell::RefCell;
+
+    use super::{Buf, HEAD_SIZE, KEPT_SIZE};
+
+    /// The most sets kept per worker.
+    const MAX: usize = 64;
+
+    thread_local! {
+        static HEADS: RefCell<Vec<[Vec<u8>; 2]>> = const { RefCell::new(Vec::new()) };
+        static BUFS: RefCell<Vec<[Buf; 2]>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Two head buffers, empty.
+    pub fn take_heads() -> [Vec<u8>; 2] {
+        HEADS.with_borrow_mut(Vec::pop).unwrap_or_else(|| [Vec::with_capacity(HEAD_SIZE), Vec::with_capacity(HEAD_SIZE)])
+    }
+
+    /// Two read buffers, empty.
+    pub fn take_bufs() -> [Buf; 2] {
+        BUFS.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+
+    /// Keeps a connection's buffers for another, emptied, unless they grew large.
+    pub fn give_back(mut heads: [Vec<u8>; 2], mut bufs: [Buf; 2]) {
+        if heads.iter().all(|h| h.capacity() <= KEPT_SIZE) {
+            heads.iter_mut().for_each(Vec::clear);
+            HEADS.with_borrow_mut(|kept| (kept.len() < MAX).then(|| kept.push(heads)));
+        }
+        if bufs.iter().all(|b| b.capacity() <= KEPT_SIZE) {
+            bufs.iter_mut().for_each(Buf::clear);
+            BUFS.with_borrow_mut(|kept| (kept.len() < MAX).then(|| kept.push(bufs)));
         }
     }
 }
