@@ -47,6 +47,28 @@ fn container(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> u16 {
     port
 }
 
+/// A proxy to `web.localhost`: a container that reads one request head on each connection and
+/// hands it to `answer` with the rest of the stream.
+fn proxy_to_one_request(answer: impl Fn(Vec<String>, &mut BufReader<TcpStream>, &mut TcpStream) + Send + Sync + 'static) -> u16 {
+    proxy(&[(
+        "web",
+        container(move |stream| {
+            let mut w = stream.try_clone().unwrap();
+            let mut r = BufReader::new(stream);
+            if let Some(head) = read_head(&mut r) {
+                answer(head, &mut r, &mut w);
+            }
+        }),
+    )])
+}
+
+/// A client connection to the proxy.
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
 /// A request head read from `r`, lines without their ends, or None at the end of the stream.
 fn read_head(r: &mut impl BufRead) -> Option<Vec<String>> {
     let mut lines = Vec::new();
@@ -131,8 +153,7 @@ fn exchange(port: u16, requests: &str, count: usize) -> Vec<(Vec<String>, String
 
 /// The same, where the answers numbered in `to_head` answer HEAD requests (no body).
 fn exchange_heads(port: u16, requests: &str, count: usize, to_head: &[usize]) -> Vec<(Vec<String>, String)> {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let s = connect(port);
     (&s).write_all(requests.as_bytes()).unwrap();
     let mut r = BufReader::new(s);
     let mut answers = Vec::new();
@@ -186,21 +207,14 @@ fn an_http10_client_gets_the_chunks_decoded_and_the_connection_closed() {
 
 #[test]
 fn an_interim_100_continue_reaches_the_client_before_the_answer() {
-    let port = proxy(&[(
-        "web",
-        container(|stream| {
-            let mut w = stream.try_clone().unwrap();
-            let mut r = BufReader::new(stream);
-            let head = read_head(&mut r).unwrap();
-            assert_eq!(field(&head, "expect"), Some("100-continue"));
-            w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
-            let mut body = [0; 4];
-            r.read_exact(&mut body).unwrap();
-            w.write_all(format!("HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\n{}", String::from_utf8_lossy(&body)).as_bytes()).unwrap();
-        }),
-    )]);
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = proxy_to_one_request(|head, r, w| {
+        assert_eq!(field(&head, "expect"), Some("100-continue"));
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let mut body = [0; 4];
+        r.read_exact(&mut body).unwrap();
+        w.write_all(format!("HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\n{}", String::from_utf8_lossy(&body)).as_bytes()).unwrap();
+    });
+    let s = connect(port);
     (&s).write_all(b"PUT / HTTP/1.1\r\nHost: web.localhost\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n").unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     assert_eq!(read_head(&mut r).unwrap()[0], "HTTP/1.1 100 Continue");
@@ -238,17 +252,8 @@ fn a_kept_connection_the_container_closed_is_replaced_and_a_dead_container_is_a_
 
 #[test]
 fn a_body_cut_short_by_the_container_closes_the_clients_connection() {
-    let port = proxy(&[(
-        "web",
-        container(|stream| {
-            let mut w = stream.try_clone().unwrap();
-            let mut r = BufReader::new(stream);
-            read_head(&mut r);
-            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this").unwrap();
-        }),
-    )]);
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = proxy_to_one_request(|_, _, w| w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this").unwrap());
+    let s = connect(port);
     (&s).write_all(b"GET / HTTP/1.1\r\nHost: web.localhost\r\n\r\n").unwrap();
     let mut got = Vec::new();
     (&s).read_to_end(&mut got).expect("closed, not left hanging");
@@ -273,20 +278,13 @@ fn bad_heads_are_refused_in_plain_words_and_the_connection_closed() {
 
 #[test]
 fn a_large_body_streams_both_ways() {
-    let port = proxy(&[(
-        "web",
-        container(|stream| {
-            let mut w = stream.try_clone().unwrap();
-            let mut r = BufReader::new(stream);
-            let head = read_head(&mut r).unwrap();
-            let n: usize = field(&head, "content-length").unwrap().parse().unwrap();
-            w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes()).unwrap();
-            std::io::copy(&mut r.take(n as u64), &mut w).unwrap();
-        }),
-    )]);
+    let port = proxy_to_one_request(|head, r, w| {
+        let n: usize = field(&head, "content-length").unwrap().parse().unwrap();
+        w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes()).unwrap();
+        std::io::copy(&mut r.take(n as u64), w).unwrap();
+    });
     let n = 8 << 20;
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let s = connect(port);
     let writer = s.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let mut w = writer;
