@@ -203,7 +203,10 @@ async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> 
         return own_answer(client, 404, &text, asked, req.framing).await;
     };
     client.buf.consume(req.len);
-    match exchange(client, &backend, req.framing, asked).await {
+    // Sent again on another connection if a kept one fails before answering: only a request
+    // whose body is not consumed and that may be done twice (RFC 9110 9.2.2).
+    let resend = req.framing == Framing::None && req.idempotent;
+    match exchange(client, &backend, req.framing, asked, resend).await {
         Ok(next) => next,
         Err(Failure::Unanswered(e)) => {
             let text = format!("502 Bad Gateway: container {} ({}) is not answering: {e}\n", backend.name, backend.addr);
@@ -246,15 +249,16 @@ enum Failure {
 
 /// Sends the request to the container and its answer to the client. A connection kept from an
 /// earlier request that turns out closed is replaced while nothing of the request is lost: a
-/// request without a body is sent again on another; one with a body only goes on a kept
-/// connection that shows no sign of having closed.
-async fn exchange(client: &mut Client, backend: &Backend, framing: Framing, asked: Asked) -> Result<Next, Failure> {
+/// request the container cannot have had (its head was not written) goes on another, and so
+/// does one that may be `resend` when the connection closes before answering; any other only
+/// goes on a kept connection that shows no sign of having closed.
+async fn exchange(client: &mut Client, backend: &Backend, framing: Framing, asked: Asked, resend: bool) -> Result<Next, Failure> {
     loop {
         let up = match upstream::take(backend.addr) {
-            Some(up) if framing == Framing::None || looks_open(&up.stream) => up,
+            Some(up) if resend || looks_open(&up.stream) => up,
             _ => upstream::connect(backend.addr).await.map_err(Failure::Unanswered)?,
         };
-        match exchange_on(client, up, backend, framing, asked).await {
+        match exchange_on(client, up, backend, framing, asked, resend).await {
             Err(Attempt::Stale) => continue,
             Err(Attempt::Failed(f)) => return Err(f),
             Ok(next) => return Ok(next),
@@ -276,7 +280,7 @@ enum Attempt {
     Failed(Failure),
 }
 
-async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, framing: Framing, asked: Asked) -> Result<Next, Attempt> {
+async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, framing: Framing, asked: Asked, resend: bool) -> Result<Next, Attempt> {
     let Upstream { mut stream, reused } = up;
     let Client { stream: client_stream, conn, buf, up_buf, request, response, .. } = client;
     up_buf.consume(up_buf.filled().len());
@@ -292,7 +296,7 @@ async fn exchange_on(client: &mut Client, up: Upstream, backend: &Backend, frami
         }
         let received = receive(up_buf, &mut from_up, &mut to_client, response, asked).await;
         match received {
-            Err(Failure::Unanswered(_)) if reused && up_buf.filled().is_empty() => return Err(Attempt::Stale),
+            Err(Failure::Unanswered(_)) if reused && resend && up_buf.filled().is_empty() => return Err(Attempt::Stale),
             other => other.map(|r| (r, true)),
         }
     } else {

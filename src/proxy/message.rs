@@ -46,6 +46,8 @@ pub struct Request {
     pub http10: bool,
     /// A HEAD request: its answer has no body.
     pub head_method: bool,
+    /// Its method is idempotent (RFC 9110 9.2.2): sent twice, it does what it does once.
+    pub idempotent: bool,
     /// The client keeps the connection for another request.
     pub keep_alive: bool,
     /// The body's framing.
@@ -175,6 +177,7 @@ pub fn request(buf: &[u8], len: usize, peer: &str, out: &mut Vec<u8>) -> Result<
         len,
         http10,
         head_method: method == "HEAD",
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         keep_alive: if http10 { tokens.keep_alive && !tokens.close } else { !tokens.close },
         framing,
         host: range_in(buf, host),
@@ -368,7 +371,8 @@ mod tests {
         let (r, out) = rewrite("GET /a?b HTTP/1.1\r\nHost: web.localhost\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nX-Forwarded-Host: evil\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\n\r\n");
         let r = r.unwrap();
         assert_eq!(out, "GET /a?b HTTP/1.1\r\nHost: web.localhost\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-host: web.localhost\r\n\r\n");
-        assert!(r.keep_alive && !r.http10 && r.framing == Framing::None && r.upgrade.is_none());
+        assert!(r.keep_alive && !r.http10 && r.framing == Framing::None && r.upgrade.is_none() && r.idempotent);
+        assert!(!rewrite("POST / HTTP/1.1\r\nHost: a\r\n\r\n").0.unwrap().idempotent);
         let head = "GET http://api.localhost:8080/x HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n";
         let (r, out) = rewrite(head);
         let r = r.unwrap();
