@@ -239,14 +239,19 @@ pub async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
 }
 
 /// A whole HTTP/1.1 answer that closes the connection.
-pub fn answer(status: StatusCode, message: &str, error_body: ErrorBody, extra_headers: &str) -> Vec<u8> {
+fn answer(status: StatusCode, message: &str, error_body: ErrorBody, extra_headers: &str) -> Vec<u8> {
     let (content_type, body) = error_body(status, message);
+    whole_answer(status, content_type, &body, false, extra_headers)
+}
+
+/// A whole HTTP/1.1 answer with `body`, which closes the connection unless `keep_alive`.
+pub fn whole_answer(status: StatusCode, content_type: &str, body: &str, keep_alive: bool, extra_headers: &str) -> Vec<u8> {
+    let close = if keep_alive { "" } else { "connection: close\r\n" };
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{close}{extra_headers}\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len()
     )
     .into_bytes()
 }
-

@@ -15,7 +15,9 @@ use super::body::{relay, Buf, Side, HEAD_READ, KEPT_SIZE};
 use super::message::{self, Asked, Framing, Refusal};
 use super::routes::{Backend, RouteTable};
 use super::upstream::{self, Upstream};
-use crate::http_server::{answer_and_close, head_too_large, Conn, Limits, HEAD_LIMIT};
+use hyper::StatusCode;
+
+use crate::http_server::{answer_and_close, head_too_large, whole_answer, Conn, Limits, HEAD_LIMIT};
 
 /// A client connection and what it keeps between requests.
 struct Client {
@@ -87,10 +89,7 @@ async fn serve_client(client: &mut Client, routes: &RouteTable, limits: Limits) 
         let next = match read_head(client, limits).await {
             Ok(len) => serve_request(client, len, routes).await,
             Err(HeadFailure::Closed) => Next::Close,
-            Err(HeadFailure::TooLarge(status)) => {
-                let text = head_too_large(hyper::StatusCode::from_u16(status).unwrap_or_default());
-                Next::CloseAnswering(plain(status, &format!("{text}\n"), false, false))
-            }
+            Err(HeadFailure::TooLarge(status)) => Next::CloseAnswering(plain(status, &format!("{}\n", head_too_large(status)), false, false)),
         };
         if !matches!(next, Next::KeepAlive) {
             return next;
@@ -144,7 +143,7 @@ enum HeadFailure {
     /// The client closed, or timed out.
     Closed,
     /// It is over the size limit: 414 in the request line, else 431.
-    TooLarge(u16),
+    TooLarge(StatusCode),
 }
 
 /// Ends a head wait however the read ends.
@@ -158,9 +157,9 @@ impl Drop for Waiting<'_> {
 
 /// Reads until a whole request head is in the client's buffer; returns its length.
 async fn read_head(client: &mut Client, limits: Limits) -> Result<usize, HeadFailure> {
-    let conn = client.conn.clone();
-    let wait = Waiting(&conn, conn.begin_wait());
-    let mut side = Side { io: &mut client.stream, conn: Some(&conn) };
+    let conn = &*client.conn;
+    let wait = Waiting(conn, conn.begin_wait());
+    let mut side = Side { io: &mut client.stream, conn: Some(conn) };
     let mut looked = 0;
     loop {
         if looked == 0 {
@@ -174,7 +173,7 @@ async fn read_head(client: &mut Client, limits: Limits) -> Result<usize, HeadFai
             match message::head_end(have, looked) {
                 Some(end) if end <= HEAD_LIMIT => return Ok(end),
                 None if have.len() <= HEAD_LIMIT => looked = have.len(),
-                _ => return Err(HeadFailure::TooLarge(if have[..HEAD_LIMIT].contains(&b'\n') { 431 } else { 414 })),
+                _ => return Err(HeadFailure::TooLarge(if have[..HEAD_LIMIT].contains(&b'\n') { StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE } else { StatusCode::URI_TOO_LONG })),
             }
         }
         let Some(deadline) = conn.head_deadline(wait.1, limits.header_timeout, limits.idle_timeout) else {
@@ -200,7 +199,7 @@ async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> 
     let Some(backend) = backend else {
         let text = format!("no running container answers for host {host:?}; containers are reached as NAME.localhost\n");
         client.buf.consume(req.len);
-        return own_answer(client, 404, &text, asked, req.framing).await;
+        return own_answer(client, StatusCode::NOT_FOUND, &text, asked, req.framing).await;
     };
     client.buf.consume(req.len);
     // Sent again on another connection if a kept one fails before answering: only a request
@@ -210,7 +209,7 @@ async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> 
         Ok(next) => next,
         Err(Failure::Unanswered(e)) => {
             let text = format!("502 Bad Gateway: container {} ({}) is not answering: {e}\n", backend.name, backend.addr);
-            own_answer(client, 502, &text, asked, req.framing).await
+            own_answer(client, StatusCode::BAD_GATEWAY, &text, asked, req.framing).await
         }
         Err(Failure::Answered) => Next::Close,
     }
@@ -218,7 +217,7 @@ async fn serve_request(client: &mut Client, len: usize, routes: &RouteTable) -> 
 
 /// The proxy's own answer to a request: the connection stays when the request had no body
 /// (none is left unread) and the client keeps it.
-async fn own_answer(client: &mut Client, status: u16, text: &str, asked: Asked, framing: Framing) -> Next {
+async fn own_answer(client: &mut Client, status: StatusCode, text: &str, asked: Asked, framing: Framing) -> Next {
     let keep = framing == Framing::None && asked.keep_alive;
     let answer = plain(status, text, keep, asked.head_method);
     if !keep {
@@ -231,12 +230,13 @@ async fn own_answer(client: &mut Client, status: u16, text: &str, asked: Asked, 
     }
 }
 
-/// A plain-text answer.
-fn plain(status: u16, text: &str, keep_alive: bool, head_method: bool) -> Vec<u8> {
-    let reason = hyper::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
-    let close = if keep_alive { "" } else { "connection: close\r\n" };
-    let body = if head_method { "" } else { text };
-    format!("HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{close}\r\n{body}", text.len()).into_bytes()
+/// A plain-text answer (its length but not its body, to a HEAD request).
+fn plain(status: StatusCode, text: &str, keep_alive: bool, head_method: bool) -> Vec<u8> {
+    let mut answer = whole_answer(status, "text/plain; charset=utf-8", text, keep_alive, "");
+    if head_method {
+        answer.truncate(answer.len() - text.len());
+    }
+    answer
 }
 
 /// How an exchange with the container failed.

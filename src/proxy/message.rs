@@ -8,6 +8,8 @@ use std::io::Write;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use hyper::StatusCode;
+
 /// The most header lines in a head: more is refused (hyper's limit too).
 const MAX_HEADERS: usize = 100;
 
@@ -28,12 +30,12 @@ pub enum Framing {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
     /// The status to answer with.
-    pub status: u16,
+    pub status: StatusCode,
     /// The plain text of the answer.
     pub message: &'static str,
 }
 
-fn refuse(status: u16, message: &'static str) -> Refusal {
+fn refuse(status: StatusCode, message: &'static str) -> Refusal {
     Refusal { status, message }
 }
 
@@ -137,15 +139,15 @@ pub fn request(buf: &[u8], len: usize, peer: &str, out: &mut Vec<u8>) -> Result<
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(&buf[..len], &mut headers) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(refuse(400, "the request head is cut short")),
-        Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "the request has over 100 header lines")),
-        Err(_) => return Err(refuse(400, "the request head is not HTTP/1")),
+        Ok(httparse::Status::Partial) => return Err(refuse(StatusCode::BAD_REQUEST, "the request head is cut short")),
+        Err(httparse::Error::TooManyHeaders) => return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request has over 100 header lines")),
+        Err(_) => return Err(refuse(StatusCode::BAD_REQUEST, "the request head is not HTTP/1")),
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Err(refuse(400, "the request head is not HTTP/1"));
+        return Err(refuse(StatusCode::BAD_REQUEST, "the request head is not HTTP/1"));
     };
     if method == "CONNECT" {
-        return Err(refuse(405, "CONNECT is not served: this is a reverse proxy"));
+        return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served: this is a reverse proxy"));
     }
     let (path, target_host) = origin_form(target)?;
     let tokens = ConnectionTokens::of(req.headers);
@@ -153,7 +155,7 @@ pub fn request(buf: &[u8], len: usize, peer: &str, out: &mut Vec<u8>) -> Result<
     let mut host = None;
     for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")) {
         if host.replace(h.value).is_some() {
-            return Err(refuse(400, "the request has two Host headers"));
+            return Err(refuse(StatusCode::BAD_REQUEST, "the request has two Host headers"));
         }
     }
     let host = host.or(target_host.map(str::as_bytes)).unwrap_or_default();
@@ -198,12 +200,12 @@ fn origin_form(target: &str) -> Result<(&str, Option<&str>), Refusal> {
         return Ok((target, None));
     }
     let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) else {
-        return Err(refuse(400, "the request target is neither a path nor an http URL"));
+        return Err(refuse(StatusCode::BAD_REQUEST, "the request target is neither a path nor an http URL"));
     };
     let (authority, path) = rest.find(['/', '?']).map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     if path.starts_with('?') {
         // "http://host?q" asks for "/?q": rare enough to refuse rather than copy.
-        return Err(refuse(400, "the request URL has a query but no path"));
+        return Err(refuse(StatusCode::BAD_REQUEST, "the request URL has a query but no path"));
     }
     Ok((path, Some(authority)))
 }
@@ -218,18 +220,18 @@ fn request_framing(headers: &[httparse::Header], version: u8) -> Result<Framing,
             coded = true;
             chunked = last_coding_is_chunked(h.value);
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n = content_length(h.value).ok_or(refuse(400, "the Content-Length is not a number"))?;
+            let n = content_length(h.value).ok_or(refuse(StatusCode::BAD_REQUEST, "the Content-Length is not a number"))?;
             if length.is_some_and(|l| l != n) {
-                return Err(refuse(400, "the request has two different Content-Lengths"));
+                return Err(refuse(StatusCode::BAD_REQUEST, "the request has two different Content-Lengths"));
             }
             length = Some(n);
         }
     }
     match (coded, length) {
         // Both would let the proxy and the container disagree on where the body ends.
-        (true, Some(_)) => Err(refuse(400, "the request has both Transfer-Encoding and Content-Length")),
-        (true, None) if version == 0 => Err(refuse(400, "an HTTP/1.0 request has a Transfer-Encoding")),
-        (true, None) if !chunked => Err(refuse(400, "the request's Transfer-Encoding does not end in chunked")),
+        (true, Some(_)) => Err(refuse(StatusCode::BAD_REQUEST, "the request has both Transfer-Encoding and Content-Length")),
+        (true, None) if version == 0 => Err(refuse(StatusCode::BAD_REQUEST, "an HTTP/1.0 request has a Transfer-Encoding")),
+        (true, None) if !chunked => Err(refuse(StatusCode::BAD_REQUEST, "the request's Transfer-Encoding does not end in chunked")),
         (true, None) => Ok(Framing::Chunked),
         (false, Some(0) | None) => Ok(Framing::None),
         (false, Some(n)) => Ok(Framing::Length(n)),
@@ -404,7 +406,7 @@ mod tests {
             ("GET a/b HTTP/1.1\r\n\r\n", 400),
             ("GET / HTTP/2.0\r\n\r\n", 400),
         ] {
-            assert_eq!(rewrite(head).0.unwrap_err().status, status, "{head:?}");
+            assert_eq!(rewrite(head).0.unwrap_err().status.as_u16(), status, "{head:?}");
         }
         let (r, _) = rewrite("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
         assert_eq!(r.unwrap().framing, Framing::Chunked);
